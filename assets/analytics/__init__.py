@@ -1,0 +1,1 @@
+"""Analytics assets: indicators, pair statistics, signals, backtests and performance."""
