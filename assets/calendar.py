@@ -1,0 +1,68 @@
+"""The US equity exchange calendar (XNYS): sessions, opens, closes, half days, as Polars frames."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
+
+import exchange_calendars as xcals
+import polars as pl
+
+CALENDAR_NAME = "XNYS"
+CALENDAR_START = date(2010, 1, 4)
+SESSION_SCHEMA = {
+    "session_date": pl.Date,
+    "open_ts": pl.Datetime("us", "UTC"),
+    "close_ts": pl.Datetime("us", "UTC"),
+    "is_half_day": pl.Boolean,
+}
+
+
+@lru_cache(maxsize=1)
+def _xnys() -> xcals.ExchangeCalendar:
+    """Built once per process: constructing the calendar parses years of holiday rules."""
+    return xcals.get_calendar(CALENDAR_NAME, start=CALENDAR_START.isoformat())
+
+
+def sessions(start: date, end: date) -> pl.DataFrame:
+    """One row per trading session in [start, end], with its UTC open and close (half days included)."""
+    if end < start:
+        return pl.DataFrame(schema=SESSION_SCHEMA)
+    schedule = _xnys().schedule
+    window = schedule.loc[start.isoformat() : end.isoformat()]
+    frame = pl.DataFrame(
+        {
+            "session_date": [ts.date() for ts in window.index],
+            "open_ts": window["open"].dt.tz_convert("UTC").tolist(),
+            "close_ts": window["close"].dt.tz_convert("UTC").tolist(),
+        }
+    ).with_columns(pl.col("open_ts", "close_ts").cast(pl.Datetime("us", "UTC")))
+    full_day = pl.duration(hours=6, minutes=30)
+    return frame.with_columns(is_half_day=(pl.col("close_ts") - pl.col("open_ts")) < full_day)
+
+
+def session_dates(start: date, end: date) -> list[date]:
+    """The session dates in [start, end]; the partition keys of a daily asset."""
+    return sessions(start, end)["session_date"].to_list()
+
+
+def last_completed_session(now: datetime) -> date:
+    """The latest session whose close is at or before `now`."""
+    recent = sessions(now.date() - timedelta(days=10), now.date())
+    done = recent.filter(pl.col("close_ts") <= now.astimezone(timezone.utc))
+    return done["session_date"].max()
+
+
+def hourly_bar_starts(session_frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per clock-aligned hourly bar of each session: 09:00 (covering 09:30–10:00 ET) to the last hour before the close."""
+    return (
+        session_frame.with_columns(
+            bar_ts=pl.datetime_ranges(
+                pl.col("open_ts").dt.truncate("1h"),
+                pl.col("close_ts") - pl.duration(microseconds=1),
+                interval="1h",
+            )
+        )
+        .explode("bar_ts")
+        .select("session_date", "bar_ts")
+    )

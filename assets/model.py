@@ -1,0 +1,140 @@
+"""Asset declarations: what an asset is built from, how it is partitioned, and what it promises."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal, Protocol
+
+import polars as pl
+
+Severity = Literal["error", "warn"]
+PartitionKind = Literal["daily", "none"]
+UNPARTITIONED = "all"
+
+#: Inputs a transform may ask for by parameter name that are not upstream assets.
+CONTEXT_INPUTS = frozenset({"fetched", "sessions"})
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named cross-row check; `find_failures` returns the failing rows (empty when it passes).
+
+    The failing rows must carry the asset's `partition_key` column so a failure is
+    attributed to the partition it belongs to.
+    """
+
+    name: str
+    severity: Severity
+    find_failures: Callable[[pl.DataFrame], pl.DataFrame]
+    description: str = ""
+
+
+class Fetch(Protocol):
+    """How a source asset asks the outside world for its window of data."""
+
+    def __call__(self, source: Any, window: Any) -> pl.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A versioned, materialized table: its upstreams, partitions, contract, checks and code version."""
+
+    name: str
+    description: str
+    transform: Callable[..., pl.DataFrame]
+    deps: tuple[str, ...] = ()
+    partitions: PartitionKind = "none"
+    contract: type | None = None
+    checks: tuple[Check, ...] = ()
+    grain: tuple[str, ...] = ()
+    time_column: str | None = None
+    freshness: timedelta | None = None
+    tags: frozenset[str] = frozenset()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fetch: Fetch | None = None
+    pinned_code_version: str | None = None
+
+    @property
+    def is_partitioned(self) -> bool:
+        return self.partitions != "none"
+
+    @property
+    def is_source(self) -> bool:
+        """A source asset reads from outside; its data can only go stale by the clock."""
+        return self.fetch is not None
+
+    @property
+    def context_inputs(self) -> tuple[str, ...]:
+        names = inspect.signature(self.transform).parameters
+        return tuple(name for name in names if name in CONTEXT_INPUTS)
+
+    @property
+    def code_version(self) -> str:
+        """A digest of the transform's source and its parameters, unless pinned.
+
+        Pinning lets a refactor that cannot change data avoid a full rebuild.
+        """
+        if self.pinned_code_version:
+            return self.pinned_code_version
+        digest = hashlib.sha256(inspect.getsource(self.transform).encode())
+        if self.fetch is not None:
+            digest.update(inspect.getsource(self.fetch).encode())
+        digest.update(repr(sorted(self.params.items())).encode())
+        return digest.hexdigest()[:12]
+
+    def build(self, inputs: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        """Run the transform on named input frames; the params are passed as keyword arguments."""
+        return self.transform(**inputs, **self.params)
+
+
+def asset(
+    *,
+    partitions: PartitionKind = "none",
+    contract: type | None = None,
+    checks: tuple[Check, ...] = (),
+    grain: tuple[str, ...] = (),
+    time_column: str | None = None,
+    freshness: timedelta | None = None,
+    tags: tuple[str, ...] = (),
+    params: Mapping[str, Any] | None = None,
+    fetch: Fetch | None = None,
+    name: str | None = None,
+    code_version: str | None = None,
+) -> Callable[[Callable[..., pl.DataFrame]], Asset]:
+    """Declare an asset from its transform; positional parameters name the upstream assets.
+
+    The description is the transform's docstring and must state the grain ("One row per ...").
+    """
+
+    def declare(transform: Callable[..., pl.DataFrame]) -> Asset:
+        parameters = inspect.signature(transform).parameters.values()
+        deps = tuple(
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in CONTEXT_INPUTS
+        )
+        description = inspect.getdoc(transform) or ""
+        if not description.startswith("One row per"):
+            raise ValueError(f"asset {transform.__name__}: description must state its grain ('One row per ...')")
+        return Asset(
+            name=name or transform.__name__,
+            description=description,
+            transform=transform,
+            deps=deps,
+            partitions=partitions,
+            contract=contract,
+            checks=checks,
+            grain=grain,
+            time_column=time_column,
+            freshness=freshness,
+            tags=frozenset(tags),
+            params=dict(params or {}),
+            fetch=fetch,
+            pinned_code_version=code_version,
+        )
+
+    return declare

@@ -1,0 +1,223 @@
+"""A deterministic offline market: seeded, calendar-aware hourly bars with known cointegrated pairs.
+
+Same seed and universe size give identical bars for a date whatever window asks for
+it, because every session draws from its own seeded generator and levels are
+accumulated from a fixed origin. The market has splits, missing bars and a small,
+known rate of bad ticks, so the cleaning and quality code has something real to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+
+import numpy as np
+import polars as pl
+from scipy.signal import lfilter
+
+from assets.calendar import hourly_bar_starts, sessions
+from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe
+
+ORIGIN = date(2019, 1, 2)
+BARS_PER_YEAR = 252 * 7
+ANNUAL_VOL = 0.25
+MARKET_VOL = 0.12
+SPREAD_AR = 0.95
+SPREAD_VOL = 0.004
+
+#: The default universe: tickers, sectors, and which pairs the market makes cointegrated.
+DEFAULT_UNIVERSE: tuple[tuple[str, str], ...] = (
+    ("KO", "staples"), ("PEP", "staples"), ("PG", "staples"), ("WMT", "staples"),
+    ("XOM", "energy"), ("CVX", "energy"), ("SLB", "energy"), ("COP", "energy"),
+    ("GS", "financials"), ("MS", "financials"), ("JPM", "financials"), ("BAC", "financials"),
+    ("V", "payments"), ("MA", "payments"), ("PYPL", "payments"), ("AXP", "payments"),
+    ("AAPL", "technology"), ("MSFT", "technology"), ("NVDA", "technology"), ("INTC", "technology"),
+)
+DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (("PEP", "KO"), ("CVX", "XOM"), ("MS", "GS"), ("MA", "V"))
+DEFAULT_SPLITS: tuple[tuple[str, date, float], ...] = (
+    ("NVDA", date(2024, 6, 10), 10.0),
+    ("WMT", date(2024, 2, 26), 3.0),
+    ("AAPL", date(2025, 8, 4), 2.0),
+)
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    """The offline market every Quarry install can build with no keys and no network."""
+
+    seed: int = 7
+    n_symbols: int = 20
+    bad_tick_rate: float = 0.0005
+    missing_bar_rate: float = 0.002
+    name: str = "sample"
+
+    def identity(self) -> str:
+        return (
+            f"sample(seed={self.seed},symbols={self.n_symbols},"
+            f"bad_ticks={self.bad_tick_rate},missing={self.missing_bar_rate})"
+        )
+
+    def symbols(self) -> list[str]:
+        return [symbol for symbol, _ in universe(self.n_symbols)]
+
+    def sectors(self) -> dict[str, str]:
+        return dict(universe(self.n_symbols))
+
+    def cointegrated_pairs(self) -> list[tuple[str, str]]:
+        """The (y, x) pairs built as y = a + b·x + stationary noise in log prices."""
+        return list(cointegrated_pairs(self.n_symbols))
+
+    def fetch_bars(self, symbols: list[str], timeframe: Timeframe, start: datetime, end: datetime) -> pl.DataFrame:
+        last_session = (end - _ONE_MICRO).date()
+        hourly = _market(self.seed, self.n_symbols, self.bad_tick_rate, self.missing_bar_rate, last_session)
+        bars = hourly.filter(
+            pl.col("symbol").is_in(symbols), pl.col("bar_ts") >= start, pl.col("bar_ts") < end
+        )
+        if timeframe == "1d":
+            bars = _daily(bars)
+        return bars.sort("symbol", "bar_ts")
+
+    def fetch_splits(self, symbols: list[str], start: date, end: date) -> pl.DataFrame:
+        rows = [s for s in split_schedule(self.n_symbols) if s[0] in symbols and start <= s[1] <= end]
+        return pl.DataFrame(rows, schema=SPLIT_SCHEMA, orient="row").sort("symbol", "ex_date")
+
+
+_ONE_MICRO = np.timedelta64(1, "us").astype(object)
+
+
+def universe(n_symbols: int) -> tuple[tuple[str, str], ...]:
+    """The first `n_symbols` of the default universe, extended with synthetic tickers in sectors of ten."""
+    extra = tuple((f"SYN{i:04d}", f"sector{i // 10:02d}") for i in range(max(0, n_symbols - len(DEFAULT_UNIVERSE))))
+    return (DEFAULT_UNIVERSE + extra)[:n_symbols]
+
+
+def cointegrated_pairs(n_symbols: int) -> tuple[tuple[str, str], ...]:
+    names = {symbol for symbol, _ in universe(n_symbols)}
+    synthetic = tuple(
+        (f"SYN{i + 1:04d}", f"SYN{i:04d}") for i in range(0, n_symbols - len(DEFAULT_UNIVERSE) - 1, 10)
+    )
+    return tuple((y, x) for y, x in DEFAULT_PAIRS + synthetic if y in names and x in names)
+
+
+def split_schedule(n_symbols: int) -> tuple[tuple[str, date, float], ...]:
+    names = {symbol for symbol, _ in universe(n_symbols)}
+    return tuple(s for s in DEFAULT_SPLITS if s[0] in names)
+
+
+def _daily(hourly: pl.DataFrame) -> pl.DataFrame:
+    """Daily bars as a provider would aggregate them, stamped at the session's first bar."""
+    return (
+        hourly.sort("symbol", "bar_ts")
+        .group_by("symbol", pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
+        .agg(
+            pl.col("bar_ts").first(),
+            pl.col("open_px").first(),
+            pl.col("high_px").max(),
+            pl.col("low_px").min(),
+            pl.col("close_px").last(),
+            pl.col("volume_qty").sum(),
+            ((pl.col("vwap_px") * pl.col("volume_qty")).sum() / pl.col("volume_qty").sum()).alias("vwap_px"),
+            pl.col("trade_count").sum(),
+        )
+        .select(BAR_SCHEMA.keys())
+    )
+
+
+@lru_cache(maxsize=2)
+def _market(seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: float, last_session: date) -> pl.DataFrame:
+    """Every hourly bar from ORIGIN to `last_session`; memoized because batches of one run share it."""
+    bar_frame = hourly_bar_starts(sessions(ORIGIN, last_session))
+    names = [symbol for symbol, _ in universe(n_symbols)]
+    n_bars = bar_frame.height
+    if n_bars == 0:
+        return pl.DataFrame(schema=BAR_SCHEMA)
+    draws = _session_draws(seed, bar_frame["session_date"], n_symbols)
+    log_close = _log_prices(draws, names, n_symbols)
+    adjusted_close = np.exp(log_close)
+    split_factor = _split_factor(bar_frame["session_date"], names, n_symbols)
+    open_gap = np.exp(draws["gap"] * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.3)
+    adjusted_open = np.vstack([adjusted_close[:1], adjusted_close[:-1]]) * open_gap
+    wick = np.abs(draws["wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
+    adjusted_high = np.maximum(adjusted_open, adjusted_close) * np.exp(wick)
+    adjusted_low = np.minimum(adjusted_open, adjusted_close) * np.exp(-wick[::-1])
+    volume = np.round(np.exp(12.0 + 0.4 * draws["volume"]) / split_factor).astype(np.int64) + 100
+
+    raw = {
+        "open_px": adjusted_open * split_factor,
+        "high_px": adjusted_high * split_factor,
+        "low_px": adjusted_low * split_factor,
+        "close_px": adjusted_close * split_factor,
+    }
+    is_bad = draws["bad"] < bad_tick_rate
+    bad_close = raw["close_px"] * np.where(draws["bad_sign"] > 0, 1.35, 0.65)
+    raw["close_px"] = np.where(is_bad, bad_close, raw["close_px"])
+    raw["high_px"] = np.maximum(raw["high_px"], raw["close_px"])
+    raw["low_px"] = np.minimum(raw["low_px"], raw["close_px"])
+
+    frame = pl.DataFrame(
+        {
+            "symbol": np.repeat(np.array(names, dtype=object)[None, :], n_bars, axis=0).ravel(),
+            "bar_ts": np.repeat(bar_frame["bar_ts"].to_numpy(), n_symbols),
+            **{column: np.round(values, 4).ravel() for column, values in raw.items()},
+            "volume_qty": volume.ravel(),
+            "is_missing": (draws["missing"] < missing_bar_rate).ravel(),
+            "is_bad": is_bad.ravel(),
+        }
+    ).with_columns(pl.col("bar_ts").dt.replace_time_zone("UTC").cast(pl.Datetime("us", "UTC")))
+    frame = frame.with_columns(
+        vwap_px=((pl.col("high_px") + pl.col("low_px") + pl.col("close_px")) / 3).round(4),
+        trade_count=(pl.col("volume_qty") // 100),
+        session=pl.col("bar_ts").dt.date(),
+    )
+    # At most one bad tick per symbol and session, so the default market stays within tolerance.
+    first_bad = pl.col("is_bad") & (pl.col("is_bad").cum_sum().over("symbol", "session") == 1)
+    frame = frame.with_columns(
+        close_px=pl.when(pl.col("is_bad") & ~first_bad).then(pl.col("open_px")).otherwise(pl.col("close_px"))
+    ).with_columns(
+        high_px=pl.max_horizontal("high_px", "close_px", "open_px"),
+        low_px=pl.min_horizontal("low_px", "close_px", "open_px"),
+    )
+    return frame.filter(~pl.col("is_missing")).select(BAR_SCHEMA.keys())
+
+
+def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[str, np.ndarray]:
+    """Standard draws per bar and symbol, each session from its own generator so windows never shift them."""
+    kinds = ("ret", "market", "spread", "gap", "wick", "volume", "bad", "bad_sign", "missing")
+    per_session: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
+    counts = session_dates.value_counts(sort=False).sort(session_dates.name)
+    for session_date, n_bars in counts.iter_rows():
+        rng = np.random.default_rng([seed, session_date.toordinal()])
+        block = rng.standard_normal((6, n_bars, n_symbols))
+        uniforms = rng.random((3, n_bars, n_symbols))
+        market = rng.standard_normal((n_bars, 1))
+        for kind, values in zip(("ret", "spread", "gap", "wick", "volume", "bad_sign"), block):
+            per_session[kind].append(values)
+        for kind, values in zip(("bad", "missing"), uniforms[:2]):
+            per_session[kind].append(values)
+        per_session["market"].append(np.broadcast_to(market, (n_bars, n_symbols)))
+    return {kind: np.concatenate(blocks) for kind, blocks in per_session.items() if blocks}
+
+
+def _log_prices(draws: dict[str, np.ndarray], names: list[str], n_symbols: int) -> np.ndarray:
+    """Random walks with a market factor; each pair's y leg is a + b·x + an AR(1) spread."""
+    bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
+    market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
+    start_level = np.log(20.0 + 180.0 * (np.arange(n_symbols) * 0.618 % 1.0))
+    log_px = start_level + np.cumsum(draws["ret"] * bar_vol + draws["market"] * market_vol, axis=0)
+    index = {name: i for i, name in enumerate(names)}
+    for k, (y, x) in enumerate(cointegrated_pairs(n_symbols)):
+        iy, ix = index[y], index[x]
+        hedge = 0.8 + 0.1 * (k % 5)
+        spread = lfilter([1.0], [1.0, -SPREAD_AR], draws["spread"][:, iy] * SPREAD_VOL)
+        log_px[:, iy] = start_level[iy] - hedge * start_level[ix] + hedge * log_px[:, ix] + spread
+    return log_px
+
+
+def _split_factor(session_dates: pl.Series, names: list[str], n_symbols: int) -> np.ndarray:
+    """How many times larger a traded price was than today's adjusted price, per bar and symbol."""
+    factor = np.ones((len(session_dates), n_symbols))
+    days = session_dates.to_numpy()
+    for symbol, ex_date, ratio in split_schedule(n_symbols):
+        factor[days < np.datetime64(ex_date), names.index(symbol)] *= ratio
+    return factor

@@ -1,0 +1,245 @@
+"""Build one batch of partitions of one asset: read inputs, transform, audit, publish."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+import polars as pl
+from loguru import logger
+
+from assets.calendar import sessions as exchange_sessions
+from assets.graph import AssetGraph
+from assets.model import UNPARTITIONED, Asset
+from pipelines.planning import PartitionWork
+from quality.audit import RESULT_SCHEMA, audit, failed_partitions
+from warehouse import PublishBatch, Warehouse
+from warehouse.versions import data_versions_by_partition, new_id
+
+EXCHANGE_TZ = "America/New_York"
+
+
+@dataclass(frozen=True)
+class SourceWindow:
+    """The time span a source asset fetches for a batch of session partitions."""
+
+    sessions: pl.DataFrame
+
+    @property
+    def first_session(self) -> date:
+        return self.sessions["session_date"].min()
+
+    @property
+    def last_session(self) -> date:
+        return self.sessions["session_date"].max()
+
+    @property
+    def start_ts(self) -> datetime:
+        return self.sessions["open_ts"].min().replace(minute=0)
+
+    @property
+    def end_ts(self) -> datetime:
+        return self.sessions["close_ts"].max()
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a batch needs from outside the asset: the graph, the warehouse, the source, the run."""
+
+    graph: AssetGraph
+    warehouse: Warehouse
+    source: object
+    run_id: str
+    window_sessions: pl.DataFrame
+    input_versions: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one batch did, per partition, and where its time went."""
+
+    asset: str
+    published: tuple[str, ...]
+    quarantined: tuple[str, ...]
+    rows_written: int
+    versions: dict[str, str]
+    data_versions: dict[str, str]
+    failed_checks: dict[str, list[str]]
+    warnings: int
+    seconds: dict[str, float]
+
+    def metadata(self) -> dict:
+        return {
+            "partitions_published": len(self.published),
+            "partitions_quarantined": len(self.quarantined),
+            "rows": self.rows_written,
+            "versions": dict(list(self.versions.items())[:20]),
+            "data_versions": dict(list(self.data_versions.items())[:20]),
+            "quarantined": list(self.quarantined)[:20],
+        }
+
+
+def partition_keys_of(asset: Asset, frame: pl.DataFrame) -> pl.Expr:
+    """Each row's partition: the exchange-local date of the asset's time column."""
+    if not asset.is_partitioned:
+        return pl.lit(UNPARTITIONED)
+    column = pl.col(asset.time_column)
+    if frame.schema[asset.time_column] == pl.Date:
+        return column.cast(pl.String)
+    return column.dt.convert_time_zone(EXCHANGE_TZ).dt.date().cast(pl.String)
+
+
+def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> BatchResult:
+    """Write-audit-publish for one asset and a batch of its partitions.
+
+    The staged frame never touches the published table: it is audited here, and only
+    the partitions that pass are published, in one transaction with their catalog rows.
+    """
+    keys = [w.partition_key for w in work]
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    inputs = _read_inputs(ctx, asset, keys)
+    timings["read"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    output = asset.build(inputs)
+    staged = output.with_columns(partition_key=partition_keys_of(asset, output)).filter(
+        pl.col("partition_key").is_in(keys)
+    )
+    timings["transform"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    results = pl.concat([audit(asset, staged, keys), _empty_partitions(staged, keys)], how="vertical")
+    quarantined = failed_partitions(results)
+    timings["audit"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    batch = _publish_batch(ctx, asset, work, staged, results, quarantined, sum(timings.values()))
+    ctx.warehouse.publish(batch)
+    timings["publish"] = time.perf_counter() - mark
+
+    published = tuple(k for k in keys if k not in quarantined)
+    failed = {
+        key: sorted(set(group["check_name"].to_list()))
+        for (key,), group in results.filter(~pl.col("passed") & (pl.col("severity") == "error")).group_by(
+            "partition_key"
+        )
+    }
+    warnings = results.filter(~pl.col("passed") & (pl.col("severity") == "warn")).height
+    versions = dict(zip(batch.version_rows["partition_key"], batch.version_rows["version_id"]))
+    data_versions = dict(zip(batch.version_rows["partition_key"], batch.version_rows["data_version"]))
+    logger.bind(progress=len(keys), asset=asset.name).info(
+        "{}: published {} partitions, quarantined {} ({} rows) in {:.2f}s",
+        asset.name, len(published), len(quarantined), batch.rows.height, sum(timings.values()),
+    )
+    return BatchResult(
+        asset=asset.name,
+        published=published,
+        quarantined=tuple(sorted(quarantined)),
+        rows_written=batch.rows.height,
+        versions=versions,
+        data_versions=data_versions,
+        failed_checks=failed,
+        warnings=warnings,
+        seconds=timings,
+    )
+
+
+def _read_inputs(ctx: BuildContext, asset: Asset, keys: list[str]) -> dict[str, pl.DataFrame]:
+    """Upstream frames for exactly the partitions the batch reads, plus the context inputs it asks for."""
+    inputs: dict[str, pl.DataFrame] = {}
+    batch_sessions = _sessions_for(keys) if asset.is_partitioned else None
+    for dep_name in asset.deps:
+        dep = ctx.graph[dep_name]
+        wanted = keys if (dep.is_partitioned and asset.is_partitioned) else None
+        inputs[dep_name] = ctx.warehouse.read(dep_name, wanted)
+    for name in asset.context_inputs:
+        if name == "sessions":
+            inputs["sessions"] = batch_sessions if batch_sessions is not None else _sessions_for([])
+        elif name == "fetched":
+            window_sessions = batch_sessions if batch_sessions is not None else ctx.window_sessions
+            inputs["fetched"] = asset.fetch(ctx.source, SourceWindow(window_sessions))
+    return inputs
+
+
+def _sessions_for(keys: list[str]) -> pl.DataFrame:
+    if not keys:
+        return exchange_sessions(date(2000, 1, 1), date(1999, 1, 1))
+    days = sorted(date.fromisoformat(k) for k in keys)
+    return exchange_sessions(days[0], days[-1]).filter(pl.col("session_date").is_in(days))
+
+
+def _empty_partitions(staged: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """A partition the transform produced no rows for fails: publishing nothing would hide an outage."""
+    present = set(staged["partition_key"].unique().to_list())
+    return pl.DataFrame(
+        [(k, "not_empty", "error", k in present, 0 if k in present else 1, None, "" if k in present else "no rows")
+         for k in keys],
+        schema=RESULT_SCHEMA,
+        orient="row",
+    )
+
+
+def _publish_batch(
+    ctx: BuildContext,
+    asset: Asset,
+    work: list[PartitionWork],
+    staged: pl.DataFrame,
+    results: pl.DataFrame,
+    quarantined: set[str],
+    seconds: float,
+) -> PublishBatch:
+    now = datetime.now(timezone.utc)
+    batch_id = new_id("b")
+    keys = [w.partition_key for w in work]
+    data_versions = data_versions_by_partition(staged)
+    row_counts = dict(staged.group_by("partition_key").len().iter_rows())
+    failed_checks = {
+        key: ",".join(sorted(set(group["check_name"].to_list())))
+        for (key,), group in results.filter(~pl.col("passed") & (pl.col("severity") == "error")).group_by(
+            "partition_key"
+        )
+    }
+    version_ids = {key: new_id("v") for key in keys}
+    version_rows = pl.DataFrame(
+        {
+            "version_id": [version_ids[k] for k in keys],
+            "asset": asset.name,
+            "partition_key": keys,
+            "status": ["quarantined" if k in quarantined else "published" for k in keys],
+            "code_version": asset.code_version,
+            "data_version": [data_versions.get(k, "") for k in keys],
+            "upstream_versions": [json.dumps(ctx.input_versions.get(asset.name, {}).get(k, {})) for k in keys],
+            "row_count": [row_counts.get(k, 0) for k in keys],
+            "run_id": ctx.run_id,
+            "batch_id": batch_id,
+            "snapshot_id": pl.Series([None] * len(keys), dtype=pl.Int64),
+            "build_seconds": seconds / max(len(keys), 1),
+            "created_at": now,
+            "published_at": [None if k in quarantined else now for k in keys],
+            "superseded_at": pl.Series([None] * len(keys), dtype=pl.Datetime("us", "UTC")),
+            "failed_checks": [failed_checks.get(k) for k in keys],
+        },
+        schema_overrides={"published_at": pl.Datetime("us", "UTC"), "created_at": pl.Datetime("us", "UTC")},
+    )
+    check_rows = results.with_columns(
+        run_id=pl.lit(ctx.run_id),
+        version_id=pl.col("partition_key").replace_strict(version_ids, return_dtype=pl.String),
+        asset=pl.lit(asset.name),
+        checked_at=pl.lit(now, dtype=pl.Datetime("us", "UTC")),
+    )
+    is_quarantined = pl.col("partition_key").is_in(sorted(quarantined))
+    return PublishBatch(
+        asset=asset.name,
+        batch_id=batch_id,
+        partitioned=asset.is_partitioned,
+        rows=staged.filter(~is_quarantined),
+        quarantined_rows=staged.filter(is_quarantined).with_columns(
+            version_id=pl.col("partition_key").replace_strict(version_ids, return_dtype=pl.String)
+        ),
+        version_rows=version_rows,
+        check_rows=check_rows,
+        published_at=now,
+    )

@@ -1,0 +1,196 @@
+"""The materializer: plan, then build a selection in dependency order, parallel where independent."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from loguru import logger
+
+from assets.graph import AssetGraph
+from assets.model import Asset
+from pipelines.building import BatchResult, BuildContext, build_batch
+from pipelines.planning import AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection
+from warehouse import Warehouse
+
+
+class BatchFuture(Protocol):
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None: ...
+
+    def result(self) -> BatchResult: ...
+
+
+#: Runs one batch somewhere (a thread, a Prefect task) and returns a future for it.
+Submit = Callable[[BuildContext, Asset, list[PartitionWork]], BatchFuture]
+
+
+@dataclass
+class AssetOutcome:
+    """What a run did to one asset."""
+
+    asset: str
+    built: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    seconds: float = 0.0
+    warnings: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def absorb(self, result: BatchResult) -> None:
+        self.built.extend(result.published)
+        self.quarantined.extend(result.quarantined)
+        self.rows += result.rows_written
+        self.warnings += result.warnings
+        for stage, seconds in result.seconds.items():
+            self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    selection: str
+    started_at: datetime
+    outcomes: dict[str, AssetOutcome]
+    finished_at: datetime | None = None
+    report_path: str | None = None
+
+    @property
+    def totals(self) -> dict[str, int]:
+        o = self.outcomes.values()
+        return {
+            "built": sum(len(a.built) for a in o),
+            "up_to_date": sum(len(a.up_to_date) for a in o),
+            "quarantined": sum(len(a.quarantined) for a in o),
+            "skipped": sum(len(a.skipped) for a in o),
+            "failed": sum(len(a.failed) for a in o),
+            "rows_written": sum(a.rows for a in o),
+        }
+
+    @property
+    def status(self) -> str:
+        totals = self.totals
+        if totals["failed"]:
+            return "failed"
+        if totals["quarantined"]:
+            return "quarantined"
+        return "completed"
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "completed" else 1
+
+
+def catalog_state(warehouse: Warehouse, names: list[str]) -> CatalogState:
+    return CatalogState(warehouse.current_versions(names), warehouse.latest_attempts(names))
+
+
+def plan_run(
+    graph: AssetGraph, warehouse: Warehouse, selection: str | None, window: RunWindow,
+    *, full_refresh: bool = False, source_identity: str | None = None,
+) -> list[AssetPlan]:
+    """The whole run's plan from the catalog alone: cheap enough to answer a no-op run without Prefect."""
+    selected = graph.select(selection)
+    names = sorted({a.name for a in selected} | {d for a in selected for d in a.deps})
+    return plan_selection(
+        graph, selected, catalog_state(warehouse, names), window,
+        full_refresh=full_refresh, source_identity=source_identity,
+    )
+
+
+def batches(work: tuple[PartitionWork, ...], size: int) -> list[list[PartitionWork]]:
+    """Consecutive partitions in groups of `size`: a task per batch, never a task per partition."""
+    ordered = sorted(work, key=lambda w: w.partition_key)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def run_materialization(
+    graph: AssetGraph,
+    warehouse: Warehouse,
+    source: object,
+    *,
+    selection: str | None,
+    window: RunWindow,
+    run_id: str,
+    submit: Submit,
+    full_refresh: bool = False,
+    batch_partitions: int = 260,
+) -> RunSummary:
+    """Build every stale partition of the selection, each asset as soon as its upstreams are done.
+
+    An asset is planned only when its upstream assets in this run have finished, so an
+    upstream rebuild that produced identical data causes no downstream work, and a
+    quarantined upstream partition blocks only its own downstream partitions.
+    """
+    selected = graph.select(selection)
+    selected_names = {a.name for a in selected}
+    summary = RunSummary(run_id, selection or "*", datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
+    identity = source.identity() if hasattr(source, "identity") else None
+    waiting = {a.name: a for a in selected}
+    running: dict[str, int] = {}
+    finished_batches: queue.Queue = queue.Queue()
+    started_at: dict[str, float] = {}
+
+    def launch(asset: Asset) -> None:
+        names = sorted({asset.name, *asset.deps})
+        plan = plan_asset(
+            graph, asset, catalog_state(warehouse, names), window,
+            full_refresh=full_refresh, source_identity=identity,
+        )
+        outcome = summary.outcomes[asset.name]
+        outcome.up_to_date = list(plan.up_to_date)
+        outcome.skipped = list(plan.blocked)
+        for w in plan.to_build:
+            outcome.reasons[w.reason] = outcome.reasons.get(w.reason, 0) + 1
+        if plan.is_noop:
+            logger.info("{}: up to date ({} partitions, {} blocked)", asset.name, len(plan.up_to_date), len(plan.blocked))
+            return
+        logger.info("{}: building {} partitions ({})", asset.name, len(plan.to_build), outcome.reasons)
+        ctx = BuildContext(
+            graph, warehouse, source, run_id, window.sessions, input_versions={asset.name: plan.input_versions}
+        )
+        groups = batches(plan.to_build, batch_partitions)
+        running[asset.name] = len(groups)
+        started_at[asset.name] = time.perf_counter()
+        for group in groups:
+            future = submit(ctx, asset, group)
+            future.add_done_callback(lambda f, a=asset.name, g=group: finished_batches.put((a, g, f)))
+
+    while waiting or running:
+        ready = [
+            a for a in waiting.values()
+            if not any(d in waiting or d in running for d in a.deps if d in selected_names)
+        ]
+        for asset in ready:
+            del waiting[asset.name]
+            launch(asset)
+        if not running:
+            continue
+        name, group, future = finished_batches.get()
+        outcome = summary.outcomes[name]
+        try:
+            outcome.absorb(future.result())
+        except Exception as error:  # a batch's failure must not stop independent work
+            logger.opt(exception=error).error("{}: batch of {} partitions failed: {}", name, len(group), error)
+            outcome.failed.extend((w.partition_key, f"{type(error).__name__}: {error}") for w in group)
+        running[name] -= 1
+        if running[name] == 0:
+            del running[name]
+            outcome.seconds = time.perf_counter() - started_at[name]
+    summary.finished_at = datetime.now(timezone.utc)
+    return summary
+
+
+def thread_submitter(max_workers: int) -> tuple[Submit, Callable[[], None]]:
+    """Run batches on a bounded thread pool; returns the submitter and a shutdown function."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="quarry-batch")
+    return (lambda ctx, asset, work: pool.submit(build_batch, ctx, asset, work)), pool.shutdown

@@ -1,0 +1,226 @@
+"""Staleness: which (asset, partition) pairs a run must build, and why, decided from the catalog alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import polars as pl
+
+from assets.calendar import sessions as exchange_sessions
+from assets.graph import AssetGraph
+from assets.model import UNPARTITIONED, Asset
+
+MISSING = "missing"
+CODE_CHANGED = "code changed"
+UPSTREAM_CHANGED = "upstream changed"
+SOURCE_CHANGED = "source changed"
+INCOMPLETE = "incomplete window"
+NEW_SESSION = "new session"
+FORCED = "forced"
+UPSTREAM_PENDING = "upstream rebuilding"
+
+
+@dataclass(frozen=True)
+class RunWindow:
+    """The sessions a run covers: the partition keys of every daily asset it touches."""
+
+    sessions: pl.DataFrame
+
+    @classmethod
+    def between(cls, start: date, end: date) -> RunWindow:
+        return cls(exchange_sessions(start, end))
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return self.sessions["session_date"].cast(pl.String).to_list()
+
+    @property
+    def end_close(self) -> datetime | None:
+        return self.sessions["close_ts"].max()
+
+    def keys_for(self, asset: Asset) -> list[str]:
+        return self.partition_keys if asset.is_partitioned else [UNPARTITIONED]
+
+    def closes(self) -> dict[str, datetime]:
+        return dict(zip(self.partition_keys, self.sessions["close_ts"].to_list()))
+
+
+@dataclass(frozen=True)
+class PartitionWork:
+    asset: str
+    partition_key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class AssetPlan:
+    """What one asset needs: partitions to build (with reasons), up to date, and blocked by upstream."""
+
+    asset: str
+    to_build: tuple[PartitionWork, ...] = ()
+    up_to_date: tuple[str, ...] = ()
+    blocked: tuple[tuple[str, str], ...] = ()
+    input_versions: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.to_build
+
+
+@dataclass(frozen=True)
+class CatalogState:
+    """The slice of `quarry.versions` planning needs: published versions and latest attempts."""
+
+    published: pl.DataFrame
+    latest: pl.DataFrame
+
+    def published_map(self, asset: str) -> dict[str, dict]:
+        rows = self.published.filter(pl.col("asset") == asset)
+        return {row["partition_key"]: row for row in rows.iter_rows(named=True)}
+
+    def quarantined_keys(self, asset: str) -> set[str]:
+        rows = self.latest.filter((pl.col("asset") == asset) & (pl.col("status") == "quarantined"))
+        return set(rows["partition_key"].to_list())
+
+
+def input_keys(asset: Asset, dep: Asset, partition_key: str, published_dep_keys: list[str]) -> list[str]:
+    """Which partitions of `dep` partition `partition_key` of `asset` reads."""
+    if not dep.is_partitioned:
+        return [UNPARTITIONED]
+    if asset.is_partitioned:
+        return [partition_key]
+    return published_dep_keys
+
+
+def fingerprint(versions: list[dict]) -> str:
+    """One data version standing for several upstream partitions."""
+    if len(versions) == 1:
+        return versions[0]["data_version"]
+    text = "|".join(f"{v['partition_key']}={v['data_version']}" for v in sorted(versions, key=lambda v: v["partition_key"]))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def plan_asset(
+    graph: AssetGraph,
+    asset: Asset,
+    state: CatalogState,
+    window: RunWindow,
+    *,
+    full_refresh: bool = False,
+    source_identity: str | None = None,
+    now: datetime | None = None,
+    pending_upstream: dict[str, set[str]] | None = None,
+) -> AssetPlan:
+    """Decide, per partition in the window, whether `asset` must be built and why.
+
+    A partition is rebuilt when missing, when its code version changed, when an upstream
+    published a different data version than the one it was built from, or (for a source
+    asset) when the source changed or its window was still open when it was fetched.
+    Upstream partitions with no published version, or whose latest attempt was
+    quarantined, block it. `pending_upstream` names upstream partitions this run will
+    rebuild first (used to plan without building).
+    """
+    pending_upstream = pending_upstream or {}
+    own = state.published_map(asset.name)
+    deps = [graph[d] for d in asset.deps]
+    dep_published = {d.name: state.published_map(d.name) for d in deps}
+    dep_quarantined = {d.name: state.quarantined_keys(d.name) for d in deps}
+    closes = window.closes()
+    to_build: list[PartitionWork] = []
+    up_to_date: list[str] = []
+    blocked: list[tuple[str, str]] = []
+    input_versions: dict[str, dict] = {}
+
+    for key in window.keys_for(asset):
+        inputs: dict[str, dict] = {}
+        pending = False
+        block_reason = None
+        for dep in deps:
+            wanted = input_keys(asset, dep, key, sorted(dep_published[dep.name]))
+            if any(k in pending_upstream.get(dep.name, set()) for k in wanted) or (
+                not asset.is_partitioned and pending_upstream.get(dep.name)
+            ):
+                pending = True
+                continue
+            bad = [k for k in wanted if k in dep_quarantined[dep.name]]
+            absent = [k for k in wanted if k not in dep_published[dep.name]]
+            if bad:
+                block_reason = f"upstream {dep.name} {bad[0]} quarantined"
+                break
+            if absent or not wanted:
+                block_reason = f"upstream {dep.name} {absent[0] if absent else ''} not published".replace("  ", " ")
+                break
+            versions = [dep_published[dep.name][k] for k in wanted]
+            inputs[dep.name] = {
+                "data_version": fingerprint(versions),
+                "versions": [v["version_id"] for v in versions],
+            }
+        if block_reason:
+            blocked.append((key, block_reason))
+            continue
+        if asset.is_source and source_identity is not None:
+            inputs["@source"] = {"data_version": source_identity, "versions": []}
+        input_versions[key] = inputs
+        reason = _staleness(asset, own.get(key), inputs, closes.get(key), window, full_refresh, pending, now)
+        if reason:
+            to_build.append(PartitionWork(asset.name, key, reason))
+        else:
+            up_to_date.append(key)
+    return AssetPlan(asset.name, tuple(to_build), tuple(up_to_date), tuple(blocked), input_versions)
+
+
+def _staleness(
+    asset: Asset,
+    published: dict | None,
+    inputs: dict[str, dict],
+    session_close: datetime | None,
+    window: RunWindow,
+    full_refresh: bool,
+    pending: bool,
+    now: datetime | None,
+) -> str | None:
+    if full_refresh:
+        return FORCED
+    if published is None:
+        return MISSING
+    if published["code_version"] != asset.code_version:
+        return CODE_CHANGED
+    if pending:
+        return UPSTREAM_PENDING
+    recorded = json.loads(published["upstream_versions"] or "{}")
+    if "@source" in inputs and recorded.get("@source", {}).get("data_version") != inputs["@source"]["data_version"]:
+        return SOURCE_CHANGED
+    for name, current in inputs.items():
+        if name != "@source" and recorded.get(name, {}).get("data_version") != current["data_version"]:
+            return UPSTREAM_CHANGED
+    if asset.is_source:
+        fetched_at = published["created_at"]
+        deadline = session_close if asset.is_partitioned else window.end_close
+        if deadline is not None and fetched_at < deadline:
+            return INCOMPLETE if asset.is_partitioned else NEW_SESSION
+    return None
+
+
+def plan_selection(
+    graph: AssetGraph,
+    selected: list[Asset],
+    state: CatalogState,
+    window: RunWindow,
+    *,
+    full_refresh: bool = False,
+    source_identity: str | None = None,
+) -> list[AssetPlan]:
+    """Plan every selected asset in dependency order, assuming upstream rebuilds change their data."""
+    pending: dict[str, set[str]] = {}
+    plans = []
+    for asset in selected:
+        plan = plan_asset(
+            graph, asset, state, window,
+            full_refresh=full_refresh, source_identity=source_identity, pending_upstream=pending,
+        )
+        pending[asset.name] = {w.partition_key for w in plan.to_build}
+        plans.append(plan)
+    return plans

@@ -1,0 +1,1 @@
+"""Contracts, checks and the per-run quality report."""

@@ -1,0 +1,107 @@
+"""Audit staged data: the contract and the declared checks, attributed to the partition each failure is in."""
+
+from __future__ import annotations
+
+import polars as pl
+import pandera.errors
+
+from assets.model import Asset
+
+SAMPLE_ROWS = 5
+RESULT_SCHEMA = {
+    "partition_key": pl.String,
+    "check_name": pl.String,
+    "severity": pl.String,
+    "passed": pl.Boolean,
+    "failing_rows": pl.Int64,
+    "sample": pl.String,
+    "message": pl.String,
+}
+
+
+def audit(asset: Asset, staged: pl.DataFrame, partition_keys: list[str]) -> pl.DataFrame:
+    """One row per partition and check (contract checks included): passed or not, with a sample of failures."""
+    results = [_contract_results(asset, staged, partition_keys)]
+    for check in asset.checks:
+        failures = check.find_failures(staged)
+        results.append(_results_for(check.name, check.severity, failures, partition_keys, check.description))
+    return pl.concat(results, how="vertical")
+
+
+def failed_partitions(results: pl.DataFrame) -> set[str]:
+    """Partitions with at least one failing error-severity check: these are quarantined."""
+    failing = results.filter(~pl.col("passed") & (pl.col("severity") == "error"))
+    return set(failing["partition_key"].to_list())
+
+
+def _contract_results(asset: Asset, staged: pl.DataFrame, partition_keys: list[str]) -> pl.DataFrame:
+    name = f"contract:{asset.contract.__name__}" if asset.contract else "contract"
+    if asset.contract is None:
+        return _results_for(name, "error", staged.clear(), partition_keys, "no contract declared")
+    try:
+        asset.contract.validate(staged.drop("partition_key"), lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        return _contract_failures(name, errors.failure_cases, staged, partition_keys)
+    return _results_for(name, "error", staged.clear(), partition_keys, "")
+
+
+def _contract_failures(
+    name: str, cases: pl.DataFrame, staged: pl.DataFrame, partition_keys: list[str]
+) -> pl.DataFrame:
+    """Map Pandera's failure cases back to partitions; a failure without a row (a missing column) fails every partition."""
+    keys = staged["partition_key"]
+    cases = cases.with_columns(
+        check_label=pl.concat_str(pl.col("column").fill_null(""), pl.lit(": "), pl.col("check").fill_null("")),
+        partition_key=pl.col("index").map_elements(lambda i: keys[i], return_dtype=pl.String)
+        if cases["index"].null_count() < cases.height
+        else pl.lit(None, pl.String),
+    )
+    rowless = cases.filter(pl.col("partition_key").is_null())
+    if rowless.height:
+        cases = pl.concat(
+            [
+                cases.filter(pl.col("partition_key").is_not_null()),
+                rowless.drop("partition_key").join(pl.DataFrame({"partition_key": partition_keys}), how="cross"),
+            ],
+            how="diagonal_relaxed",
+        )
+    rows = []
+    failing = {}
+    for (key,), group in cases.group_by("partition_key"):
+        failing[key] = group
+    for key in partition_keys:
+        group = failing.get(key)
+        if group is None:
+            rows.append((key, name, "error", True, 0, None, ""))
+            continue
+        labels = sorted(set(group["check_label"].to_list()))
+        sample = group.head(SAMPLE_ROWS).select("column", "check", "failure_case", "index").write_json()
+        rows.append((key, name, "error", False, group["index"].n_unique(), sample, "; ".join(labels)))
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row")
+
+
+def _results_for(
+    check_name: str, severity: str, failures: pl.DataFrame, partition_keys: list[str], description: str
+) -> pl.DataFrame:
+    counts: dict[str, int] = {}
+    samples: dict[str, str] = {}
+    if failures.height:
+        for (key,), group in failures.group_by("partition_key"):
+            counts[key] = group.height
+            samples[key] = group.head(SAMPLE_ROWS).write_json()
+    return pl.DataFrame(
+        [
+            (
+                key,
+                check_name,
+                severity,
+                key not in counts,
+                counts.get(key, 0),
+                samples.get(key),
+                description if key in counts else "",
+            )
+            for key in partition_keys
+        ],
+        schema=RESULT_SCHEMA,
+        orient="row",
+    )

@@ -1,0 +1,339 @@
+"""Open a DuckLake warehouse and run Quarry's catalog reads and atomic publishes against it."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+from loguru import logger
+
+from warehouse.versions import CATALOG_DDL, PublishBatch
+
+LAKE = "lake"
+EXTENSIONS = ("ducklake", "sqlite_scanner", "postgres_scanner")
+COMMIT_RETRIES = 8
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse refused an operation; the message names the asset, partition or version."""
+
+
+def ducklake_uri(catalog: str) -> str:
+    """Map Quarry's catalog setting (`sqlite:PATH`, `postgres:CONNINFO`, `duckdb:PATH`) to a DuckLake URI."""
+    kind, _, target = catalog.partition(":")
+    if kind == "sqlite":
+        return f"ducklake:sqlite:{target}"
+    if kind in ("postgres", "postgresql"):
+        return f"ducklake:postgres:{target}"
+    if kind == "duckdb":
+        return f"ducklake:{target}"
+    raise WarehouseError(f"catalog {catalog!r}: expected 'sqlite:PATH', 'postgres:CONNINFO' or 'duckdb:PATH'")
+
+
+def attach_sql(catalog: str, data_path: str, read_only: bool = False) -> str:
+    """The one ATTACH statement a notebook or the DuckDB CLI needs (after `LOAD ducklake`)."""
+    options = f"DATA_PATH '{data_path}'" + (", READ_ONLY" if read_only else "")
+    return f"ATTACH '{ducklake_uri(catalog)}' AS {LAKE} ({options})"
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    """Load DuckLake and the catalog's scanner, installing them from their registry wheels the first time."""
+    kind = catalog.partition(":")[0]
+    needed = ["ducklake"] + (["sqlite_scanner"] if kind == "sqlite" else []) + (
+        ["postgres_scanner"] if kind in ("postgres", "postgresql") else []
+    )
+    for name in needed:
+        try:
+            con.execute(f"LOAD {name}")
+        except duckdb.Error:
+            import duckdb_extensions
+
+            duckdb_extensions.import_extension(name, con=con)
+            con.execute(f"LOAD {name}")
+
+
+def is_commit_conflict(error: Exception) -> bool:
+    text = str(error)
+    return any(
+        marker in text
+        for marker in ("Failed to commit", "conflict", "Conflict", "database is locked", "could not serialize")
+    )
+
+
+class Warehouse:
+    """A DuckLake attached in this process; every method is safe to call from several threads."""
+
+    def __init__(self, catalog: str, data_path: str, read_only: bool = False):
+        self.catalog = catalog
+        self.data_path = data_path
+        self.read_only = read_only
+        kind, _, target = catalog.partition(":")
+        if kind in ("sqlite", "duckdb") and not read_only:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        if not read_only and "://" not in data_path:
+            Path(data_path).mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect()
+        load_extensions(self._con, catalog)
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute(attach_sql(catalog, data_path, read_only))
+        self._publish_lock = threading.Lock()
+        if not read_only:
+            self._retrying(lambda cur: [cur.execute(ddl) for ddl in CATALOG_DDL], "create catalog")
+
+    @classmethod
+    def open(cls, catalog: str, data_path: str, read_only: bool = False) -> Warehouse:
+        return cls(catalog, data_path, read_only)
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for this thread, sharing the attached lake."""
+        cur = self._con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
+        with self._cursor() as cur:
+            return cur.execute(sql, params or []).pl()
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def _retrying(self, work, what: str):
+        """Run `work(cursor)` in one transaction, retrying the whole transaction on a commit conflict.
+
+        DuckLake on a SQLite catalog reports concurrent commits as failures that succeed
+        when the transaction is simply run again; backoff with jitter spreads the writers.
+        """
+        for attempt in range(1, COMMIT_RETRIES + 1):
+            with self._cursor() as cur:
+                try:
+                    cur.execute("BEGIN TRANSACTION")
+                    result = work(cur)
+                    cur.execute("COMMIT")
+                    return result
+                except duckdb.Error as error:
+                    try:
+                        cur.execute("ROLLBACK")
+                    except duckdb.Error:
+                        pass
+                    if attempt == COMMIT_RETRIES or not is_commit_conflict(error):
+                        raise
+                    pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                    logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, attempt, error, pause)
+                    time.sleep(pause)
+
+    # ---- catalog reads -------------------------------------------------------------------
+
+    def has_table(self, schema: str, table: str) -> bool:
+        found = self.query(
+            "SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            [LAKE, schema, table],
+        )
+        return found["n"][0] > 0
+
+    def current_versions(self, assets: list[str] | None = None) -> pl.DataFrame:
+        """The published version of every (asset, partition)."""
+        sql = f"SELECT * FROM {LAKE}.quarry.versions WHERE status = 'published'"
+        params: list = []
+        if assets is not None:
+            sql += " AND list_contains(?, asset)"
+            params.append(assets)
+        return self.query(sql, params)
+
+    def latest_attempts(self, assets: list[str] | None = None) -> pl.DataFrame:
+        """The most recent version of every (asset, partition), whatever its status."""
+        sql = f"""
+            SELECT * FROM {LAKE}.quarry.versions
+            {"WHERE list_contains(?, asset)" if assets is not None else ""}
+            QUALIFY row_number() OVER (PARTITION BY asset, partition_key ORDER BY created_at DESC, version_id DESC) = 1
+        """
+        return self.query(sql, [assets] if assets is not None else [])
+
+    def versions(self, asset: str, partition_key: str | None = None) -> pl.DataFrame:
+        sql = f"SELECT * FROM {LAKE}.quarry.versions WHERE asset = ?"
+        params: list = [asset]
+        if partition_key is not None:
+            sql += " AND partition_key = ?"
+            params.append(partition_key)
+        return self.query(sql + " ORDER BY created_at DESC, version_id DESC", params)
+
+    def version(self, version_id: str) -> dict:
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.versions WHERE version_id = ?", [version_id])
+        if found.is_empty():
+            raise WarehouseError(f"no version {version_id!r} in the catalog")
+        return found.row(0, named=True)
+
+    def check_results(self, run_id: str) -> pl.DataFrame:
+        return self.query(
+            f"SELECT * FROM {LAKE}.quarry.check_results WHERE run_id = ? ORDER BY asset, partition_key, check_name",
+            [run_id],
+        )
+
+    def run(self, run_id: str) -> dict | None:
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.runs WHERE run_id = ?", [run_id])
+        return None if found.is_empty() else found.row(0, named=True)
+
+    def last_run(self) -> dict | None:
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.runs ORDER BY started_at DESC LIMIT 1")
+        return None if found.is_empty() else found.row(0, named=True)
+
+    # ---- data reads ----------------------------------------------------------------------
+
+    def read(self, asset: str, partition_keys: list[str] | None = None) -> pl.DataFrame:
+        """The published rows of an asset (optionally only some partitions), without the partition column."""
+        if not self.has_table("main", asset):
+            raise WarehouseError(f"asset {asset!r} has never been published")
+        sql = f'SELECT * EXCLUDE (partition_key) FROM {LAKE}.main."{asset}"'
+        params: list = []
+        if partition_keys is not None:
+            sql += " WHERE list_contains(?, partition_key)"
+            params.append(partition_keys)
+        return self.query(sql, params)
+
+    def read_as_of(
+        self, asset: str, *, version_id: str | None = None, at: datetime | None = None,
+        partition_keys: list[str] | None = None,
+    ) -> pl.DataFrame:
+        """An asset as it was published: as of one version (its partition) or as of a timestamp (all of it)."""
+        if (version_id is None) == (at is None):
+            raise WarehouseError("read_as_of needs exactly one of version_id or at")
+        if version_id is not None:
+            row = self.version(version_id)
+            if row["asset"] != asset:
+                raise WarehouseError(f"version {version_id} belongs to {row['asset']}, not {asset}")
+            if row["status"] not in ("published", "superseded"):
+                raise WarehouseError(
+                    f"version {version_id} of {asset} partition {row['partition_key']} was {row['status']}; "
+                    f"its rows are in {LAKE}.quarantine.{asset}, never published"
+                )
+            snapshot = row["snapshot_id"] or self._snapshot_of_batch(row["batch_id"])
+            clause, value, partition_keys = "VERSION => ?", snapshot, [row["partition_key"]]
+        else:
+            clause, value = "TIMESTAMP => ?::TIMESTAMPTZ", at
+        sql = f'SELECT * EXCLUDE (partition_key) FROM {LAKE}.main."{asset}" AT ({clause})'
+        params: list = [value]
+        if partition_keys is not None:
+            sql += " WHERE list_contains(?, partition_key)"
+            params.append(partition_keys)
+        return self.query(sql, params)
+
+    def _snapshot_of_batch(self, batch_id: str) -> int:
+        found = self.query(
+            f"SELECT snapshot_id FROM {LAKE}.snapshots() WHERE commit_extra_info = ?", [batch_id]
+        )
+        if found.is_empty():
+            raise WarehouseError(f"publish batch {batch_id} has no DuckLake snapshot (expired or never committed)")
+        return int(found["snapshot_id"][0])
+
+    # ---- writes --------------------------------------------------------------------------
+
+    def publish(self, batch: PublishBatch) -> None:
+        """Write-audit-publish, the publish step: one DuckLake transaction for the whole batch.
+
+        Passed partitions replace their rows in the asset table and become the published
+        version (the previous one superseded); quarantined partitions keep their rows in
+        `quarantine.<asset>` and leave the published table untouched. Check results and
+        version rows commit in the same transaction, so readers never see one without the other.
+        """
+        with self._publish_lock:
+            self._retrying(lambda cur: self._publish_in(cur, batch), f"publish {batch.asset}")
+            self._retrying(lambda cur: self._record_snapshot(cur, batch), f"record snapshot of {batch.asset}")
+
+    def _publish_in(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> None:
+        table = f'{LAKE}.main."{batch.asset}"'
+        published_keys = batch.published_keys
+        if published_keys:
+            cur.register("staged_rows", batch.rows)
+            self._ensure_table(cur, "main", batch.asset, "staged_rows")
+            if batch.partitioned:
+                cur.execute(f"DELETE FROM {table} WHERE list_contains(?, partition_key)", [published_keys])
+            else:
+                cur.execute(f"DELETE FROM {table}")
+            cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged_rows")
+            cur.execute(
+                f"""UPDATE {LAKE}.quarry.versions SET status = 'superseded', superseded_at = ?
+                    WHERE asset = ? AND status = 'published' AND list_contains(?, partition_key)""",
+                [batch.published_at, batch.asset, published_keys],
+            )
+            cur.unregister("staged_rows")
+        if batch.quarantined_rows.height:
+            cur.register("quarantined_rows", batch.quarantined_rows)
+            self._ensure_table(cur, "quarantine", batch.asset, "quarantined_rows")
+            cur.execute(f'INSERT INTO {LAKE}.quarantine."{batch.asset}" BY NAME SELECT * FROM quarantined_rows')
+            cur.unregister("quarantined_rows")
+        cur.register("version_rows", batch.version_rows)
+        cur.execute(f"INSERT INTO {LAKE}.quarry.versions BY NAME SELECT * FROM version_rows")
+        cur.unregister("version_rows")
+        if batch.check_rows.height:
+            cur.register("check_rows", batch.check_rows)
+            cur.execute(f"INSERT INTO {LAKE}.quarry.check_results BY NAME SELECT * FROM check_rows")
+            cur.unregister("check_rows")
+        cur.execute(
+            f"CALL {LAKE}.set_commit_message('quarry', ?, extra_info => ?)",
+            [f"publish {batch.asset} ({len(published_keys)} partitions)", batch.batch_id],
+        )
+
+    def _record_snapshot(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> None:
+        cur.execute(
+            f"""UPDATE {LAKE}.quarry.versions SET snapshot_id = (
+                    SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_extra_info = ?)
+                WHERE batch_id = ?""",
+            [batch.batch_id, batch.batch_id],
+        )
+
+    def _ensure_table(self, cur: duckdb.DuckDBPyConnection, schema: str, name: str, view: str) -> None:
+        """Create the table from a registered frame's schema, or add the columns it has and the table lacks."""
+        cur.execute(f'CREATE TABLE IF NOT EXISTS {LAKE}.{schema}."{name}" AS SELECT * FROM {view} LIMIT 0')
+        existing = dict(
+            cur.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() "
+                "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+                [LAKE, schema, name],
+            ).fetchall()
+        )
+        staged = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {view})").fetchall())
+        for column in (c for c in staged if c not in existing):
+            cur.execute(f'ALTER TABLE {LAKE}.{schema}."{name}" ADD COLUMN "{column}" {staged[column]}')
+        dropped = [c for c in existing if c not in staged]
+        if dropped and schema == "main":
+            raise WarehouseError(
+                f"asset {name}: the new version lacks columns {dropped} that the published table has; "
+                f"drop the table (quarry sql 'DROP TABLE {LAKE}.main.{name}') and rebuild with --full-refresh"
+            )
+
+    def record_run(self, run: dict) -> None:
+        """Insert or replace the run's row in `quarry.runs`."""
+        frame = pl.DataFrame([run])
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.register("run_row", frame)
+            cur.execute(f"DELETE FROM {LAKE}.quarry.runs WHERE run_id = ?", [run["run_id"]])
+            cur.execute(f"INSERT INTO {LAKE}.quarry.runs BY NAME SELECT * FROM run_row")
+            cur.unregister("run_row")
+
+        self._retrying(write, "record run")
+
+    def delete_orphaned_files(self) -> None:
+        """Remove Parquet files no snapshot references (left by a writer killed mid-commit)."""
+        with self._cursor() as cur:
+            cur.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)")
