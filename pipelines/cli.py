@@ -1,0 +1,283 @@
+"""The `quarry` command line: the same library calls the flows make, with progress and tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+import webbrowser
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree
+
+from assets import default_graph
+from pipelines.logs import configure_console
+from pipelines.materialize import RunSummary, plan_run
+from pipelines.runs import default_window, make_source
+from pipelines.settings import Settings
+from warehouse import LAKE, Warehouse
+
+app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True)
+console = Console()
+
+
+def _open(settings: Settings, read_only: bool = False) -> Warehouse:
+    return Warehouse.open(settings.catalog, settings.data_path, read_only=read_only)
+
+
+@app.command()
+def materialize(
+    selection: Annotated[Optional[str], typer.Argument(help="name, +name, name+, tag:X, comma union; default all")] = None,
+    start: Annotated[Optional[str], typer.Option("--from", help="first session (YYYY-MM-DD)")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="last session (YYYY-MM-DD)")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild every partition")] = False,
+    plan_only: Annotated[bool, typer.Option("--plan", help="show what would be built and why; build nothing")] = False,
+) -> None:
+    """Build every stale partition of the selection, in dependency order."""
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    first = date.fromisoformat(start) if start else None
+    last = date.fromisoformat(end) if end else None
+    window = default_window(settings, first, last)
+    graph = default_graph()
+    with _open(settings) as warehouse:
+        plans = plan_run(
+            graph, warehouse, selection, window,
+            full_refresh=full_refresh, source_identity=make_source(settings).identity(),
+        )
+        last_run = warehouse.last_run()
+    to_build = sum(len(p.to_build) for p in plans)
+    if plan_only:
+        _print_plan(plans)
+        return
+    if to_build == 0:
+        blocked = sum(len(p.blocked) for p in plans)
+        console.print(
+            f"[green]Everything up to date[/]: {sum(len(p.up_to_date) for p in plans)} partitions across "
+            f"{len(plans)} assets" + (f", {blocked} blocked by upstream" if blocked else "") + "."
+        )
+        if last_run and last_run.get("report_path"):
+            console.print(f"Last report: {last_run['report_path']}")
+        return
+    summary = _run_flow(selection, first, last, full_refresh, to_build)
+    _print_summary(summary)
+    raise typer.Exit(summary.exit_code)
+
+
+def _run_flow(selection, start, end, full_refresh, total: int) -> RunSummary:
+    """Run the Prefect flow in this process with a progress bar fed by the materializer's log records."""
+    from loguru import logger
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from pipelines.flows import RunNotClean, materialize_flow
+
+    progress = Progress(
+        TextColumn("[bold]materialize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    )
+    bar = progress.add_task("starting Prefect", total=total)
+
+    def advance(message) -> None:
+        extra = message.record["extra"]
+        if "progress" in extra:
+            progress.update(bar, advance=extra["progress"], description=extra.get("asset", ""))
+
+    sink = logger.add(advance, level="INFO", format="{message}")
+    try:
+        with progress, temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            try:
+                return materialize_flow(selection=selection, start=start, end=end, full_refresh=full_refresh)
+            except RunNotClean as not_clean:
+                return not_clean.summary
+    finally:
+        logger.remove(sink)
+
+
+def _print_plan(plans) -> None:
+    table = Table(title="Plan (nothing is built)")
+    for column in ("asset", "to build", "why", "up to date", "blocked", "downstream impact"):
+        table.add_column(column)
+    graph = default_graph()
+    for plan in plans:
+        reasons: dict[str, int] = {}
+        for w in plan.to_build:
+            reasons[w.reason] = reasons.get(w.reason, 0) + 1
+        impact = ", ".join(sorted(graph.downstream(plan.asset))) if plan.to_build else ""
+        table.add_row(
+            plan.asset, str(len(plan.to_build)), ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items())),
+            str(len(plan.up_to_date)), str(len(plan.blocked)), impact,
+        )
+    console.print(table)
+    for plan in plans:
+        for work in plan.to_build[:10]:
+            console.print(f"  {work.asset} [{work.partition_key}] — {work.reason}")
+        if len(plan.to_build) > 10:
+            console.print(f"  {plan.asset}: … and {len(plan.to_build) - 10} more")
+
+
+def _print_summary(summary: RunSummary) -> None:
+    table = Table(title=f"Run {summary.run_id}: {summary.status}")
+    for column in ("asset", "built", "up to date", "quarantined", "skipped", "failed", "rows", "seconds"):
+        table.add_column(column, justify="left" if column == "asset" else "right")
+    for o in summary.outcomes.values():
+        table.add_row(
+            o.asset, str(len(o.built)), str(len(o.up_to_date)),
+            f"[red]{len(o.quarantined)}[/]" if o.quarantined else "0", str(len(o.skipped)),
+            f"[red]{len(o.failed)}[/]" if o.failed else "0", str(o.rows), f"{o.seconds:.2f}",
+        )
+    console.print(table)
+    for o in summary.outcomes.values():
+        for key in o.quarantined[:10]:
+            console.print(f"[red]quarantined[/] {o.asset} [{key}]")
+        for key, error in o.failed[:5]:
+            console.print(f"[red]failed[/] {o.asset} [{key}]: {error}")
+    console.print(f"Quality report: {summary.report_path}")
+
+
+@app.command("assets")
+def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every asset: partitions, latest published version, stale or not, last check status."""
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    graph = default_graph()
+    window = default_window(settings)
+    with _open(settings) as warehouse:
+        plans = {p.asset: p for p in plan_run(graph, warehouse, None, window, source_identity=make_source(settings).identity())}
+        current = warehouse.current_versions()
+        latest = warehouse.latest_attempts()
+    rows = []
+    for a in graph:
+        mine = current.filter(pl.col("asset") == a.name).sort("created_at")
+        attempts = latest.filter(pl.col("asset") == a.name)
+        plan = plans[a.name]
+        rows.append(
+            {
+                "asset": a.name,
+                "partitions": a.partitions,
+                "published_partitions": mine.height,
+                "latest_version": mine["version_id"][-1] if mine.height else None,
+                "latest_published_at": str(mine["published_at"][-1]) if mine.height else None,
+                "code_version": a.code_version,
+                "stale": bool(plan.to_build),
+                "stale_partitions": len(plan.to_build),
+                "quarantined_partitions": attempts.filter(pl.col("status") == "quarantined").height,
+                "last_check_status": "failing" if attempts.filter(pl.col("status") == "quarantined").height else "passing",
+                "tags": sorted(a.tags),
+                "deps": list(a.deps),
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title="Assets")
+    for column in ("asset", "partitions", "published", "latest version", "stale", "checks", "deps"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["asset"], r["partitions"], str(r["published_partitions"]), r["latest_version"] or "—",
+            f"[yellow]{r['stale_partitions']} stale[/]" if r["stale"] else "[green]fresh[/]",
+            "[red]failing[/]" if r["last_check_status"] == "failing" else "[green]passing[/]",
+            ", ".join(r["deps"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def history(
+    asset: str,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="one partition key, e.g. 2025-03-14")] = None,
+    limit: Annotated[int, typer.Option(help="most recent versions shown")] = 30,
+) -> None:
+    """The versions of an asset (newest first): status, code and data version, rows, run."""
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    default_graph()[asset]
+    with _open(settings, read_only=True) as warehouse:
+        versions = warehouse.versions(asset, partition).head(limit)
+    table = Table(title=f"History of {asset}" + (f" [{partition}]" if partition else ""))
+    for column in ("version", "partition", "status", "code", "data version", "rows", "created", "failed checks"):
+        table.add_column(column)
+    for v in versions.iter_rows(named=True):
+        table.add_row(
+            v["version_id"], v["partition_key"], v["status"], v["code_version"], v["data_version"][:12],
+            str(v["row_count"]), f"{v['created_at']:%Y-%m-%d %H:%M:%S}", v["failed_checks"] or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def lineage(asset: str) -> None:
+    """Upstream and downstream of an asset, with the versions the latest build read."""
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    graph = default_graph()
+    graph[asset]
+    with _open(settings, read_only=True) as warehouse:
+        current = warehouse.current_versions()
+    versions = {r["asset"]: r for r in current.sort("created_at").iter_rows(named=True)}
+
+    def label(name: str) -> str:
+        v = versions.get(name)
+        return f"{name} [dim]({v['version_id']}, data {v['data_version'][:8]})[/]" if v else f"{name} [dim](never published)[/]"
+
+    def add_upstream(node: Tree, name: str) -> None:
+        for dep in graph[name].deps:
+            add_upstream(node.add(label(dep)), dep)
+
+    up = Tree(f"[bold]{label(asset)}[/] is built from")
+    add_upstream(up, asset)
+    console.print(up)
+    down = sorted(graph.downstream(asset))
+    console.print(f"[bold]downstream[/]: {', '.join(down) if down else 'nothing'}")
+
+
+@app.command()
+def sql(query: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Run SQL against the attached warehouse (the lake is attached as `lake` and in use)."""
+    settings = Settings()
+    with _open(settings) as warehouse:
+        cur = warehouse.cursor()
+        cur.execute(f"USE {LAKE}")
+        try:
+            result = cur.execute(query)
+            frame = result.pl() if result.description else pl.DataFrame()
+        except Exception as error:
+            console.print(f"[red]SQL error[/]: {error}")
+            raise typer.Exit(2)
+    if as_json:
+        print(frame.write_json())
+        return
+    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60):
+        print(frame)
+
+
+@app.command()
+def report(
+    run_id: Annotated[Optional[str], typer.Argument(help="a run id; default the latest run")] = None,
+    open_it: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+) -> None:
+    """Where a run's HTML quality report is."""
+    settings = Settings()
+    with _open(settings, read_only=True) as warehouse:
+        run = warehouse.run(run_id) if run_id else warehouse.last_run()
+    if not run or not run.get("report_path"):
+        console.print("[red]no such run[/]" if run_id else "no runs yet: run `quarry materialize`")
+        raise typer.Exit(1)
+    path = Path(run["report_path"]).resolve()
+    print(path)
+    if open_it:
+        webbrowser.open(path.as_uri())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Run plumbing shared by the CLI and the flows: the window, the source, the run record and report."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+
+from assets.calendar import last_completed_session
+from assets.sources import SampleSource
+from pipelines.materialize import RunSummary
+from pipelines.planning import RunWindow
+from pipelines.settings import Settings
+from quality.report import Report, build_report
+from warehouse import Warehouse
+
+
+def default_window(settings: Settings, start: date | None = None, end: date | None = None) -> RunWindow:
+    """From the configured start (or `start`) to the last completed session (or `end`)."""
+    last = last_completed_session(datetime.now(timezone.utc))
+    return RunWindow.between(start or settings.start_date, min(end or last, last))
+
+
+def make_source(settings: Settings):
+    """The configured market-data source; `sample` needs no keys and no network."""
+    if settings.source == "sample":
+        return SampleSource(seed=settings.sample_seed, n_symbols=settings.sample_symbols)
+    raise ValueError(f"QUARRY_SOURCE={settings.source!r}: unknown source (available: sample)")
+
+
+def record_and_report(
+    warehouse: Warehouse, settings: Settings, summary: RunSummary, flow_run_id: str | None = None
+) -> Report:
+    """Write the HTML quality report and the run's row in `quarry.runs`."""
+    checks = warehouse.check_results(summary.run_id)
+    report = build_report(summary, checks)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.reports_dir / f"{summary.run_id}.html"
+    path.write_text(report.html, encoding="utf-8")
+    summary.report_path = str(path)
+    totals = summary.totals
+    warehouse.record_run(
+        {
+            "run_id": summary.run_id,
+            "flow_run_id": flow_run_id,
+            "selection": summary.selection,
+            "status": summary.status,
+            "started_at": summary.started_at,
+            "finished_at": summary.finished_at or datetime.now(timezone.utc),
+            "built": totals["built"],
+            "up_to_date": totals["up_to_date"],
+            "quarantined": totals["quarantined"],
+            "skipped": totals["skipped"],
+            "failed": totals["failed"],
+            "rows_written": totals["rows_written"],
+            "report_path": str(path),
+            "summary": json.dumps(report.asset_rows, default=str),
+        }
+    )
+    return report

@@ -1,0 +1,185 @@
+"""The per-run data-quality report: one self-contained HTML page and the same content as markdown."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+MAX_FAILURES_SHOWN = 50
+
+
+@dataclass(frozen=True)
+class Report:
+    markdown: str
+    html: str
+    asset_rows: list[dict]
+
+
+def build_report(summary, checks: pl.DataFrame) -> Report:
+    """Render what a run built, what failed which check and why, from the run summary and `quarry.check_results`."""
+    rows = _asset_rows(summary)
+    failures = checks.filter(~pl.col("passed")) if checks.height else checks
+    errors = failures.filter(pl.col("severity") == "error") if failures.height else failures
+    warnings = _warning_summary(failures)
+    return Report(
+        markdown=_markdown(summary, rows, errors, warnings),
+        html=_html(summary, rows, errors, warnings),
+        asset_rows=rows,
+    )
+
+
+def _asset_rows(summary) -> list[dict]:
+    return [
+        {
+            "asset": o.asset,
+            "built": len(o.built),
+            "up_to_date": len(o.up_to_date),
+            "quarantined": len(o.quarantined),
+            "skipped": len(o.skipped),
+            "failed": len(o.failed),
+            "rows": o.rows,
+            "seconds": round(o.seconds, 2),
+            "warnings": o.warnings,
+            "why": ", ".join(f"{reason}: {n}" for reason, n in sorted(o.reasons.items())),
+        }
+        for o in summary.outcomes.values()
+    ]
+
+
+def _warning_summary(failures: pl.DataFrame) -> pl.DataFrame:
+    if failures.is_empty():
+        return pl.DataFrame(schema={"asset": pl.String, "check_name": pl.String, "partitions": pl.UInt32, "failing_rows": pl.Int64, "example": pl.String})
+    return (
+        failures.filter(pl.col("severity") == "warn")
+        .sort("partition_key")
+        .group_by("asset", "check_name")
+        .agg(
+            partitions=pl.len(),
+            failing_rows=pl.col("failing_rows").sum(),
+            example=pl.col("partition_key").first(),
+        )
+        .sort("asset", "check_name")
+    )
+
+
+def _sample_rows(sample: str | None) -> list[dict]:
+    if not sample:
+        return []
+    try:
+        parsed = json.loads(sample)
+    except json.JSONDecodeError:
+        return [{"sample": sample}]
+    return parsed if isinstance(parsed, list) else [parsed]
+
+
+def _markdown(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame) -> str:
+    totals = summary.totals
+    lines = [
+        f"# Quarry run `{summary.run_id}` — {summary.status}",
+        "",
+        f"Selection `{summary.selection}`; built {totals['built']}, up to date {totals['up_to_date']}, "
+        f"quarantined {totals['quarantined']}, skipped {totals['skipped']}, failed {totals['failed']}; "
+        f"{totals['rows_written']} rows written.",
+        "",
+        "| asset | built | up to date | quarantined | skipped | failed | rows | seconds | why |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {r['asset']} | {r['built']} | {r['up_to_date']} | {r['quarantined']} | {r['skipped']} | {r['failed']} "
+        f"| {r['rows']} | {r['seconds']} | {r['why']} |"
+        for r in rows
+    ]
+    if errors.height:
+        lines += ["", "## Failed checks (partitions quarantined)", ""]
+        for row in errors.head(MAX_FAILURES_SHOWN).iter_rows(named=True):
+            lines.append(
+                f"- **{row['asset']}** `{row['partition_key']}` — `{row['check_name']}`: "
+                f"{row['failing_rows']} failing rows. {row['message'] or ''}"
+            )
+            for sample in _sample_rows(row["sample"])[:3]:
+                lines.append(f"  - `{json.dumps(sample, default=str)}`")
+    if warnings.height:
+        lines += ["", "## Warnings", "", "| asset | check | partitions | failing rows | e.g. |", "|---|---|---:|---:|---|"]
+        lines += [
+            f"| {w['asset']} | {w['check_name']} | {w['partitions']} | {w['failing_rows']} | {w['example']} |"
+            for w in warnings.iter_rows(named=True)
+        ]
+    skipped = [(o.asset, key, why) for o in summary.outcomes.values() for key, why in o.skipped]
+    failed = [(o.asset, key, why) for o in summary.outcomes.values() for key, why in o.failed]
+    if skipped:
+        lines += ["", "## Skipped", ""] + [f"- {a} `{k}`: {why}" for a, k, why in skipped[:MAX_FAILURES_SHOWN]]
+    if failed:
+        lines += ["", "## Failed", ""] + [f"- {a} `{k}`: {why}" for a, k, why in failed[:MAX_FAILURES_SHOWN]]
+    return "\n".join(lines) + "\n"
+
+
+def _table(headers: list[str], body: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#1d2433;padding:0 1rem}
+h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #dde2ea;padding-bottom:.3rem}
+table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{border:1px solid #dde2ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f3f5f9} .status{display:inline-block;padding:.1rem .6rem;border-radius:1rem;color:#fff}
+.completed{background:#2e7d32}.quarantined{background:#c77700}.failed{background:#c62828}
+.failure{border-left:4px solid #c62828;padding:.2rem 1rem;margin:1rem 0;background:#fff6f6}
+code{background:#f3f5f9;padding:0 .2rem;border-radius:3px} .muted{color:#5b6474}
+"""
+
+
+def _html(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame) -> str:
+    totals = summary.totals
+    parts = [
+        f"<h1>Quarry run <code>{html.escape(summary.run_id)}</code> "
+        f"<span class='status {summary.status}'>{summary.status}</span></h1>",
+        f"<p class='muted'>Selection <code>{html.escape(summary.selection)}</code>; started {summary.started_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f", finished {summary.finished_at:%H:%M:%S} UTC" if summary.finished_at else "")
+        + "</p>",
+        _table(
+            ["built", "up to date", "quarantined", "skipped", "failed", "rows written"],
+            [[totals["built"], totals["up_to_date"], totals["quarantined"], totals["skipped"], totals["failed"], totals["rows_written"]]],
+        ),
+        "<h2>Assets</h2>",
+        _table(
+            ["asset", "built", "up to date", "quarantined", "skipped", "failed", "rows", "seconds", "warnings", "why built"],
+            [[r["asset"], r["built"], r["up_to_date"], r["quarantined"], r["skipped"], r["failed"], r["rows"], r["seconds"], r["warnings"], r["why"]] for r in rows],
+        ),
+    ]
+    parts.append("<h2>Failed checks</h2>")
+    if errors.is_empty():
+        parts.append("<p>No error-severity check failed: every built partition was published.</p>")
+    for row in errors.head(MAX_FAILURES_SHOWN).iter_rows(named=True):
+        samples = _sample_rows(row["sample"])
+        columns = sorted({k for s in samples for k in s})
+        parts.append(
+            "<div class='failure'>"
+            f"<p><b>{html.escape(row['asset'])}</b> partition <code>{html.escape(row['partition_key'])}</code> "
+            f"failed <code>{html.escape(row['check_name'])}</code>: {row['failing_rows']} failing rows. "
+            f"{html.escape(row['message'] or '')} Quarantined as version <code>{html.escape(row['version_id'] or '')}</code>.</p>"
+            + (_table(columns, [[s.get(c, "") for c in columns] for s in samples]) if samples else "")
+            + "</div>"
+        )
+    if warnings.height:
+        parts.append("<h2>Warnings</h2>")
+        parts.append(
+            _table(["asset", "check", "partitions", "failing rows", "first partition"],
+                   [[w["asset"], w["check_name"], w["partitions"], w["failing_rows"], w["example"]] for w in warnings.iter_rows(named=True)])
+        )
+    skipped = [[o.asset, key, why] for o in summary.outcomes.values() for key, why in o.skipped]
+    failed = [[o.asset, key, why] for o in summary.outcomes.values() for key, why in o.failed]
+    if skipped:
+        parts += ["<h2>Skipped</h2>", _table(["asset", "partition", "why"], skipped[:MAX_FAILURES_SHOWN])]
+    if failed:
+        parts += ["<h2>Failed</h2>", _table(["asset", "partition", "error"], failed[:MAX_FAILURES_SHOWN])]
+    body = "\n".join(parts)
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>Quarry run {html.escape(summary.run_id)}</title><style>{STYLE}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
