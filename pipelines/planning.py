@@ -118,7 +118,8 @@ def plan_asset(
 
     A partition is rebuilt when missing, when its code version changed, when an upstream
     published a different data version than the one it was built from, or (for a source
-    asset) when the source changed or its window was still open when it was fetched.
+    asset) when the source changed, its session was still open when it was fetched, or
+    (unpartitioned) the run's window now ends on a later session.
     Upstream partitions with no published version, or whose latest attempt was
     quarantined, block it. `pending_upstream` names upstream partitions this run will
     rebuild first (used to plan without building).
@@ -163,6 +164,8 @@ def plan_asset(
             continue
         if asset.is_source and source_identity is not None:
             inputs["@source"] = {"data_version": source_identity, "versions": []}
+        if asset.is_source and not asset.is_partitioned:
+            inputs["@window"] = {"data_version": window.partition_keys[-1] if window.partition_keys else "", "versions": []}
         input_versions[key] = inputs
         reason = _staleness(asset, own.get(key), inputs, closes.get(key), window, full_refresh, pending, now)
         if reason:
@@ -193,14 +196,13 @@ def _staleness(
     recorded = json.loads(published["upstream_versions"] or "{}")
     if "@source" in inputs and recorded.get("@source", {}).get("data_version") != inputs["@source"]["data_version"]:
         return SOURCE_CHANGED
+    if "@window" in inputs and recorded.get("@window", {}).get("data_version") != inputs["@window"]["data_version"]:
+        return NEW_SESSION
     for name, current in inputs.items():
-        if name != "@source" and recorded.get(name, {}).get("data_version") != current["data_version"]:
+        if not name.startswith("@") and recorded.get(name, {}).get("data_version") != current["data_version"]:
             return UPSTREAM_CHANGED
-    if asset.is_source:
-        fetched_at = published["created_at"]
-        deadline = session_close if asset.is_partitioned else window.end_close
-        if deadline is not None and fetched_at < deadline:
-            return INCOMPLETE if asset.is_partitioned else NEW_SESSION
+    if asset.is_source and asset.is_partitioned and session_close is not None and published["created_at"] < session_close:
+        return INCOMPLETE
     return None
 
 

@@ -107,8 +107,17 @@ class Warehouse:
         return cur
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
-        with self._cursor() as cur:
-            return cur.execute(sql, params or []).pl()
+        """Run a read; a SQLite catalog briefly locked by a concurrent commit is retried, not surfaced."""
+        for attempt in range(1, COMMIT_RETRIES + 1):
+            with self._cursor() as cur:
+                try:
+                    return cur.execute(sql, params or []).pl()
+                except duckdb.Error as error:
+                    if attempt == COMMIT_RETRIES or "database is locked" not in str(error):
+                        raise
+                    logger.debug("read found the catalog locked (attempt {}); retrying", attempt)
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -294,10 +303,17 @@ class Warehouse:
         )
 
     def _record_snapshot(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> None:
+        """Stamp the batch's versions with the DuckLake snapshot that published them and its commit time.
+
+        The ids are only known after the commit; a crash before this step leaves them null,
+        and `read_as_of` then finds the snapshot by the batch id in the commit's extra info.
+        """
         cur.execute(
-            f"""UPDATE {LAKE}.quarry.versions SET snapshot_id = (
-                    SELECT max(snapshot_id) FROM {LAKE}.snapshots() WHERE commit_extra_info = ?)
-                WHERE batch_id = ?""",
+            f"""UPDATE {LAKE}.quarry.versions AS v
+                SET snapshot_id = s.snapshot_id,
+                    published_at = CASE WHEN v.status = 'published' THEN s.snapshot_time END
+                FROM (SELECT snapshot_id, snapshot_time FROM {LAKE}.snapshots() WHERE commit_extra_info = ?) AS s
+                WHERE v.batch_id = ?""",
             [batch.batch_id, batch.batch_id],
         )
 

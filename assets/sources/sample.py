@@ -14,7 +14,6 @@ from functools import lru_cache
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 from assets.calendar import hourly_bar_starts, sessions
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe
@@ -140,7 +139,8 @@ def _market(seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: f
     adjusted_open = np.vstack([adjusted_close[:1], adjusted_close[:-1]]) * open_gap
     wick = np.abs(draws["wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
     adjusted_high = np.maximum(adjusted_open, adjusted_close) * np.exp(wick)
-    adjusted_low = np.minimum(adjusted_open, adjusted_close) * np.exp(-wick[::-1])
+    low_wick = np.abs(draws["low_wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
+    adjusted_low = np.minimum(adjusted_open, adjusted_close) * np.exp(-low_wick)
     volume = np.round(np.exp(12.0 + 0.4 * draws["volume"]) / split_factor).astype(np.int64) + 100
 
     raw = {
@@ -183,15 +183,15 @@ def _market(seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: f
 
 def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[str, np.ndarray]:
     """Standard draws per bar and symbol, each session from its own generator so windows never shift them."""
-    kinds = ("ret", "market", "spread", "gap", "wick", "volume", "bad", "bad_sign", "missing")
+    kinds = ("ret", "market", "spread", "gap", "wick", "low_wick", "volume", "bad", "bad_sign", "missing")
     per_session: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
     counts = session_dates.value_counts(sort=False).sort(session_dates.name)
     for session_date, n_bars in counts.iter_rows():
         rng = np.random.default_rng([seed, session_date.toordinal()])
-        block = rng.standard_normal((6, n_bars, n_symbols))
+        block = rng.standard_normal((7, n_bars, n_symbols))
         uniforms = rng.random((3, n_bars, n_symbols))
         market = rng.standard_normal((n_bars, 1))
-        for kind, values in zip(("ret", "spread", "gap", "wick", "volume", "bad_sign"), block):
+        for kind, values in zip(("ret", "spread", "gap", "wick", "low_wick", "volume", "bad_sign"), block):
             per_session[kind].append(values)
         for kind, values in zip(("bad", "missing"), uniforms[:2]):
             per_session[kind].append(values)
@@ -201,6 +201,8 @@ def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[
 
 def _log_prices(draws: dict[str, np.ndarray], names: list[str], n_symbols: int) -> np.ndarray:
     """Random walks with a market factor; each pair's y leg is a + b·x + an AR(1) spread."""
+    from scipy.signal import lfilter  # imported here: scipy.signal costs ~1 s, and only generation needs it
+
     bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
     market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
     start_level = np.log(20.0 + 180.0 * (np.arange(n_symbols) * 0.618 % 1.0))

@@ -1,0 +1,435 @@
+"""Pair trade simulation: fills at bar closes, per-leg costs, fractional-Kelly sizing and per-bar P&L."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from assets.analytics.spreads import PairLayout, sort_by_pair_and_time
+
+__all__ = ["EXIT_REASON_DTYPE", "SIDE_DTYPE", "BacktestParams", "BacktestResult", "backtest_trades", "kelly_weights"]
+
+SIDE_DTYPE = pl.Enum(["long_spread", "short_spread"])
+EXIT_REASON_DTYPE = pl.Enum(["exit", "stop", "open"])
+
+
+@dataclass(frozen=True)
+class BacktestParams:
+    """Costs, sizing and fill timing of the pairs backtest; every ``_pct`` is a fraction of capital.
+
+    Sizes are fractions of ``initial_capital`` measured as gross notional
+    (both legs, at entry) and do not compound. A trade's weight is
+    ``kelly_fraction`` times the Kelly notional estimated from the pair's own
+    earlier closed trades, or ``default_weight_pct`` until the pair has closed
+    ``min_trades_for_kelly`` trades; it is capped at ``max_pair_weight_pct``,
+    then scaled down at entry if it would push the gross notional of all open
+    trades above ``max_gross_exposure_pct``. ``fill_lag_bars`` = 0 fills at the
+    close of the bar whose z-score fired the signal; slippage stands for the
+    distance to a real fill. 1 fills at the next bar's close.
+    """
+
+    initial_capital: float = 1_000_000.0
+    commission_bps: float = 1.0
+    slippage_bps: float = 2.0
+    kelly_fraction: float = 0.25
+    min_trades_for_kelly: int = 20
+    default_weight_pct: float = 0.02
+    max_pair_weight_pct: float = 0.10
+    max_gross_exposure_pct: float = 1.0
+    fill_lag_bars: int = 0
+
+    def __post_init__(self) -> None:
+        if self.initial_capital <= 0.0:
+            raise ValueError("initial_capital must be positive")
+        if min(self.commission_bps, self.slippage_bps, self.default_weight_pct, self.kelly_fraction) < 0.0:
+            raise ValueError("costs, default weight and kelly_fraction must not be negative")
+        if self.max_pair_weight_pct <= 0.0 or self.max_gross_exposure_pct <= 0.0:
+            raise ValueError("weight caps must be positive")
+        if self.min_trades_for_kelly < 1 or self.fill_lag_bars < 0:
+            raise ValueError("need min_trades_for_kelly >= 1 and fill_lag_bars >= 0")
+
+    @property
+    def cost_rate(self) -> float:
+        """Cost per unit of notional traded on one leg, commission plus slippage."""
+        return (self.commission_bps + self.slippage_bps) / 10_000.0
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Round trips (one row per trade) and per-pair bar P&L (one row per pair_id and bar_ts)."""
+
+    trades: pl.DataFrame
+    returns: pl.DataFrame
+
+
+def backtest_trades(
+    signals: pl.DataFrame, bars_hourly: pl.DataFrame, candidates: pl.DataFrame, params: BacktestParams
+) -> BacktestResult:
+    """Simulate every pair's signalled positions with costs and sizing.
+
+    A long spread buys ``D = N / (1 + |hedge_ratio|)`` dollars of y and sells
+    ``hedge_ratio * D`` dollars of x at the fill close (N the trade's gross
+    notional), so its P&L tracks the log spread; quantities stay fixed until
+    the exit fill. Each fill pays ``cost_rate`` on both legs' traded notional.
+    Per-bar P&L is ``qty_y * d(close_y) + qty_x * d(close_x)`` on the
+    quantities held since the previous close, so it needs no loop over time;
+    only the gross-exposure cap walks through entry times.
+
+    ``trades``: one row per round trip, including one still open at a pair's
+    last bar (``is_open``, no exit fields, P&L marked to that bar without exit
+    costs). ``return_pct`` is net P&L as a fraction of entry notional.
+
+    ``returns``: one row per pair_id and bar_ts. ``position`` is the position
+    held after that close; ``is_in_market`` marks bars whose P&L came from a
+    held position; ``equity`` is initial capital plus the pair's cumulative net
+    P&L, and ``return_pct`` is net P&L over the previous bar's equity, i.e. the
+    pair traded alone on the strategy's capital.
+    """
+    frame, layout = sort_by_pair_and_time(
+        signals.select(
+            "pair_id",
+            pl.col("bar_ts").cast(pl.Datetime("us", "UTC")),
+            pl.col("zscore").cast(pl.Float64),
+            "position",
+            "signal",
+        )
+    )
+    legs = _pair_legs(layout.pair_ids, candidates)
+    y_px, x_px = _leg_closes(frame["bar_ts"], layout, legs, bars_hourly)
+
+    position = _lagged_within_pair(
+        frame["position"].to_numpy().astype(np.int8), layout, params.fill_lag_bars
+    )
+    previous = _shifted_within_pair(position, layout, fill=0)
+    is_entry = (position != 0) & (position != previous)
+    is_exit = (previous != 0) & (position != previous)
+
+    entry_row = np.flatnonzero(is_entry)
+    # The trade held through each bar is the one open after the previous close.
+    held_trade = np.cumsum(is_entry, dtype=np.int32) - 1
+    held_trade[1:] = held_trade[:-1]
+    held_trade[previous == 0] = -1
+    exit_rows = np.flatnonzero(is_exit)
+    exit_row = np.full(entry_row.size, -1, dtype=np.int64)
+    exit_row[held_trade[exit_rows]] = exit_rows
+    is_open = exit_row < 0
+    trade_pair = np.searchsorted(layout.first_row, entry_row, side="right") - 1
+    last_row = layout.first_row + layout.n_rows - 1
+    close_row = np.where(is_open, last_row[trade_pair], exit_row)
+
+    side = position[entry_row].astype(np.float64)
+    hedge_ratio = legs.hedge_ratio[trade_pair]
+    y_share = 1.0 / (1.0 + np.abs(hedge_ratio))
+    y_growth = y_px[close_row] / y_px[entry_row]
+    x_growth = x_px[close_row] / x_px[entry_row]
+    exit_turnover = np.where(is_open, 0.0, y_share * (y_growth + np.abs(hedge_ratio) * x_growth))
+    unit_return = (
+        side * y_share * ((y_growth - 1.0) - hedge_ratio * (x_growth - 1.0))
+        - params.cost_rate * (1.0 + exit_turnover)
+    )
+
+    kelly_weight = kelly_weights(unit_return, is_open, trade_pair, params)
+    entry_ts = frame["bar_ts"].to_physical().to_numpy()[entry_row]
+    exit_ts = np.where(is_open, np.iinfo(np.int64).max, frame["bar_ts"].to_physical().to_numpy()[close_row])
+    weight = _cap_gross_exposure(entry_ts, exit_ts, kelly_weight, params.max_gross_exposure_pct)
+
+    notional = weight * params.initial_capital
+    y_qty = side * notional * y_share / y_px[entry_row]
+    x_qty = -side * notional * y_share * hedge_ratio / x_px[entry_row]
+    entry_cost = params.cost_rate * notional
+    exit_cost = np.where(
+        is_open, 0.0, params.cost_rate * (np.abs(y_qty) * y_px[close_row] + np.abs(x_qty) * x_px[close_row])
+    )
+
+    cost = np.zeros(frame.height)
+    cost[entry_row] += entry_cost
+    cost[exit_row[~is_open]] += exit_cost[~is_open]
+    returns = _bar_returns(frame, layout, position, held_trade, (y_px, x_px), (y_qty, x_qty), cost, params)
+
+    gross_pnl = y_qty * (y_px[close_row] - y_px[entry_row]) + x_qty * (x_px[close_row] - x_px[entry_row])
+    intercept = legs.intercept[trade_pair]
+    entry_signal_row = entry_row - params.fill_lag_bars
+    exit_signal_row = close_row - params.fill_lag_bars
+    trades = pl.DataFrame(
+        {
+            "pair_id": layout.pair_ids.gather(trade_pair),
+            "trade_id": np.arange(entry_row.size) - np.searchsorted(trade_pair, trade_pair),
+            "side": pl.Series((side < 0).astype(np.uint8)).cat.to(SIDE_DTYPE),
+            "entry_ts": frame["bar_ts"].gather(entry_row),
+            "exit_ts": _null_where(frame["bar_ts"].gather(close_row), is_open),
+            "entry_y_px": y_px[entry_row],
+            "entry_x_px": x_px[entry_row],
+            "exit_y_px": _null_where(pl.Series(y_px[close_row]), is_open),
+            "exit_x_px": _null_where(pl.Series(x_px[close_row]), is_open),
+            "entry_spread": _log_spread(y_px[entry_row], x_px[entry_row], hedge_ratio, intercept),
+            "exit_spread": _null_where(
+                pl.Series(_log_spread(y_px[close_row], x_px[close_row], hedge_ratio, intercept)), is_open
+            ),
+            "entry_zscore": frame["zscore"].gather(entry_signal_row),
+            "exit_zscore": _null_where(frame["zscore"].gather(exit_signal_row), is_open),
+            "y_qty": y_qty,
+            "x_qty": x_qty,
+            "kelly_weight_pct": kelly_weight,
+            "weight_pct": weight,
+            "entry_notional": notional,
+            "gross_pnl": gross_pnl,
+            "cost": entry_cost + exit_cost,
+            "net_pnl": gross_pnl - entry_cost - exit_cost,
+            "return_pct": unit_return,
+            "bars_held": (close_row - entry_row).astype(np.int32),
+            "exit_reason": _exit_reasons(frame["signal"].gather(exit_signal_row), is_open),
+            "is_open": is_open,
+        }
+    )
+    return BacktestResult(trades=trades, returns=returns)
+
+
+def kelly_weights(
+    unit_return: np.ndarray, is_open: np.ndarray, trade_pair: np.ndarray, params: BacktestParams
+) -> np.ndarray:
+    """Capital fraction of each trade from its pair's earlier closed trades only; trades ordered by pair, then time.
+
+    With win share p, loss share q, mean win W and mean loss L (fractions of
+    notional), the notional fraction maximising expected log growth is
+    ``(p W - q L) / (W L (p + q))`` -- ``p/L - q/W`` without flat trades, the
+    familiar ``p - q/b`` rescaled from capital at risk to notional. No losses
+    yet gives an unbounded estimate, left to the per-pair cap; a non-positive
+    edge gives zero. A trade's own outcome and later ones never enter.
+    """
+    closed_return = np.where(is_open, 0.0, unit_return)
+    is_win = (~is_open & (unit_return > 0.0)).astype(np.float64)
+    is_loss = (~is_open & (unit_return < 0.0)).astype(np.float64)
+    first_of_pair = np.searchsorted(trade_pair, trade_pair)
+
+    def earlier(values: np.ndarray) -> np.ndarray:
+        running = np.concatenate([[0.0], np.cumsum(values)])
+        return running[np.arange(values.size)] - running[first_of_pair]
+
+    n_earlier = earlier((~is_open).astype(np.float64))
+    wins, losses = earlier(is_win), earlier(is_loss)
+    win_total = earlier(np.where(is_win > 0, closed_return, 0.0))
+    loss_total = -earlier(np.where(is_loss > 0, closed_return, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_win = win_total / wins
+        mean_loss = loss_total / losses
+        edge = (win_total - loss_total) / n_earlier
+        kelly = np.where(
+            edge <= 0.0,
+            0.0,
+            np.where(losses > 0, edge * n_earlier / (mean_win * mean_loss * (wins + losses)), np.inf),
+        )
+    sized = np.where(n_earlier >= params.min_trades_for_kelly, params.kelly_fraction * kelly, params.default_weight_pct)
+    return np.clip(np.nan_to_num(sized, nan=0.0), 0.0, params.max_pair_weight_pct)
+
+
+def _cap_gross_exposure(entry_ts: np.ndarray, exit_ts: np.ndarray, weight: np.ndarray, cap: float) -> np.ndarray:
+    """Weights scaled down at entry so the open trades' gross notional never exceeds ``cap``.
+
+    Trades open first-come first-served; trades entering at the same bar share
+    the remaining room pro rata. Exits at a bar free their room for entries at
+    that bar. Until the uncapped book first breaches the cap nothing changes,
+    so the walk through entry times starts there.
+    """
+    order = np.argsort(entry_ts, kind="stable")
+    entry_sorted, capped = entry_ts[order], weight[order].copy()
+    group_start = np.flatnonzero(np.concatenate([[True], entry_sorted[1:] != entry_sorted[:-1]]))
+    group_end = np.append(group_start[1:], entry_sorted.size)
+    exit_order = np.argsort(exit_ts[order], kind="stable")
+    exit_sorted = exit_ts[order][exit_order]
+
+    entered_by_group = np.cumsum(capped)[group_end - 1] if capped.size else np.empty(0)
+    released_by_group = np.concatenate([[0.0], np.cumsum(capped[exit_order])])[
+        np.searchsorted(exit_sorted, entry_sorted[group_start], side="right")
+    ]
+    breaches = np.flatnonzero(entered_by_group - released_by_group > cap * (1.0 + 1e-12))
+    if breaches.size == 0:
+        return weight
+
+    first = breaches[0]
+    entered = float(capped[: group_start[first]].sum())
+    released_count, released = 0, 0.0
+    for start, end in zip(group_start[first:], group_end[first:]):
+        now_released = int(np.searchsorted(exit_sorted, entry_sorted[start], side="right"))
+        released += float(capped[exit_order[released_count:now_released]].sum())
+        released_count = now_released
+        room = max(cap - (entered - released), 0.0)
+        requested = float(capped[start:end].sum())
+        if requested > room:
+            capped[start:end] *= room / requested
+        entered += float(capped[start:end].sum())
+
+    result = np.empty_like(weight)
+    result[order] = capped
+    return result
+
+
+def _bar_returns(
+    frame: pl.DataFrame,
+    layout: PairLayout,
+    position: np.ndarray,
+    held_trade: np.ndarray,
+    leg_px: tuple[np.ndarray, np.ndarray],
+    leg_qty: tuple[np.ndarray, np.ndarray],
+    cost: np.ndarray,
+    params: BacktestParams,
+) -> pl.DataFrame:
+    """One row per pair_id and bar_ts: P&L of the quantities held since the previous close, net of fills' costs."""
+    (y_px, x_px), (y_qty, x_qty) = leg_px, leg_qty
+    # Index -1 (nothing held) picks the trailing zero quantity; products are formed in place.
+    gross_pnl = np.append(y_qty, 0.0)[held_trade]
+    gross_pnl *= _moves_within_pair(y_px, layout)
+    x_leg_pnl = np.append(x_qty, 0.0)[held_trade]
+    x_leg_pnl *= _moves_within_pair(x_px, layout)
+    gross_pnl += x_leg_pnl
+    net_pnl = np.subtract(gross_pnl, cost, out=x_leg_pnl)
+
+    equity = np.cumsum(net_pnl)
+    pair_offset = equity[layout.first_row] - net_pnl[layout.first_row] - params.initial_capital
+    equity -= np.repeat(pair_offset, layout.n_rows)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return_pct = np.divide(net_pnl, equity - net_pnl)
+    return pl.DataFrame(
+        {
+            "pair_id": frame["pair_id"],
+            "bar_ts": frame["bar_ts"],
+            "position": position,
+            "is_in_market": held_trade >= 0,
+            "gross_pnl": gross_pnl,
+            "cost": cost,
+            "net_pnl": net_pnl,
+            "equity": equity,
+            "return_pct": return_pct,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class _PairLegs:
+    """Per pair, in layout order: leg symbols as indices into ``symbols``, hedge ratio and intercept."""
+
+    symbols: pl.Series
+    y_symbol: np.ndarray
+    x_symbol: np.ndarray
+    hedge_ratio: np.ndarray
+    intercept: np.ndarray
+
+
+def _pair_legs(pair_ids: pl.Series, candidates: pl.DataFrame) -> _PairLegs:
+    """Legs and hedge of each signalled pair; every pair must have exactly one candidate row."""
+    legs = candidates.select("symbol_y", "symbol_x", "hedge_ratio", "intercept").with_columns(
+        pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x")
+    )
+    if legs["pair_id"].is_duplicated().any():
+        raise ValueError("candidates must hold one row per pair")
+    matched = pl.DataFrame({"pair_id": pair_ids}).join(legs, on="pair_id", how="left", maintain_order="left")
+    if matched["hedge_ratio"].null_count():
+        missing = matched.filter(pl.col("hedge_ratio").is_null())["pair_id"].head(5).to_list()
+        raise ValueError(f"signalled pairs missing from candidates, e.g. {missing}")
+    symbols = pl.concat([matched["symbol_y"], matched["symbol_x"]]).unique(maintain_order=True)
+    index = pl.DataFrame({"symbol": symbols, "symbol_idx": np.arange(symbols.len())})
+
+    def indices(column: str) -> np.ndarray:
+        return (
+            matched.select(pl.col(column).alias("symbol"))
+            .join(index, on="symbol", how="left", maintain_order="left")["symbol_idx"]
+            .to_numpy()
+        )
+
+    return _PairLegs(
+        symbols=symbols,
+        y_symbol=indices("symbol_y"),
+        x_symbol=indices("symbol_x"),
+        hedge_ratio=matched["hedge_ratio"].to_numpy().astype(np.float64),
+        intercept=matched["intercept"].to_numpy().astype(np.float64),
+    )
+
+
+def _leg_closes(
+    bar_ts: pl.Series, layout: PairLayout, legs: _PairLegs, bars_hourly: pl.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Close of each row's y and x leg, looked up in a (symbol, bar) price grid rather than by joins."""
+    closes = (
+        bars_hourly.select(
+            "symbol", pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), pl.col("close_px").cast(pl.Float64)
+        )
+        .filter(pl.col("symbol").is_in(legs.symbols))
+        .with_columns(pl.col("symbol").cast(pl.Enum(legs.symbols)).to_physical())
+    )
+    close_ts = closes["bar_ts"].to_physical().to_numpy()
+    row_ts = bar_ts.to_physical().to_numpy()
+    shared_ts = _shared_bar_ts(row_ts, layout)
+    # A trailing sentinel bar, emptied after filling, takes every unknown bar.
+    calendar = np.append(np.unique(close_ts) if shared_ts is None else shared_ts, np.iinfo(np.int64).max)
+    grid = np.full((legs.symbols.len(), calendar.size), np.nan)
+    grid[closes["symbol"].to_numpy(), _calendar_columns(calendar, close_ts)] = closes["close_px"].to_numpy()
+    grid[:, -1] = np.nan
+
+    if shared_ts is None:
+        column = _calendar_columns(calendar, row_ts)
+        pair_of_row = layout.pair_of_row
+        y_px = grid[legs.y_symbol[pair_of_row], column]
+        x_px = grid[legs.x_symbol[pair_of_row], column]
+    else:
+        y_px = grid[legs.y_symbol, :-1].ravel()
+        x_px = grid[legs.x_symbol, :-1].ravel()
+    usable = np.isfinite(y_px) & np.isfinite(x_px) & (y_px > 0.0) & (x_px > 0.0)
+    if not usable.all():
+        raise ValueError(f"{int((~usable).sum())} signal rows lack a positive close for a leg in bars_hourly")
+    return y_px, x_px
+
+
+def _shared_bar_ts(row_ts: np.ndarray, layout: PairLayout) -> np.ndarray | None:
+    """The bar timestamps every pair has, when all pairs have exactly the same bars; else None."""
+    if not layout.is_dense or row_ts.size == 0:
+        return None
+    by_pair = row_ts.reshape(layout.n_rows.size, layout.n_steps)
+    return by_pair[0] if bool((by_pair == by_pair[:1]).all()) else None
+
+
+def _moves_within_pair(values: np.ndarray, layout: PairLayout) -> np.ndarray:
+    """Change since the previous row of the same pair; zero on a pair's first row."""
+    moves = np.empty_like(values)
+    np.subtract(values[1:], values[:-1], out=moves[1:])
+    moves[layout.first_row] = 0.0
+    return moves
+
+
+def _calendar_columns(calendar: np.ndarray, bar_ts: np.ndarray) -> np.ndarray:
+    """Column of each timestamp in a sorted calendar ending in a sentinel; unknown bars map to the sentinel."""
+    column = np.searchsorted(calendar, bar_ts)
+    column[calendar[column] != bar_ts] = calendar.size - 1
+    return column
+
+
+def _shifted_within_pair(values: np.ndarray, layout: PairLayout, fill: float) -> np.ndarray:
+    """Each row's previous value in its pair; ``fill`` on a pair's first row."""
+    shifted = np.empty_like(values)
+    shifted[1:] = values[:-1]
+    shifted[layout.first_row] = fill
+    return shifted
+
+
+def _lagged_within_pair(values: np.ndarray, layout: PairLayout, lag: int) -> np.ndarray:
+    """Values moved ``lag`` rows later within each pair, zero before the lag has elapsed."""
+    if lag == 0:
+        return values
+    lagged = np.zeros_like(values)
+    lagged[lag:] = values[:-lag]
+    lagged[layout.row_in_pair < lag] = 0
+    return lagged
+
+
+def _log_spread(y_px: np.ndarray, x_px: np.ndarray, hedge_ratio: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    return np.log(y_px) - hedge_ratio * np.log(x_px) - intercept
+
+
+def _null_where(values: pl.Series, is_missing: np.ndarray) -> pl.Series:
+    return values.scatter(np.flatnonzero(is_missing), None) if is_missing.any() else values
+
+
+def _exit_reasons(signal_at_exit: pl.Series, is_open: np.ndarray) -> pl.Series:
+    """``stop`` when the closing signal was a stop, ``open`` for trades still held, else ``exit``."""
+    code = np.where(is_open, 2, np.where((signal_at_exit == "stop").to_numpy(), 1, 0)).astype(np.uint8)
+    return pl.Series(code).cat.to(EXIT_REASON_DTYPE)

@@ -1,0 +1,419 @@
+"""Pair log spreads with exact rolling z-scores, and the per-pair entry/exit state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+__all__ = [
+    "SIGNAL_DTYPE",
+    "SignalParams",
+    "lookback_bars",
+    "pair_signals",
+    "PairLayout",
+    "pair_spreads",
+    "signal_state",
+    "sort_by_pair_and_time",
+]
+
+SIGNAL_DTYPE = pl.Enum(["none", "hold", "enter_long", "enter_short", "exit", "stop"])
+
+# Spreads are summed as integers in units of 2**-40 so that window sums are exact.
+_FIXED_POINT_BITS = 40
+_SPLIT_BITS = 23
+_MAX_ABS_SPREAD = 64.0
+_MAX_WINDOW = 2**16
+
+_SPREAD_COLUMNS = ["pair_id", "symbol_y", "symbol_x", "bar_ts", "spread", "spread_mean", "spread_std", "zscore"]
+
+
+def lookback_bars(window: int) -> int:
+    """Prior spread rows per pair an incremental run needs to reproduce a full recomputation."""
+    return window - 1
+
+
+def pair_spreads(
+    bars_hourly: pl.DataFrame,
+    candidates: pl.DataFrame,
+    *,
+    window: int = 500,
+    min_periods: int | None = None,
+    prior_spreads: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One row per cointegrated pair and bar_ts where both legs have a bar.
+
+    ``spread = ln(y) - hedge_ratio * ln(x) - intercept``; ``spread_mean`` and
+    ``spread_std`` (ddof=1) cover the pair's last ``window`` spreads including
+    the current one and stay null until ``min_periods`` (default ``window``)
+    spreads exist; ``zscore = (spread - spread_mean) / spread_std``.
+
+    For incremental runs pass ``bars_hourly`` holding only the new bars and
+    ``prior_spreads`` holding at least the last ``lookback_bars(window)`` rows
+    per pair (earlier rows are ignored); only rows for the new bars come back,
+    identical bit for bit to a one-pass recomputation over the whole history.
+    """
+    min_periods = window if min_periods is None else min_periods
+    if not 2 <= min_periods <= window <= _MAX_WINDOW:
+        raise ValueError(f"need 2 <= min_periods <= window <= {_MAX_WINDOW}, got {min_periods=} {window=}")
+
+    fresh = _leg_spreads(bars_hourly, candidates)
+    history = _spread_history(prior_spreads, fresh, lookback_bars(window))
+    combined = pl.concat(
+        [
+            history.with_columns(is_fresh=pl.lit(False)),
+            fresh.select(history.columns).with_columns(is_fresh=pl.lit(True)),
+        ]
+    ).sort("pair_id", "bar_ts")
+
+    row_in_pair = combined.select(pl.int_range(pl.len()).over("pair_id")).to_series().to_numpy()
+    mean, std = _rolling_moments(combined["spread"].to_numpy(), row_in_pair, window, min_periods)
+    spread = combined["spread"].to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zscore = np.where(std > 0.0, (spread - mean) / std, np.nan)
+
+    return (
+        combined.with_columns(
+            spread_mean=pl.Series(mean).fill_nan(None),
+            spread_std=pl.Series(std).fill_nan(None),
+            zscore=pl.Series(zscore).fill_nan(None),
+        )
+        .filter(pl.col("is_fresh"))
+        .select(_SPREAD_COLUMNS)
+    )
+
+
+def _leg_spreads(bars_hourly: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
+    """Log spread of every cointegrated pair at each bar_ts where both legs have a usable close."""
+    active = (
+        candidates.filter(pl.col("is_cointegrated"))
+        .select("symbol_y", "symbol_x", "hedge_ratio", "intercept")
+        .with_columns(pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x"))
+    )
+    if active["pair_id"].is_duplicated().any():
+        raise ValueError("candidates hold more than one cointegrated row for the same pair_id")
+
+    closes = bars_hourly.select("symbol", "bar_ts", "close_px").filter(
+        pl.col("close_px").is_finite() & (pl.col("close_px") > 0.0)
+    )
+    legs = active.join(
+        closes.rename({"symbol": "symbol_y", "close_px": "y_close_px"}), on="symbol_y"
+    ).join(closes.rename({"symbol": "symbol_x", "close_px": "x_close_px"}), on=["symbol_x", "bar_ts"])
+    return legs.select(
+        "pair_id",
+        "symbol_y",
+        "symbol_x",
+        "bar_ts",
+        spread=pl.col("y_close_px").log()
+        - pl.col("hedge_ratio") * pl.col("x_close_px").log()
+        - pl.col("intercept"),
+    )
+
+
+def _spread_history(prior_spreads: pl.DataFrame | None, fresh: pl.DataFrame, rows_per_pair: int) -> pl.DataFrame:
+    """The last ``rows_per_pair`` prior spreads of each pair that precede its first fresh bar."""
+    columns = ["pair_id", "symbol_y", "symbol_x", "bar_ts", "spread"]
+    if prior_spreads is None or rows_per_pair == 0:
+        return fresh.select(columns).clear()
+    first_fresh = fresh.group_by("pair_id").agg(first_fresh_ts=pl.col("bar_ts").min())
+    return (
+        prior_spreads.select(columns)
+        .join(first_fresh, on="pair_id")
+        .filter(pl.col("bar_ts") < pl.col("first_fresh_ts"))
+        .sort("pair_id", "bar_ts")
+        .filter(pl.int_range(pl.len()).over("pair_id") >= pl.len().over("pair_id") - rows_per_pair)
+        .select(columns)
+    )
+
+
+def _rolling_moments(
+    values: np.ndarray, row_in_group: np.ndarray, window: int, min_periods: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rolling mean and sample std per group, each a function of its window's values alone.
+
+    Values are rounded to multiples of 2**-40 and summed as integers, so a
+    window sum taken as a difference of running sums is exact wherever the
+    running sum started; that is what makes incremental runs agree bit for bit
+    with a full recomputation. Squares are split into 23-bit halves to stay
+    inside 64 bits. The variance is then formed in floating point; the spread
+    is centred by its fitted intercept, so cancellation costs only
+    ``eps * (1 + mean**2 / var)`` of relative precision.
+    """
+    if values.size and np.abs(values).max() >= _MAX_ABS_SPREAD:
+        raise ValueError(f"|spread| must stay below {_MAX_ABS_SPREAD} for exact window sums")
+    fixed = np.rint(values * 2.0**_FIXED_POINT_BITS).astype(np.int64)
+    high = fixed >> _SPLIT_BITS
+    low = fixed & (2**_SPLIT_BITS - 1)
+
+    count = np.minimum(row_in_group + 1, window)
+    ends = np.arange(1, values.size + 1)
+    starts = ends - count
+
+    def window_sum(parts: np.ndarray) -> np.ndarray:
+        # Unsigned running sums wrap modulo 2**64; their differences are still exact.
+        running = np.concatenate([[0], np.cumsum(parts.view(np.uint64), dtype=np.uint64)])
+        return (running[ends] - running[starts]).view(np.int64).astype(np.float64)
+
+    n = count.astype(np.float64)
+    total = window_sum(fixed)
+    sum_of_squares = (
+        window_sum(high * high) * 2.0 ** (2 * _SPLIT_BITS)
+        + window_sum(high * low) * 2.0 ** (_SPLIT_BITS + 1)
+        + window_sum(low * low)
+    )
+    scale = 2.0**_FIXED_POINT_BITS
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_fixed = total / n
+        variance_fixed = np.maximum(sum_of_squares - total * mean_fixed, 0.0) / (n - 1.0)
+    is_ready = count >= min_periods
+    mean = np.where(is_ready, mean_fixed / scale, np.nan)
+    std = np.where(is_ready, np.sqrt(variance_fixed) / scale, np.nan)
+    return mean, std
+
+
+@dataclass(frozen=True)
+class SignalParams:
+    """Z-score bands of the pair state machine; requires 0 <= exit_z < entry_z < stop_z."""
+
+    entry_z: float = 2.0
+    exit_z: float = 0.5
+    stop_z: float = 4.0
+    max_holding_bars: int = 70
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.exit_z < self.entry_z < self.stop_z:
+            raise ValueError(f"need 0 <= exit_z < entry_z < stop_z, got {self}")
+        if self.max_holding_bars < 1:
+            raise ValueError(f"max_holding_bars must be positive, got {self.max_holding_bars}")
+
+
+# Machine states; only flat states distinguish the stop lock.
+_FLAT, _FLAT_LOCKED, _LONG, _SHORT = 0, 1, 2, 3
+_STATE_POSITION = np.array([0, 0, 1, -1], dtype=np.int8)
+_STATE_IN_MARKET = np.array([0, 0, 1, 1], dtype=np.int32)
+
+# Z-score zones in increasing z: (-inf, -stop] (-stop, -entry] (-entry, -exit) [-exit, exit]
+# (exit, entry) [entry, stop) [stop, inf); then a bar without a z-score, and no bar at all
+# (padding after a pair's last bar, where the machine stands still).
+(_BELOW_STOP, _LONG_ENTRY, _LONG_HOLD, _EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP, _NO_Z, _NO_BAR) = range(9)
+_ZONES = 9
+
+_NONE, _HOLD, _ENTER_LONG, _ENTER_SHORT, _EXIT, _STOP = range(6)
+
+
+def _transition_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Next state, signal, held-bar increment and "still holding" for every (state, zone)."""
+    next_state = np.empty((4, _ZONES), dtype=np.int8)
+    signal = np.full((4, _ZONES), _NONE, dtype=np.uint8)
+    increment = np.zeros((4, _ZONES), dtype=np.int32)
+    is_holding = np.zeros((4, _ZONES), dtype=bool)
+    for zone in range(_ZONES):
+        inside_entry_band = zone in (_LONG_HOLD, _EXIT_BAND, _SHORT_HOLD)
+
+        next_state[_FLAT, zone] = {_LONG_ENTRY: _LONG, _SHORT_ENTRY: _SHORT}.get(zone, _FLAT)
+        signal[_FLAT, zone] = {_LONG_ENTRY: _ENTER_LONG, _SHORT_ENTRY: _ENTER_SHORT}.get(zone, _NONE)
+        next_state[_FLAT_LOCKED, zone] = _FLAT if inside_entry_band else _FLAT_LOCKED
+
+        for state, adverse, exits in (
+            (_LONG, (_BELOW_STOP,), (_EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP)),
+            (_SHORT, (_ABOVE_STOP,), (_BELOW_STOP, _LONG_ENTRY, _LONG_HOLD, _EXIT_BAND)),
+        ):
+            if zone == _NO_BAR:
+                next_state[state, zone], signal[state, zone] = state, _NONE
+                continue
+            increment[state, zone] = 1
+            if zone in adverse:
+                next_state[state, zone], signal[state, zone] = _FLAT_LOCKED, _STOP
+            elif zone in exits:
+                next_state[state, zone], signal[state, zone] = _FLAT, _EXIT
+            else:
+                next_state[state, zone], signal[state, zone] = state, _HOLD
+                is_holding[state, zone] = True
+    return next_state.ravel(), signal.ravel(), increment.ravel(), is_holding.ravel()
+
+
+def pair_signals(
+    spreads: pl.DataFrame, params: SignalParams, *, state: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """One row per pair_id and bar_ts: the pair's position after that bar's close and the signal that set it.
+
+    Each pair runs a state machine over its own bars in time order, one
+    transition per bar:
+
+    - flat -> short spread (``enter_short``) when ``entry_z <= z < stop_z``;
+      flat -> long spread (``enter_long``) when ``-stop_z < z <= -entry_z``.
+      No entry beyond the stop level: it would be stopped out at once.
+    - short -> flat (``exit``) when ``z <= exit_z``; long -> flat when
+      ``z >= -exit_z``. Overshooting through the band also exits; the opposite
+      entry can follow on a later bar.
+    - in position -> flat (``stop``) when ``z >= stop_z`` while short,
+      ``z <= -stop_z`` while long, or when the position would reach
+      ``max_holding_bars`` bars held; so ``bars_held`` never exceeds it.
+    - after a stop the pair is locked: it re-enters only after a later bar with
+      ``|z| < entry_z`` has released the lock, so a fresh crossing is needed.
+    - a bar without a z-score (warm-up) keeps the position and counts towards
+      the holding time, but triggers no z-based transition.
+
+    ``position`` is -1 short spread, 0 flat, +1 long spread; ``bars_held`` is
+    0 on entry bars and counts bars held, including the exit or stop bar.
+    ``state`` (from ``signal_state``) resumes every listed pair where an
+    earlier run ended.
+    """
+    frame, layout = sort_by_pair_and_time(spreads.select("pair_id", "bar_ts", "zscore"))
+    initial_state, initial_held = _initial_state(layout.pair_ids, state)
+
+    zones = _zones(frame["zscore"].to_numpy().astype(np.float64, copy=False), params)
+    states, signals, held = _run_state_machine(
+        layout.to_grid(zones, fill=_NO_BAR), initial_state, initial_held, params.max_holding_bars
+    )
+    state_of_row = layout.from_grid(states)
+    return frame.with_columns(
+        position=pl.Series(_STATE_POSITION[state_of_row]),
+        signal=pl.Series(layout.from_grid(signals)).cat.to(SIGNAL_DTYPE),
+        bars_held=pl.Series(layout.from_grid(held)),
+        is_stop_locked=pl.Series(state_of_row == _FLAT_LOCKED),
+    )
+
+
+def signal_state(signals: pl.DataFrame) -> pl.DataFrame:
+    """One row per pair_id: the machine state after its last bar, to resume ``pair_signals`` from."""
+    return (
+        signals.sort("pair_id", "bar_ts")
+        .group_by("pair_id", maintain_order=True)
+        .agg(pl.col("bar_ts", "position", "bars_held", "is_stop_locked").last())
+        .select(
+            "pair_id",
+            pl.col("bar_ts").alias("last_bar_ts"),
+            "position",
+            pl.when(pl.col("position") != 0).then(pl.col("bars_held")).otherwise(0).alias("bars_held"),
+            "is_stop_locked",
+        )
+    )
+
+
+def sort_by_pair_and_time(frame: pl.DataFrame) -> tuple[pl.DataFrame, PairLayout]:
+    """The frame ordered by pair_id then bar_ts, with its layout; ordered frames are not re-sorted."""
+    layout = PairLayout.of(frame)
+    if layout.is_ordered(frame):
+        return frame, layout
+    ordered = frame.sort("pair_id", "bar_ts")
+    return ordered, PairLayout.of(ordered)
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """Where each row of a frame sorted by pair_id and bar_ts sits in a (bar-within-pair, pair) grid.
+
+    Grids let a time loop step every pair at once; rows past a pair's last bar are padding.
+    """
+
+    pair_ids: pl.Series
+    first_row: np.ndarray
+    n_rows: np.ndarray
+    n_steps: int
+    is_dense: bool
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> PairLayout:
+        is_first = frame["pair_id"].ne_missing(frame["pair_id"].shift(1))
+        first_row = np.flatnonzero(is_first.to_numpy())
+        n_rows = np.diff(np.append(first_row, frame.height))
+        n_steps = int(n_rows.max()) if n_rows.size else 0
+        return cls(
+            pair_ids=frame["pair_id"].filter(is_first),
+            first_row=first_row,
+            n_rows=n_rows,
+            n_steps=n_steps,
+            is_dense=bool(np.all(n_rows == n_steps)),
+        )
+
+    def is_ordered(self, frame: pl.DataFrame) -> bool:
+        """Whether each pair's rows are contiguous, pairs ascend and bar_ts strictly rises within a pair."""
+        if self.pair_ids.n_unique() != self.pair_ids.len() or not self.pair_ids.is_sorted():
+            return False
+        bar_ts = frame["bar_ts"].to_physical().to_numpy()
+        is_later = np.ones(bar_ts.size, dtype=bool)
+        is_later[1:] = bar_ts[1:] > bar_ts[:-1]
+        is_later[self.first_row] = True
+        return bool(is_later.all())
+
+    @property
+    def pair_of_row(self) -> np.ndarray:
+        return np.repeat(np.arange(self.n_rows.size), self.n_rows)
+
+    @property
+    def row_in_pair(self) -> np.ndarray:
+        return np.arange(int(self.n_rows.sum())) - np.repeat(self.first_row, self.n_rows)
+
+    def _flat_index(self) -> np.ndarray:
+        return self.pair_of_row * self.n_steps + self.row_in_pair
+
+    def to_grid(self, values: np.ndarray, fill: int | float) -> np.ndarray:
+        """Row values laid out as a C-ordered (n_steps, n_pairs) grid, padded with ``fill``."""
+        if self.is_dense:
+            by_pair = values.reshape(self.n_rows.size, self.n_steps)
+        else:
+            by_pair = np.full((self.n_rows.size, self.n_steps), fill, dtype=values.dtype)
+            by_pair.ravel()[self._flat_index()] = values
+        return np.ascontiguousarray(by_pair.T)
+
+    def from_grid(self, grid: np.ndarray) -> np.ndarray:
+        """Grid cells back in frame row order, padding dropped."""
+        by_pair = np.ascontiguousarray(grid.T).ravel()
+        return by_pair if self.is_dense else by_pair[self._flat_index()]
+
+
+def _initial_state(pair_ids: pl.Series, state: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Machine state and held bars each pair starts from: flat and unlocked unless resumed."""
+    if state is None:
+        return np.full(pair_ids.len(), _FLAT, dtype=np.int8), np.zeros(pair_ids.len(), dtype=np.int32)
+    resumed = pl.DataFrame({"pair_id": pair_ids}).join(state, on="pair_id", how="left", maintain_order="left")
+    position = resumed["position"].fill_null(0).to_numpy()
+    is_locked = resumed["is_stop_locked"].fill_null(False).to_numpy()
+    machine_state = np.select(
+        [position > 0, position < 0, is_locked], [_LONG, _SHORT, _FLAT_LOCKED], default=_FLAT
+    ).astype(np.int8)
+    held = np.where(position != 0, resumed["bars_held"].fill_null(0).to_numpy(), 0).astype(np.int32)
+    return machine_state, held
+
+
+def _zones(zscore: np.ndarray, params: SignalParams) -> np.ndarray:
+    """Zone of each z-score against the signal bands, with boundaries closed as the rules state."""
+    zones = (
+        (zscore > -params.stop_z).astype(np.int8)
+        + (zscore > -params.entry_z)
+        + (zscore >= -params.exit_z)
+        + (zscore > params.exit_z)
+        + (zscore >= params.entry_z)
+        + (zscore >= params.stop_z)
+    )
+    return np.where(np.isnan(zscore), _NO_Z, zones).astype(np.int8)
+
+
+def _run_state_machine(
+    zones: np.ndarray, initial_state: np.ndarray, initial_held: np.ndarray, max_holding_bars: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step every pair's machine one bar at a time; each step is a handful of NumPy ops across pairs."""
+    next_state_table, signal_table, increment_table, is_holding_table = _transition_tables()
+    n_steps, n_pairs = zones.shape
+    states = np.empty((n_steps, n_pairs), dtype=np.int8)
+    signals = np.empty((n_steps, n_pairs), dtype=np.uint8)
+    held_out = np.empty((n_steps, n_pairs), dtype=np.int32)
+    state = initial_state.astype(np.intp)
+    held = initial_held.astype(np.int32)
+    for step in range(n_steps):
+        key = state * _ZONES + zones[step]
+        held = held + increment_table[key]
+        next_state = next_state_table[key]
+        signal = signal_table[key]
+        timed_out = is_holding_table[key] & (held >= max_holding_bars)
+        if timed_out.any():
+            next_state[timed_out] = _FLAT_LOCKED
+            signal[timed_out] = _STOP
+        states[step] = next_state
+        signals[step] = signal
+        held_out[step] = held
+        state = next_state.astype(np.intp)
+        held = held * _STATE_IN_MARKET[state]
+    return states, signals, held_out

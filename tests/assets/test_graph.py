@@ -1,0 +1,76 @@
+"""The asset graph: validation errors name the culprit; selection follows dbt/Dagster syntax."""
+
+import polars as pl
+import pytest
+
+from assets import AssetGraph, GraphError, SelectionError, asset, default_graph
+
+
+def _declare(name, deps=(), tags=()):
+    params = ", ".join(deps)
+    namespace = {"pl": pl}
+    exec(f'def {name}({params}):\n    """One row per thing."""\n    return pl.DataFrame()', namespace)
+    return asset(tags=tags)(namespace[name])
+
+
+def test_unknown_dependency_is_named():
+    with pytest.raises(GraphError, match="b -> nowhere"):
+        AssetGraph.of([_declare("a"), _declare("b", ["nowhere"])])
+
+
+def test_cycle_is_named():
+    with pytest.raises(GraphError, match="cycle: .*a.*b"):
+        AssetGraph.of([_declare("a", ["b"]), _declare("b", ["a"])])
+
+
+def test_description_must_state_grain():
+    def undocumented() -> pl.DataFrame:
+        """Some data."""
+        return pl.DataFrame()
+
+    with pytest.raises(ValueError, match="One row per"):
+        asset()(undocumented)
+
+
+@pytest.mark.parametrize(
+    "selection, expected",
+    [
+        ("bars_hourly", ["bars_hourly"]),
+        ("+bars_hourly", ["bars_raw", "splits", "bars_hourly"]),
+        ("bars_hourly+", ["bars_hourly", "bars_daily"]),
+        ("+bars_daily", ["bars_raw", "splits", "bars_hourly", "bars_daily"]),
+        ("tag:source", ["bars_raw", "splits"]),
+        ("splits,bars_daily", ["splits", "bars_daily"]),
+        (None, ["bars_raw", "splits", "bars_hourly", "bars_daily"]),
+    ],
+)
+def test_selection(selection, expected):
+    assert [a.name for a in default_graph().select(selection)] == expected
+
+
+def test_unknown_selection_is_named():
+    with pytest.raises(SelectionError, match="no asset named 'bars_weekly'"):
+        default_graph().select("bars_weekly")
+    with pytest.raises(SelectionError, match="no asset has tag 'monthly'"):
+        default_graph().select("tag:monthly")
+
+
+def test_code_version_follows_source_and_params():
+    graph = default_graph()
+    hourly = graph["bars_hourly"]
+    from dataclasses import replace
+
+    assert replace(hourly, params={"bad_tick_log_deviation": 0.2}).code_version != hourly.code_version
+    assert replace(hourly, pinned_code_version="v1").code_version == "v1"
+    assert hourly.code_version == default_graph()["bars_hourly"].code_version
+
+
+def test_default_graph_snapshot():
+    """The shipped graph, so an accidental change to names or edges shows up in review."""
+    graph = default_graph()
+    assert {a.name: (a.deps, a.partitions) for a in graph} == {
+        "bars_raw": ((), "daily"),
+        "splits": ((), "none"),
+        "bars_hourly": (("bars_raw", "splits"), "daily"),
+        "bars_daily": (("bars_hourly",), "daily"),
+    }

@@ -1,0 +1,80 @@
+"""Shared fixtures: a real DuckLake per test, the sample market, and one Prefect harness per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from assets import default_graph
+from assets.sources import SampleSource
+from pipelines.materialize import run_materialization, thread_submitter
+from pipelines.planning import RunWindow
+from warehouse import Warehouse
+
+WINDOW_START = date(2025, 3, 3)
+WINDOW_END = date(2025, 3, 14)
+
+
+@dataclass
+class Lake:
+    """A throwaway warehouse: its settings, an open handle, and a helper to materialize into it."""
+
+    root: Path
+    catalog: str
+    data_path: str
+    warehouse: Warehouse
+
+    def env(self) -> dict[str, str]:
+        return {
+            "QUARRY_CATALOG": self.catalog,
+            "QUARRY_DATA_PATH": self.data_path,
+            "QUARRY_REPORTS_DIR": str(self.root / "reports"),
+            "QUARRY_START_DATE": WINDOW_START.isoformat(),
+        }
+
+    def materialize(self, selection=None, *, source=None, graph=None, full_refresh=False,
+                    start=WINDOW_START, end=WINDOW_END, run_id="test-run", batch_partitions=260):
+        submit, shutdown = thread_submitter(4)
+        try:
+            return run_materialization(
+                graph or default_graph(), self.warehouse, source or SampleSource(),
+                selection=selection, window=RunWindow.between(start, end), run_id=run_id,
+                submit=submit, full_refresh=full_refresh, batch_partitions=batch_partitions,
+            )
+        finally:
+            shutdown()
+
+
+@pytest.fixture
+def make_lake(tmp_path: Path):
+    """Factory for real DuckLake warehouses (SQLite catalog, Parquet under tmp_path)."""
+    opened: list[Warehouse] = []
+
+    def make(name: str = "lake") -> Lake:
+        root = tmp_path / name
+        catalog = f"sqlite:{root}/catalog.sqlite"
+        data_path = f"{root}/lake/"
+        warehouse = Warehouse.open(catalog, data_path)
+        opened.append(warehouse)
+        return Lake(root, catalog, data_path, warehouse)
+
+    yield make
+    for warehouse in opened:
+        warehouse.close()
+
+
+@pytest.fixture
+def lake(make_lake) -> Lake:
+    return make_lake()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test harness for the whole session: it takes 10–20 s to start."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,154 @@
+"""Materialization round trips on a real DuckLake: build, no-op, full refresh, quarantine, code change, as-of reads."""
+
+from dataclasses import replace
+from datetime import date, datetime, timezone
+
+import polars as pl
+
+from assets import AssetGraph, default_graph
+from assets.bars import bars_hourly
+from assets.sources import SampleSource
+from pipelines.materialize import plan_run
+from pipelines.planning import RunWindow
+from tests.conftest import WINDOW_END, WINDOW_START
+
+SESSIONS = 10
+BAD_DAY = "2025-03-06"
+
+
+def _current(lake, asset):
+    return lake.warehouse.current_versions([asset]).sort("partition_key")
+
+
+def test_first_run_builds_everything_then_nothing_then_identical_on_full_refresh(lake):
+    first = lake.materialize(run_id="r1")
+    assert first.totals["built"] == 3 * SESSIONS + 1 and first.exit_code == 0
+    assert {a: len(o.built) for a, o in first.outcomes.items()} == {
+        "bars_raw": SESSIONS, "splits": 1, "bars_hourly": SESSIONS, "bars_daily": SESSIONS,
+    }
+    daily = lake.warehouse.read("bars_daily")
+    assert daily.height == 20 * SESSIONS
+    assert daily.select(pl.col("symbol").n_unique()).item() == 20
+
+    second = lake.materialize(run_id="r2")
+    assert second.totals["built"] == 0
+    assert second.totals["up_to_date"] == 3 * SESSIONS + 1
+
+    before = {a: _current(lake, a) for a in ("bars_raw", "bars_hourly", "bars_daily")}
+    third = lake.materialize(full_refresh=True, run_id="r3")
+    assert third.totals["built"] == 3 * SESSIONS + 1
+    for asset, old in before.items():
+        new = _current(lake, asset)
+        assert new["data_version"].to_list() == old["data_version"].to_list()
+        assert set(new["version_id"]).isdisjoint(old["version_id"])
+        superseded = lake.warehouse.versions(asset).filter(pl.col("status") == "superseded")
+        assert superseded.height == SESSIONS
+
+
+class CorruptSource(SampleSource):
+    """The sample market with a burst of bad ticks on one session: beyond what bars_hourly may repair."""
+
+    def identity(self) -> str:
+        return super().identity() + "+corrupt"
+
+    def fetch_bars(self, symbols, timeframe, start, end):
+        bars = super().fetch_bars(symbols, timeframe, start, end)
+        hit = (pl.col("bar_ts").dt.date() == date.fromisoformat(BAD_DAY)) & pl.col("symbol").is_in(["KO", "PEP", "XOM"]) & (
+            pl.col("bar_ts").dt.hour().is_in([15, 17])
+        )
+        spiked = pl.when(hit).then(pl.col("close_px") * 1.6).otherwise(pl.col("close_px"))
+        return bars.with_columns(close_px=spiked).with_columns(high_px=pl.max_horizontal("high_px", "close_px"))
+
+
+def test_bad_ticks_beyond_tolerance_quarantine_one_partition_only(lake):
+    lake.materialize(run_id="clean")
+    clean_rows = lake.warehouse.read("bars_hourly", [BAD_DAY]).sort("symbol", "bar_ts")
+    clean_version = _current(lake, "bars_hourly").filter(pl.col("partition_key") == BAD_DAY)["version_id"][0]
+
+    summary = lake.materialize(source=CorruptSource(), full_refresh=True, run_id="corrupt")
+
+    hourly = summary.outcomes["bars_hourly"]
+    assert hourly.quarantined == [BAD_DAY]
+    assert len(hourly.built) == SESSIONS - 1
+    assert summary.outcomes["bars_daily"].skipped == [(BAD_DAY, f"upstream bars_hourly {BAD_DAY} quarantined")]
+    assert len(summary.outcomes["bars_daily"].built) == SESSIONS - 1
+    assert summary.exit_code == 1
+
+    assert lake.warehouse.read("bars_hourly", [BAD_DAY]).sort("symbol", "bar_ts").equals(clean_rows)
+    still = _current(lake, "bars_hourly").filter(pl.col("partition_key") == BAD_DAY)
+    assert still["version_id"][0] == clean_version
+
+    quarantined = lake.warehouse.versions("bars_hourly", BAD_DAY).filter(pl.col("status") == "quarantined")
+    assert quarantined.height == 1 and "bad_ticks_beyond_tolerance" in quarantined["failed_checks"][0]
+    kept = lake.warehouse.query("SELECT * FROM lake.quarantine.bars_hourly WHERE version_id = ?", [quarantined["version_id"][0]])
+    assert kept.height == 20 * 7 and kept.filter(pl.col("is_repaired")).height == 6
+
+    failing = lake.warehouse.check_results("corrupt").filter(~pl.col("passed") & (pl.col("severity") == "error"))
+    assert failing.select("asset", "partition_key", "check_name").rows() == [("bars_hourly", BAD_DAY, "bad_ticks_beyond_tolerance")]
+    assert failing["failing_rows"][0] == 6 and "KO" in failing["sample"][0]
+
+
+def _louder_hourly() -> AssetGraph:
+    """bars_hourly with a real code change: volumes doubled."""
+
+    def bars_hourly_v2(bars_raw, splits, sessions, *, bad_tick_log_deviation):
+        """One row per symbol and regular-session hourly bar; volumes doubled."""
+        out = bars_hourly.transform(bars_raw, splits, sessions, bad_tick_log_deviation=bad_tick_log_deviation)
+        return out.with_columns(pl.col("volume_qty") * 2)
+
+    graph = default_graph()
+    assets = dict(graph.assets)
+    assets["bars_hourly"] = replace(graph["bars_hourly"], transform=bars_hourly_v2)
+    return AssetGraph.of(assets.values())
+
+
+def test_code_change_makes_that_asset_and_downstream_stale_and_as_of_reads_still_work(lake):
+    lake.materialize(run_id="v1")
+    old = _current(lake, "bars_hourly").filter(pl.col("partition_key") == BAD_DAY).row(0, named=True)
+    old_rows = lake.warehouse.read("bars_hourly", [BAD_DAY])
+    changed = _louder_hourly()
+
+    plans = {p.asset: p for p in plan_run(changed, lake.warehouse, None, RunWindow.between(WINDOW_START, WINDOW_END), source_identity=SampleSource().identity())}
+    assert {a: {w.reason for w in p.to_build} for a, p in plans.items()} == {
+        "bars_raw": set(), "splits": set(), "bars_hourly": {"code changed"}, "bars_daily": {"upstream rebuilding"},
+    }
+
+    summary = lake.materialize(graph=changed, run_id="v2")
+    assert {a: len(o.built) for a, o in summary.outcomes.items()} == {
+        "bars_raw": 0, "splits": 0, "bars_hourly": SESSIONS, "bars_daily": SESSIONS,
+    }
+    new_rows = lake.warehouse.read("bars_hourly", [BAD_DAY])
+    assert new_rows["volume_qty"].sum() == 2 * old_rows["volume_qty"].sum()
+
+    as_of_version = lake.warehouse.read_as_of("bars_hourly", version_id=old["version_id"])
+    assert as_of_version.sort("symbol", "bar_ts").equals(old_rows.sort("symbol", "bar_ts"))
+    as_of_time = lake.warehouse.read_as_of("bars_hourly", at=old["published_at"], partition_keys=[BAD_DAY])
+    assert as_of_time["volume_qty"].sum() == old_rows["volume_qty"].sum()
+
+
+def test_code_change_with_identical_output_causes_no_downstream_work(lake):
+    lake.materialize(run_id="v1")
+    graph = default_graph()
+    assets = dict(graph.assets)
+    assets["bars_hourly"] = replace(graph["bars_hourly"], params={"bad_tick_log_deviation": 0.16})
+    summary = lake.materialize(graph=AssetGraph.of(assets.values()), run_id="v2")
+    assert len(summary.outcomes["bars_hourly"].built) == SESSIONS
+    assert summary.outcomes["bars_daily"].built == []
+    assert len(summary.outcomes["bars_daily"].up_to_date) == SESSIONS
+
+
+def test_new_session_builds_only_the_new_partitions(lake):
+    lake.materialize(end=date(2025, 3, 13), run_id="day1")
+    summary = lake.materialize(run_id="day2")
+    assert {a: o.built for a, o in summary.outcomes.items()} == {
+        "bars_raw": ["2025-03-14"], "splits": ["all"], "bars_hourly": ["2025-03-14"], "bars_daily": ["2025-03-14"],
+    }
+    assert summary.outcomes["splits"].reasons == {"new session": 1}
+
+
+def test_small_batches_give_the_same_data_versions(make_lake):
+    one, many = make_lake("one"), make_lake("many")
+    one.materialize(run_id="a")
+    many.materialize(run_id="b", batch_partitions=3)
+    for asset in ("bars_raw", "bars_hourly", "bars_daily"):
+        assert _current(one, asset)["data_version"].to_list() == _current(many, asset)["data_version"].to_list()
