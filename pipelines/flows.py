@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from loguru import logger
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset as PrefectAsset
 from prefect.assets import add_asset_metadata, materialize as prefect_materialize

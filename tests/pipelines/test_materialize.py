@@ -1,7 +1,7 @@
 """Materialization round trips on a real DuckLake: build, no-op, full refresh, quarantine, code change, as-of reads."""
 
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import date
 
 import polars as pl
 
