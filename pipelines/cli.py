@@ -16,12 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from assets import default_graph
+from assets import SelectionError, default_graph
 from pipelines.logs import configure_console
 from pipelines.materialize import RunSummary, plan_run
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
-from warehouse import LAKE, Warehouse
+from warehouse import LAKE, Warehouse, attach_sql
 
 app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True)
 console = Console()
@@ -47,10 +47,14 @@ def materialize(
     window = default_window(settings, first, last)
     graph = default_graph()
     with _open(settings) as warehouse:
-        plans = plan_run(
-            graph, warehouse, selection, window,
-            full_refresh=full_refresh, source_identity=make_source(settings).identity(),
-        )
+        try:
+            plans = plan_run(
+                graph, warehouse, selection, window,
+                full_refresh=full_refresh, source_identity=make_source(settings).identity(),
+            )
+        except (SelectionError, ValueError) as error:
+            console.print(f"[red]error[/]: {error}")
+            raise typer.Exit(2) from None
         last_run = warehouse.last_run()
     to_build = sum(len(p.to_build) for p in plans)
     if plan_only:
@@ -138,6 +142,12 @@ def _print_summary(summary: RunSummary) -> None:
         for key, error in o.failed[:5]:
             console.print(f"[red]failed[/] {o.asset} [{key}]: {error}")
     console.print(f"Quality report: {summary.report_path}")
+    settings = Settings()
+    console.print(
+        "Explore: quarry sql \"SELECT * FROM bars_daily LIMIT 5\"  ·  in DuckDB: "
+        f"LOAD ducklake; {attach_sql(settings.catalog, settings.data_path, read_only=True)}; USE {LAKE};",
+        soft_wrap=True,
+    )
 
 
 @app.command("assets")

@@ -1,0 +1,69 @@
+"""The quarry CLI as a user runs it: a real process, the embedded default, Prefect in ephemeral mode."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+QUARRY = str(Path(sys.executable).with_name("quarry"))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> dict:
+    env = {
+        **os.environ,
+        "QUARRY_START_DATE": "2025-03-03",
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "COLUMNS": "160",
+    }
+    for name in list(env):
+        if name.startswith("QUARRY_") and name != "QUARRY_START_DATE":
+            env.pop(name)
+    env.pop("PREFECT_API_URL", None)
+    return {"cwd": tmp_path, "env": env}
+
+
+def quarry(workdir: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([QUARRY, *args], cwd=workdir["cwd"], env=workdir["env"], capture_output=True, text=True, timeout=timeout)
+
+
+def test_materialize_then_noop_then_explore(workdir):
+    built = quarry(workdir, "materialize", "--to", "2025-03-07")
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "completed" in built.stdout and "Quality report: reports/" in built.stdout
+    assert (workdir["cwd"] / "data" / "catalog.sqlite").exists()
+    assert list((workdir["cwd"] / "data" / "lake").rglob("*.parquet"))
+
+    started = time.perf_counter()
+    noop = quarry(workdir, "materialize", "--to", "2025-03-07")
+    assert noop.returncode == 0
+    assert "Everything up to date: 16 partitions across 4 assets" in noop.stdout
+    assert "Starting temporary server" not in noop.stdout + noop.stderr
+    assert time.perf_counter() - started < 30  # a no-op never starts Prefect; the benchmark measures the real figure
+
+    plan = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--plan")
+    assert plan.returncode == 0 and "bars_raw [2025-03-10] — missing" in plan.stdout
+
+    rows = json.loads(quarry(workdir, "sql", "SELECT symbol, count(*) AS bars FROM bars_daily GROUP BY symbol ORDER BY symbol", "--json").stdout)
+    assert len(rows) == 20 and {r["bars"] for r in rows} == {5}
+
+    assets = json.loads(quarry(workdir, "assets", "--json").stdout)
+    assert [a["asset"] for a in assets] == ["bars_raw", "splits", "bars_hourly", "bars_daily"]
+    assert all(a["published_partitions"] >= 1 for a in assets)
+
+    report = quarry(workdir, "report")
+    assert report.returncode == 0 and Path(report.stdout.strip()).read_text().startswith("<!doctype html>")
+
+    history = quarry(workdir, "history", "bars_daily", "--partition", "2025-03-05")
+    assert "published" in history.stdout
+
+    lineage = quarry(workdir, "lineage", "bars_daily")
+    assert "bars_hourly" in lineage.stdout and "splits" in lineage.stdout
+
+    bad = quarry(workdir, "materialize", "bars_weekly")
+    assert bad.returncode != 0 and "no asset named 'bars_weekly'" in bad.stdout + bad.stderr
