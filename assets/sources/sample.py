@@ -8,9 +8,9 @@ known rate of bad ticks, so the cleaning and quality code has something real to 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -69,7 +69,9 @@ class SampleSource:
 
     def fetch_bars(self, symbols: list[str], timeframe: Timeframe, start: datetime, end: datetime) -> pl.DataFrame:
         last_session = (end - _ONE_MICRO).date()
-        hourly = _market(self.seed, self.n_symbols, self.bad_tick_rate, self.missing_bar_rate, last_session)
+        hourly = _market(
+            self.seed, self.n_symbols, self.bad_tick_rate, self.missing_bar_rate, max(start.date(), ORIGIN), last_session
+        )
         bars = hourly.filter(
             pl.col("symbol").is_in(symbols), pl.col("bar_ts") >= start, pl.col("bar_ts") < end
         )
@@ -123,25 +125,75 @@ def _daily(hourly: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@lru_cache(maxsize=2)
-def _market(seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: float, last_session: date) -> pl.DataFrame:
-    """Every hourly bar from ORIGIN to `last_session`; memoized because batches of one run share it."""
-    bar_frame = hourly_bar_starts(sessions(ORIGIN, last_session))
+@dataclass(frozen=True)
+class _WalkState:
+    """Where the market stood at the end of a year: enough to continue the walks exactly."""
+
+    log_px: np.ndarray
+    spread: np.ndarray
+    close_px: np.ndarray
+
+
+_GENERATION_LOCK = threading.Lock()
+_YEAR_END_STATES: dict[tuple, _WalkState] = {}
+
+
+def _market(
+    seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: float, first_session: date, last_session: date
+) -> pl.DataFrame:
+    """Every hourly bar between two sessions, generated a year at a time from ORIGIN.
+
+    Walks carry their state from one year to the next, so memory stays at one year of
+    bars whatever the window, and a year is generated once per process even when
+    several batches of one run ask for it at the same time.
+    """
+    frames = []
+    with _GENERATION_LOCK:
+        state = _initial_state(n_symbols)
+        for year in range(ORIGIN.year, last_session.year + 1):
+            year_end = min(last_session, date(year, 12, 31))
+            key = (seed, n_symbols, bad_tick_rate, missing_bar_rate, year)
+            if year < first_session.year and key in _YEAR_END_STATES:
+                state = _YEAR_END_STATES[key]
+                continue
+            frame, state = _market_year(seed, n_symbols, bad_tick_rate, missing_bar_rate, year_end, state)
+            if year_end == date(year, 12, 31):
+                _YEAR_END_STATES[key] = state
+            if year >= first_session.year:
+                frames.append(frame)
+    if not frames:
+        return pl.DataFrame(schema=BAR_SCHEMA)
+    return pl.concat(frames)
+
+
+def _initial_state(n_symbols: int) -> _WalkState:
+    start_level = np.log(20.0 + 180.0 * (np.arange(n_symbols) * 0.618 % 1.0))
+    pairs = len(cointegrated_pairs(n_symbols))
+    return _WalkState(start_level, np.zeros(pairs), np.exp(start_level))
+
+
+def _market_year(
+    seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: float, year_end: date, state: _WalkState
+) -> tuple[pl.DataFrame, _WalkState]:
+    """One calendar year of bars (up to `year_end`) continuing from `state`."""
+    year_start = max(ORIGIN, date(year_end.year, 1, 1))
+    bar_frame = hourly_bar_starts(sessions(year_start, year_end))
     names = [symbol for symbol, _ in universe(n_symbols)]
     n_bars = bar_frame.height
     if n_bars == 0:
-        return pl.DataFrame(schema=BAR_SCHEMA)
+        return pl.DataFrame(schema=BAR_SCHEMA), state
     draws = _session_draws(seed, bar_frame["session_date"], n_symbols)
-    log_close = _log_prices(draws, names, n_symbols)
+    log_close, spread = _log_prices(draws, names, n_symbols, state)
     adjusted_close = np.exp(log_close)
     split_factor = _split_factor(bar_frame["session_date"], names, n_symbols)
     open_gap = np.exp(draws["gap"] * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.3)
-    adjusted_open = np.vstack([adjusted_close[:1], adjusted_close[:-1]]) * open_gap
+    adjusted_open = np.vstack([state.close_px[None, :], adjusted_close[:-1]]) * open_gap
     wick = np.abs(draws["wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
     adjusted_high = np.maximum(adjusted_open, adjusted_close) * np.exp(wick)
     low_wick = np.abs(draws["low_wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
     adjusted_low = np.minimum(adjusted_open, adjusted_close) * np.exp(-low_wick)
     volume = np.round(np.exp(12.0 + 0.4 * draws["volume"]) / split_factor).astype(np.int64) + 100
+    next_state = _WalkState(log_close[-1].copy(), spread[-1].copy() if spread.size else spread, adjusted_close[-1].copy())
 
     raw = {
         "open_px": adjusted_open * split_factor,
@@ -157,7 +209,7 @@ def _market(seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: f
 
     frame = pl.DataFrame(
         {
-            "symbol": np.repeat(np.array(names, dtype=object)[None, :], n_bars, axis=0).ravel(),
+            "symbol": pl.Series(np.tile(np.array(names, dtype=object), n_bars), dtype=pl.String),
             "bar_ts": np.repeat(bar_frame["bar_ts"].to_numpy(), n_symbols),
             **{column: np.round(values, 4).ravel() for column, values in raw.items()},
             "volume_qty": volume.ravel(),
@@ -178,7 +230,7 @@ def _market(seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: f
         high_px=pl.max_horizontal("high_px", "close_px", "open_px"),
         low_px=pl.min_horizontal("low_px", "close_px", "open_px"),
     )
-    return frame.filter(~pl.col("is_missing")).select(BAR_SCHEMA.keys())
+    return frame.filter(~pl.col("is_missing")).select(BAR_SCHEMA.keys()), next_state
 
 
 def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[str, np.ndarray]:
@@ -199,21 +251,25 @@ def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[
     return {kind: np.concatenate(blocks) for kind, blocks in per_session.items() if blocks}
 
 
-def _log_prices(draws: dict[str, np.ndarray], names: list[str], n_symbols: int) -> np.ndarray:
+def _log_prices(
+    draws: dict[str, np.ndarray], names: list[str], n_symbols: int, state: _WalkState
+) -> tuple[np.ndarray, np.ndarray]:
     """Random walks with a market factor; each pair's y leg is a + b·x + an AR(1) spread."""
     from scipy.signal import lfilter  # imported here: scipy.signal costs ~1 s, and only generation needs it
 
     bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
     market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
-    start_level = np.log(20.0 + 180.0 * (np.arange(n_symbols) * 0.618 % 1.0))
-    log_px = start_level + np.cumsum(draws["ret"] * bar_vol + draws["market"] * market_vol, axis=0)
+    start_level = _initial_state(n_symbols).log_px
+    log_px = state.log_px + np.cumsum(draws["ret"] * bar_vol + draws["market"] * market_vol, axis=0)
     index = {name: i for i, name in enumerate(names)}
-    for k, (y, x) in enumerate(cointegrated_pairs(n_symbols)):
+    pairs = cointegrated_pairs(n_symbols)
+    spreads = np.empty((log_px.shape[0], len(pairs)))
+    for k, (y, x) in enumerate(pairs):
         iy, ix = index[y], index[x]
         hedge = 0.8 + 0.1 * (k % 5)
-        spread = lfilter([1.0], [1.0, -SPREAD_AR], draws["spread"][:, iy] * SPREAD_VOL)
-        log_px[:, iy] = start_level[iy] - hedge * start_level[ix] + hedge * log_px[:, ix] + spread
-    return log_px
+        spreads[:, k] = lfilter([1.0], [1.0, -SPREAD_AR], draws["spread"][:, iy] * SPREAD_VOL, zi=[SPREAD_AR * state.spread[k]])[0]
+        log_px[:, iy] = start_level[iy] - hedge * start_level[ix] + hedge * log_px[:, ix] + spreads[:, k]
+    return log_px, spreads
 
 
 def _split_factor(session_dates: pl.Series, names: list[str], n_symbols: int) -> np.ndarray:
