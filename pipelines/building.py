@@ -111,7 +111,9 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
     timings["transform"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    results = pl.concat([audit(asset, staged, keys), _empty_partitions(staged, keys)], how="vertical")
+    results = audit(asset, staged, keys)
+    if asset.is_partitioned:
+        results = pl.concat([results, _empty_partitions(staged, keys)], how="vertical")
     quarantined = failed_partitions(results)
     timings["audit"] = time.perf_counter() - mark
 
@@ -172,7 +174,10 @@ def _sessions_for(keys: list[str]) -> pl.DataFrame:
 
 
 def _empty_partitions(staged: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """A partition the transform produced no rows for fails: publishing nothing would hide an outage."""
+    """A session partition with no rows fails: publishing nothing would hide an outage.
+
+    Unpartitioned assets (the split list, say) may legitimately be empty.
+    """
     present = set(staged["partition_key"].unique().to_list())
     return pl.DataFrame(
         [(k, "not_empty", "error", k in present, 0 if k in present else 1, None, "" if k in present else "no rows")

@@ -8,7 +8,6 @@ known rate of bad ticks, so the cleaning and quality code has something real to 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -125,75 +124,39 @@ def _daily(hourly: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class _WalkState:
-    """Where the market stood at the end of a year: enough to continue the walks exactly."""
-
-    log_px: np.ndarray
-    spread: np.ndarray
-    close_px: np.ndarray
-
-
-_GENERATION_LOCK = threading.Lock()
-_YEAR_END_STATES: dict[tuple, _WalkState] = {}
-
-
 def _market(
     seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: float, first_session: date, last_session: date
 ) -> pl.DataFrame:
-    """Every hourly bar between two sessions, generated a year at a time from ORIGIN.
+    """Every hourly bar between two sessions, without generating the bars before them.
 
-    Walks carry their state from one year to the next, so memory stays at one year of
-    bars whatever the window, and a year is generated once per process even when
-    several batches of one run ask for it at the same time.
+    Each session's generator first draws the session's total moves and spread shock (the
+    header), then its hourly detail. The level at the window's first session is the sum
+    of earlier headers, so jumping to any date costs one small draw per earlier session.
     """
-    frames = []
-    with _GENERATION_LOCK:
-        state = _initial_state(n_symbols)
-        for year in range(ORIGIN.year, last_session.year + 1):
-            year_end = min(last_session, date(year, 12, 31))
-            key = (seed, n_symbols, bad_tick_rate, missing_bar_rate, year)
-            if year < first_session.year and key in _YEAR_END_STATES:
-                state = _YEAR_END_STATES[key]
-                continue
-            frame, state = _market_year(seed, n_symbols, bad_tick_rate, missing_bar_rate, year_end, state)
-            if year_end == date(year, 12, 31):
-                _YEAR_END_STATES[key] = state
-            if year >= first_session.year:
-                frames.append(frame)
-    if not frames:
+    bar_frame = hourly_bar_starts(sessions(max(first_session, ORIGIN), last_session))
+    if bar_frame.is_empty():
         return pl.DataFrame(schema=BAR_SCHEMA)
-    return pl.concat(frames)
-
-
-def _initial_state(n_symbols: int) -> _WalkState:
-    start_level = np.log(20.0 + 180.0 * (np.arange(n_symbols) * 0.618 % 1.0))
-    pairs = len(cointegrated_pairs(n_symbols))
-    return _WalkState(start_level, np.zeros(pairs), np.exp(start_level))
-
-
-def _market_year(
-    seed: int, n_symbols: int, bad_tick_rate: float, missing_bar_rate: float, year_end: date, state: _WalkState
-) -> tuple[pl.DataFrame, _WalkState]:
-    """One calendar year of bars (up to `year_end`) continuing from `state`."""
-    year_start = max(ORIGIN, date(year_end.year, 1, 1))
-    bar_frame = hourly_bar_starts(sessions(year_start, year_end))
     names = [symbol for symbol, _ in universe(n_symbols)]
-    n_bars = bar_frame.height
-    if n_bars == 0:
-        return pl.DataFrame(schema=BAR_SCHEMA), state
-    draws = _session_draws(seed, bar_frame["session_date"], n_symbols)
-    log_close, spread = _log_prices(draws, names, n_symbols, state)
+    n_pairs = len(cointegrated_pairs(n_symbols))
+    history = sessions(ORIGIN, last_session).with_columns(
+        n_bars=pl.when(pl.col("is_half_day")).then(4).otherwise(7)
+    )
+    headers = _session_headers(seed, history, n_symbols, n_pairs)
+    draws = _bar_draws(seed, bar_frame["session_date"], n_symbols)
+    first = history["session_date"].search_sorted(bar_frame["session_date"][0])
+    log_close, spread = _log_prices(draws, headers, first, bar_frame["session_date"], names, n_symbols)
     adjusted_close = np.exp(log_close)
     split_factor = _split_factor(bar_frame["session_date"], names, n_symbols)
     open_gap = np.exp(draws["gap"] * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.3)
-    adjusted_open = np.vstack([state.close_px[None, :], adjusted_close[:-1]]) * open_gap
+    # a bar opens at the previous bar's close; a session's first bar near its own close (the overnight gap)
+    previous_close = np.vstack([adjusted_close[:1], adjusted_close[:-1]])
+    opens_session = (bar_frame["session_date"].rle_id().diff().fill_null(1) > 0).to_numpy()[:, None]
+    adjusted_open = np.where(opens_session, adjusted_close, previous_close) * open_gap
     wick = np.abs(draws["wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
     adjusted_high = np.maximum(adjusted_open, adjusted_close) * np.exp(wick)
     low_wick = np.abs(draws["low_wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
     adjusted_low = np.minimum(adjusted_open, adjusted_close) * np.exp(-low_wick)
     volume = np.round(np.exp(12.0 + 0.4 * draws["volume"]) / split_factor).astype(np.int64) + 100
-    next_state = _WalkState(log_close[-1].copy(), spread[-1].copy() if spread.size else spread, adjusted_close[-1].copy())
 
     raw = {
         "open_px": adjusted_open * split_factor,
@@ -207,6 +170,7 @@ def _market_year(
     raw["high_px"] = np.maximum(raw["high_px"], raw["close_px"])
     raw["low_px"] = np.minimum(raw["low_px"], raw["close_px"])
 
+    n_bars = bar_frame.height
     frame = pl.DataFrame(
         {
             "symbol": pl.Series(np.tile(np.array(names, dtype=object), n_bars), dtype=pl.String),
@@ -230,16 +194,45 @@ def _market_year(
         high_px=pl.max_horizontal("high_px", "close_px", "open_px"),
         low_px=pl.min_horizontal("low_px", "close_px", "open_px"),
     )
-    return frame.filter(~pl.col("is_missing")).select(BAR_SCHEMA.keys()), next_state
+    return frame.filter(~pl.col("is_missing")).select(BAR_SCHEMA.keys())
 
 
-def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[str, np.ndarray]:
-    """Standard draws per bar and symbol, each session from its own generator so windows never shift them."""
+def _session_generator(seed: int, session_date: date) -> np.random.Generator:
+    return np.random.default_rng([seed, session_date.toordinal()])
+
+
+def _session_headers(seed: int, history: pl.DataFrame, n_symbols: int, n_pairs: int) -> dict[str, np.ndarray]:
+    """Per session since ORIGIN: log-price level at the open and the spread at the open, per symbol/pair."""
+    bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
+    market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
+    n_sessions = history.height
+    moves = np.empty((n_sessions, n_symbols))
+    shocks = np.empty((n_sessions, n_pairs))
+    for i, (session_date, n_bars) in enumerate(history.select("session_date", "n_bars").iter_rows()):
+        rng = _session_generator(seed, session_date)
+        idiosyncratic = rng.standard_normal(n_symbols)
+        market = rng.standard_normal()
+        shocks[i] = rng.standard_normal(n_pairs)
+        moves[i] = np.sqrt(n_bars) * (bar_vol * idiosyncratic + market_vol * market)
+    start_level = _start_levels(n_symbols)
+    open_level = start_level + np.vstack([np.zeros((1, n_symbols)), np.cumsum(moves, axis=0)[:-1]])
+    daily_ar = SPREAD_AR**7
+    stationary_sd = SPREAD_VOL / np.sqrt(1 - SPREAD_AR**2)
+    open_spread = np.zeros((n_sessions, n_pairs))
+    for i in range(1, n_sessions):
+        open_spread[i] = daily_ar * open_spread[i - 1] + np.sqrt(1 - daily_ar**2) * stationary_sd * shocks[i]
+    return {"open_level": open_level, "move": moves, "open_spread": open_spread}
+
+
+def _bar_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[str, np.ndarray]:
+    """The hourly detail of each session, drawn after its header from the same generator."""
+    n_pairs = len(cointegrated_pairs(n_symbols))
     kinds = ("ret", "market", "spread", "gap", "wick", "low_wick", "volume", "bad", "bad_sign", "missing")
     per_session: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
     counts = session_dates.value_counts(sort=False).sort(session_dates.name)
     for session_date, n_bars in counts.iter_rows():
-        rng = np.random.default_rng([seed, session_date.toordinal()])
+        rng = _session_generator(seed, session_date)
+        rng.standard_normal(n_symbols), rng.standard_normal(), rng.standard_normal(n_pairs)  # the header
         block = rng.standard_normal((7, n_bars, n_symbols))
         uniforms = rng.random((3, n_bars, n_symbols))
         market = rng.standard_normal((n_bars, 1))
@@ -251,23 +244,48 @@ def _session_draws(seed: int, session_dates: pl.Series, n_symbols: int) -> dict[
     return {kind: np.concatenate(blocks) for kind, blocks in per_session.items() if blocks}
 
 
-def _log_prices(
-    draws: dict[str, np.ndarray], names: list[str], n_symbols: int, state: _WalkState
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random walks with a market factor; each pair's y leg is a + b·x + an AR(1) spread."""
-    from scipy.signal import lfilter  # imported here: scipy.signal costs ~1 s, and only generation needs it
+def _start_levels(n_symbols: int) -> np.ndarray:
+    return np.log(20.0 + 180.0 * (np.arange(n_symbols) * 0.618 % 1.0))
 
+
+def _log_prices(
+    draws: dict[str, np.ndarray],
+    headers: dict[str, np.ndarray],
+    first_session: int,
+    bar_sessions: pl.Series,
+    names: list[str],
+    n_symbols: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly log closes: a Brownian bridge from each session's open level to the next; pairs' y legs ride a + b·x + spread."""
     bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
     market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
-    start_level = _initial_state(n_symbols).log_px
-    log_px = state.log_px + np.cumsum(draws["ret"] * bar_vol + draws["market"] * market_vol, axis=0)
+    session_index = (bar_sessions.rle_id().to_numpy() + first_session).astype(np.int64)
+    step = draws["ret"] * bar_vol + draws["market"] * market_vol
+    bars_in_session = np.bincount(session_index)[session_index][:, None]
+    step_sum = np.zeros((session_index.max() + 1, n_symbols))
+    np.add.at(step_sum, session_index, step)
+    # shift every step so a session's steps add up to its header move: the bridge between open levels
+    bridged = step + (headers["move"][session_index] - step_sum[session_index]) / bars_in_session
+    cumulative = np.cumsum(bridged, axis=0)
+    session_start = np.searchsorted(session_index, session_index)
+    before = np.where(session_start[:, None] > 0, cumulative[np.maximum(session_start - 1, 0)], 0.0)
+    log_px = headers["open_level"][session_index] + cumulative - before
+
+    from scipy.signal import lfilter  # imported here: scipy.signal costs ~1 s, and only generation needs it
+
+    # AR(1) spreads restarted at each session's open spread, vectorized with one filter pass per pair
+    position = np.arange(len(session_index)) - session_start
+    decay = SPREAD_AR ** (position + 1.0)
+    start_level = _start_levels(n_symbols)
     index = {name: i for i, name in enumerate(names)}
     pairs = cointegrated_pairs(n_symbols)
-    spreads = np.empty((log_px.shape[0], len(pairs)))
+    spreads = np.empty((len(session_index), len(pairs)))
     for k, (y, x) in enumerate(pairs):
         iy, ix = index[y], index[x]
         hedge = 0.8 + 0.1 * (k % 5)
-        spreads[:, k] = lfilter([1.0], [1.0, -SPREAD_AR], draws["spread"][:, iy] * SPREAD_VOL, zi=[SPREAD_AR * state.spread[k]])[0]
+        running = lfilter([1.0], [1.0, -SPREAD_AR], SPREAD_VOL * draws["spread"][:, iy])
+        carried = np.where(session_start > 0, running[np.maximum(session_start - 1, 0)], 0.0)
+        spreads[:, k] = running - decay * carried + decay * headers["open_spread"][session_index, k]
         log_px[:, iy] = start_level[iy] - hedge * start_level[ix] + hedge * log_px[:, ix] + spreads[:, k]
     return log_px, spreads
 
