@@ -271,11 +271,8 @@ def _log_prices(
     before = np.where(session_start[:, None] > 0, cumulative[np.maximum(session_start - 1, 0)], 0.0)
     log_px = headers["open_level"][session_index] + cumulative - before
 
-    from scipy.signal import lfilter  # imported here: scipy.signal costs ~1 s, and only generation needs it
-
-    # AR(1) spreads restarted at each session's open spread, vectorized with one filter pass per pair
+    # AR(1) spreads restarted at each session's open spread; sessions are at most 7 bars, so step by position
     position = np.arange(len(session_index)) - session_start
-    decay = SPREAD_AR ** (position + 1.0)
     start_level = _start_levels(n_symbols)
     index = {name: i for i, name in enumerate(names)}
     pairs = cointegrated_pairs(n_symbols)
@@ -283,9 +280,13 @@ def _log_prices(
     for k, (y, x) in enumerate(pairs):
         iy, ix = index[y], index[x]
         hedge = 0.8 + 0.1 * (k % 5)
-        running = lfilter([1.0], [1.0, -SPREAD_AR], SPREAD_VOL * draws["spread"][:, iy])
-        carried = np.where(session_start > 0, running[np.maximum(session_start - 1, 0)], 0.0)
-        spreads[:, k] = running - decay * carried + decay * headers["open_spread"][session_index, k]
+        shocks = SPREAD_VOL * draws["spread"][:, iy]
+        spread = spreads[:, k]
+        opening = position == 0
+        spread[opening] = SPREAD_AR * headers["open_spread"][session_index[opening], k] + shocks[opening]
+        for offset in range(1, int(position.max()) + 1):
+            rows = np.flatnonzero(position == offset)
+            spread[rows] = SPREAD_AR * spread[rows - 1] + shocks[rows]
         log_px[:, iy] = start_level[iy] - hedge * start_level[ix] + hedge * log_px[:, ix] + spreads[:, k]
     return log_px, spreads
 
