@@ -79,6 +79,8 @@ def _run_flow(selection, start, end, full_refresh, total: int) -> RunSummary:
     from loguru import logger
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from pipelines.flows import RunNotClean, materialize_flow
 
     progress = Progress(
@@ -96,7 +98,8 @@ def _run_flow(selection, start, end, full_refresh, total: int) -> RunSummary:
     try:
         with progress, temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             try:
-                return materialize_flow(selection=selection, start=start, end=end, full_refresh=full_refresh)
+                flow = materialize_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=Settings().max_workers))
+                return flow(selection=selection, start=start, end=end, full_refresh=full_refresh)
             except RunNotClean as not_clean:
                 return not_clean.summary
     finally:

@@ -30,7 +30,7 @@ def make_source(settings: Settings):
 def record_and_report(
     warehouse: Warehouse, settings: Settings, summary: RunSummary, flow_run_id: str | None = None
 ) -> Report:
-    """Write the HTML quality report and the run's row in `quarry.runs`."""
+    """Write the HTML quality report and the run's row in `quarry.runs`, then sweep old orphaned files."""
     checks = warehouse.check_results(summary.run_id)
     report = build_report(summary, checks)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -56,4 +56,5 @@ def record_and_report(
             "summary": json.dumps(report.asset_rows, default=str),
         }
     )
+    warehouse.delete_orphaned_files(older_than_hours=1.0)
     return report

@@ -82,7 +82,14 @@ class Warehouse:
         self._con = duckdb.connect()
         load_extensions(self._con, catalog)
         self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute(attach_sql(catalog, data_path, read_only))
+        try:
+            self._con.execute(attach_sql(catalog, data_path, read_only))
+        except duckdb.Error as error:
+            raise WarehouseError(
+                f"cannot attach the warehouse (catalog {catalog!r}, data path {data_path!r}): {error}. "
+                "Relative paths resolve from the working directory: run from the project directory "
+                "or set QUARRY_CATALOG and QUARRY_DATA_PATH to absolute paths."
+            ) from error
         self._publish_lock = threading.Lock()
         if not read_only:
             self._retrying(lambda cur: [cur.execute(ddl) for ddl in CATALOG_DDL], "create catalog")
@@ -349,7 +356,17 @@ class Warehouse:
 
         self._retrying(write, "record run")
 
-    def delete_orphaned_files(self) -> None:
-        """Remove Parquet files no snapshot references (left by a writer killed mid-commit)."""
+    def delete_orphaned_files(self, older_than_hours: float | None = 1.0) -> None:
+        """Remove Parquet files no snapshot references (left by a writer killed mid-commit).
+
+        Only files older than `older_than_hours` go, so a concurrent writer's files that
+        are not committed yet are never taken; `None` removes every orphan (no writers running).
+        """
         with self._cursor() as cur:
-            cur.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)")
+            if older_than_hours is None:
+                cur.execute(f"CALL ducklake_delete_orphaned_files('{LAKE}', cleanup_all => true)")
+            else:
+                cur.execute(
+                    f"CALL ducklake_delete_orphaned_files('{LAKE}', older_than => now() - to_microseconds(?::BIGINT))",
+                    [int(older_than_hours * 3_600_000_000)],
+                )

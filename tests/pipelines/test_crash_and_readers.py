@@ -96,7 +96,7 @@ def test_sigkill_mid_publish_leaves_published_state_unchanged_and_next_run_compl
     assert after["rows"].equals(before["rows"])
 
     files_before = {p for p in Path(lake.data_path).rglob("*.parquet")}
-    reopened.delete_orphaned_files()
+    reopened.delete_orphaned_files(older_than_hours=None)
     assert {p for p in Path(lake.data_path).rglob("*.parquet")} <= files_before
 
     summary = lake.materialize(run_id="after", full_refresh=True)

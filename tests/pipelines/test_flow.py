@@ -54,7 +54,11 @@ def test_flow_materializes_and_emits_asset_events_with_upstream_links(prefect_ha
         assert upstream == {"quarry://bars_raw", "quarry://splits"}
         assert hourly.payload["partitions_published"] == 5 and hourly.payload["rows"] > 0
 
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
         flow_run = client.read_flow_run(summary.run_id)
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+        assert any("bars_hourly: published 5 partitions" in log.message for log in logs)
         artifacts = client.read_artifacts()
         keys = {a.key for a in artifacts if a.flow_run_id == flow_run.id}
         assert {"quality-report", "materialization"} <= keys

@@ -152,3 +152,26 @@ def test_small_batches_give_the_same_data_versions(make_lake):
     many.materialize(run_id="b", batch_partitions=3)
     for asset in ("bars_raw", "bars_hourly", "bars_daily"):
         assert _current(one, asset)["data_version"].to_list() == _current(many, asset)["data_version"].to_list()
+
+
+def test_quarantine_shows_in_the_html_report_with_failing_rows(lake, tmp_path):
+    from pipelines.runs import record_and_report
+    from pipelines.settings import Settings
+
+    lake.materialize(run_id="clean")
+    summary = lake.materialize(source=CorruptSource(), full_refresh=True, run_id="corrupt")
+    settings = Settings(catalog=lake.catalog, data_path=lake.data_path, reports_dir=tmp_path / "reports")
+    report = record_and_report(lake.warehouse, settings, summary)
+    page = (tmp_path / "reports" / "corrupt.html").read_text()
+    assert "bad_ticks_beyond_tolerance" in page and BAD_DAY in page and "&quot;KO&quot;" not in page
+    assert "<td>KO</td>" in page
+    assert "quarantined" in report.markdown and lake.warehouse.run("corrupt")["status"] == "quarantined"
+
+
+def test_attach_error_names_the_paths(lake):
+    import pytest
+
+    from warehouse import Warehouse, WarehouseError
+
+    with pytest.raises(WarehouseError, match="data path"):
+        Warehouse.open(lake.catalog, str(lake.root / "elsewhere") + "/")
