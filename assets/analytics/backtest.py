@@ -9,7 +9,14 @@ import polars as pl
 
 from assets.analytics.spreads import PairLayout, sort_by_pair_and_time
 
-__all__ = ["EXIT_REASON_DTYPE", "SIDE_DTYPE", "BacktestParams", "BacktestResult", "backtest_trades", "kelly_weights"]
+__all__ = [
+    "EXIT_REASON_DTYPE",
+    "SIDE_DTYPE",
+    "BacktestParams",
+    "BacktestResult",
+    "backtest_trades",
+    "kelly_weights",
+]
 
 SIDE_DTYPE = pl.Enum(["long_spread", "short_spread"])
 EXIT_REASON_DTYPE = pl.Enum(["exit", "stop", "open"])
@@ -19,7 +26,9 @@ EXIT_REASON_DTYPE = pl.Enum(["exit", "stop", "open"])
 class BacktestParams:
     """Costs, sizing and fill timing of the pairs backtest; every ``_pct`` is a fraction of capital.
 
-    Sizes are fractions of ``initial_capital`` measured as gross notional
+    ``commission_bps + slippage_bps`` is charged on each leg's traded notional
+    at every fill, entry and exit; slippage is booked as a cost, fills stay at
+    the bar close. Sizes are fractions of ``initial_capital`` measured as gross notional
     (both legs, at entry) and do not compound. A trade's weight is
     ``kelly_fraction`` times the Kelly notional estimated from the pair's own
     earlier closed trades, or ``default_weight_pct`` until the pair has closed
@@ -83,9 +92,13 @@ def backtest_trades(
 
     ``returns``: one row per pair_id and bar_ts. ``position`` is the position
     held after that close; ``is_in_market`` marks bars whose P&L came from a
-    held position; ``equity`` is initial capital plus the pair's cumulative net
-    P&L, and ``return_pct`` is net P&L over the previous bar's equity, i.e. the
-    pair traded alone on the strategy's capital.
+    held position; ``net_pnl`` is that P&L less the costs of fills at this
+    close; ``equity`` is initial capital plus the pair's cumulative net P&L,
+    and ``return_pct`` is net P&L over the previous bar's equity, i.e. the pair
+    traded alone on the strategy's capital.
+
+    Run it over each pair's whole signal history: a position already open on
+    a pair's first row counts as entered at that row's close.
     """
     frame, layout = sort_by_pair_and_time(
         signals.select(
@@ -99,9 +112,7 @@ def backtest_trades(
     legs = _pair_legs(layout.pair_ids, candidates)
     y_px, x_px = _leg_closes(frame["bar_ts"], layout, legs, bars_hourly)
 
-    position = _lagged_within_pair(
-        frame["position"].to_numpy().astype(np.int8), layout, params.fill_lag_bars
-    )
+    position = _lagged_within_pair(frame["position"].to_numpy().astype(np.int8), layout, params.fill_lag_bars)
     previous = _shifted_within_pair(position, layout, fill=0)
     is_entry = (position != 0) & (position != previous)
     is_exit = (previous != 0) & (position != previous)
@@ -125,9 +136,8 @@ def backtest_trades(
     y_growth = y_px[close_row] / y_px[entry_row]
     x_growth = x_px[close_row] / x_px[entry_row]
     exit_turnover = np.where(is_open, 0.0, y_share * (y_growth + np.abs(hedge_ratio) * x_growth))
-    unit_return = (
-        side * y_share * ((y_growth - 1.0) - hedge_ratio * (x_growth - 1.0))
-        - params.cost_rate * (1.0 + exit_turnover)
+    unit_return = side * y_share * ((y_growth - 1.0) - hedge_ratio * (x_growth - 1.0)) - params.cost_rate * (
+        1.0 + exit_turnover
     )
 
     kelly_weight = kelly_weights(unit_return, is_open, trade_pair, params)
@@ -143,10 +153,8 @@ def backtest_trades(
         is_open, 0.0, params.cost_rate * (np.abs(y_qty) * y_px[close_row] + np.abs(x_qty) * x_px[close_row])
     )
 
-    cost = np.zeros(frame.height)
-    cost[entry_row] += entry_cost
-    cost[exit_row[~is_open]] += exit_cost[~is_open]
-    returns = _bar_returns(frame, layout, position, held_trade, (y_px, x_px), (y_qty, x_qty), cost, params)
+    fills = _Fills(entry_row, entry_cost, exit_row[~is_open], exit_cost[~is_open])
+    returns = _bar_returns(frame, layout, position, held_trade, (y_px, x_px), (y_qty, x_qty), fills, params)
 
     gross_pnl = y_qty * (y_px[close_row] - y_px[entry_row]) + x_qty * (x_px[close_row] - x_px[entry_row])
     intercept = legs.intercept[trade_pair]
@@ -198,33 +206,33 @@ def kelly_weights(
     yet gives an unbounded estimate, left to the per-pair cap; a non-positive
     edge gives zero. A trade's own outcome and later ones never enter.
     """
-    closed_return = np.where(is_open, 0.0, unit_return)
-    is_win = (~is_open & (unit_return > 0.0)).astype(np.float64)
-    is_loss = (~is_open & (unit_return < 0.0)).astype(np.float64)
-    first_of_pair = np.searchsorted(trade_pair, trade_pair)
-
-    def earlier(values: np.ndarray) -> np.ndarray:
-        running = np.concatenate([[0.0], np.cumsum(values)])
-        return running[np.arange(values.size)] - running[first_of_pair]
-
-    n_earlier = earlier((~is_open).astype(np.float64))
-    wins, losses = earlier(is_win), earlier(is_loss)
-    win_total = earlier(np.where(is_win > 0, closed_return, 0.0))
-    loss_total = -earlier(np.where(is_loss > 0, closed_return, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_win = win_total / wins
-        mean_loss = loss_total / losses
-        edge = (win_total - loss_total) / n_earlier
-        kelly = np.where(
-            edge <= 0.0,
-            0.0,
-            np.where(losses > 0, edge * n_earlier / (mean_win * mean_loss * (wins + losses)), np.inf),
-        )
-    sized = np.where(n_earlier >= params.min_trades_for_kelly, params.kelly_fraction * kelly, params.default_weight_pct)
+    is_win = ~is_open & (unit_return > 0.0)
+    is_loss = ~is_open & (unit_return < 0.0)
+    # Sums over each pair's own earlier trades only, so no other trade's rounding leaks in.
+    earlier = pl.DataFrame(
+        {
+            "pair": trade_pair,
+            "closed": (~is_open).astype(np.float64),
+            "wins": is_win.astype(np.float64),
+            "losses": is_loss.astype(np.float64),
+            "win_total": np.where(is_win, unit_return, 0.0),
+            "loss_total": np.where(is_loss, -unit_return, 0.0),
+        }
+    ).select(pl.exclude("pair").cum_sum().shift(1, fill_value=0.0).over("pair"))
+    n_earlier, wins, losses, win_total, loss_total = (earlier[name].to_numpy() for name in earlier.columns)
+    edge = win_total - loss_total  # the earlier trades' summed return
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        kelly = edge / ((win_total / wins) * (loss_total / losses) * (wins + losses))
+    kelly = np.where(edge <= 0.0, 0.0, np.where(losses > 0, kelly, np.inf))
+    sized = np.where(
+        n_earlier >= params.min_trades_for_kelly, params.kelly_fraction * kelly, params.default_weight_pct
+    )
     return np.clip(np.nan_to_num(sized, nan=0.0), 0.0, params.max_pair_weight_pct)
 
 
-def _cap_gross_exposure(entry_ts: np.ndarray, exit_ts: np.ndarray, weight: np.ndarray, cap: float) -> np.ndarray:
+def _cap_gross_exposure(
+    entry_ts: np.ndarray, exit_ts: np.ndarray, weight: np.ndarray, cap: float
+) -> np.ndarray:
     """Weights scaled down at entry so the open trades' gross notional never exceeds ``cap``.
 
     Trades open first-come first-served; trades entering at the same bar share
@@ -239,30 +247,46 @@ def _cap_gross_exposure(entry_ts: np.ndarray, exit_ts: np.ndarray, weight: np.nd
     exit_order = np.argsort(exit_ts[order], kind="stable")
     exit_sorted = exit_ts[order][exit_order]
 
+    exits_by_group = np.searchsorted(exit_sorted, entry_sorted[group_start], side="right")
     entered_by_group = np.cumsum(capped)[group_end - 1] if capped.size else np.empty(0)
-    released_by_group = np.concatenate([[0.0], np.cumsum(capped[exit_order])])[
-        np.searchsorted(exit_sorted, entry_sorted[group_start], side="right")
-    ]
+    released_by_group = np.concatenate([[0.0], np.cumsum(capped[exit_order])])[exits_by_group]
     breaches = np.flatnonzero(entered_by_group - released_by_group > cap * (1.0 + 1e-12))
     if breaches.size == 0:
         return weight
 
-    first = breaches[0]
+    # Past the first breach each entry depends on the ones before: walk the entry times in order.
+    exit_order_list = exit_order.tolist()
+    sized = capped.tolist()
+    first = int(breaches[0])
     entered = float(capped[: group_start[first]].sum())
-    released_count, released = 0, 0.0
-    for start, end in zip(group_start[first:], group_end[first:]):
-        now_released = int(np.searchsorted(exit_sorted, entry_sorted[start], side="right"))
-        released += float(capped[exit_order[released_count:now_released]].sum())
+    released, released_count = 0.0, 0
+    for start, end, now_released in zip(
+        group_start[first:].tolist(), group_end[first:].tolist(), exits_by_group[first:].tolist()
+    ):
+        for trade in exit_order_list[released_count:now_released]:
+            released += sized[trade]
         released_count = now_released
         room = max(cap - (entered - released), 0.0)
-        requested = float(capped[start:end].sum())
-        if requested > room:
-            capped[start:end] *= room / requested
-        entered += float(capped[start:end].sum())
+        requested = sum(sized[start:end])
+        scale = min(room / requested, 1.0) if requested > 0.0 else 1.0
+        for trade in range(start, end):
+            sized[trade] *= scale
+            entered += sized[trade]
+    capped = np.asarray(sized)
 
     result = np.empty_like(weight)
     result[order] = capped
     return result
+
+
+@dataclass(frozen=True)
+class _Fills:
+    """Rows where trades are filled and what each fill costs."""
+
+    entry_row: np.ndarray
+    entry_cost: np.ndarray
+    exit_row: np.ndarray
+    exit_cost: np.ndarray
 
 
 def _bar_returns(
@@ -272,32 +296,32 @@ def _bar_returns(
     held_trade: np.ndarray,
     leg_px: tuple[np.ndarray, np.ndarray],
     leg_qty: tuple[np.ndarray, np.ndarray],
-    cost: np.ndarray,
+    fills: _Fills,
     params: BacktestParams,
 ) -> pl.DataFrame:
-    """One row per pair_id and bar_ts: P&L of the quantities held since the previous close, net of fills' costs."""
+    """One row per pair_id and bar_ts: P&L of the quantities held since the previous close, net of fill costs."""
     (y_px, x_px), (y_qty, x_qty) = leg_px, leg_qty
     # Index -1 (nothing held) picks the trailing zero quantity; products are formed in place.
-    gross_pnl = np.append(y_qty, 0.0)[held_trade]
-    gross_pnl *= _moves_within_pair(y_px, layout)
+    moves = _moves_within_pair(y_px, layout)
+    net_pnl = np.append(y_qty, 0.0)[held_trade]
+    net_pnl *= moves
     x_leg_pnl = np.append(x_qty, 0.0)[held_trade]
-    x_leg_pnl *= _moves_within_pair(x_px, layout)
-    gross_pnl += x_leg_pnl
-    net_pnl = np.subtract(gross_pnl, cost, out=x_leg_pnl)
+    x_leg_pnl *= _moves_within_pair(x_px, layout, out=moves)
+    net_pnl += x_leg_pnl
+    net_pnl[fills.entry_row] -= fills.entry_cost
+    net_pnl[fills.exit_row] -= fills.exit_cost
 
-    equity = np.cumsum(net_pnl)
-    pair_offset = equity[layout.first_row] - net_pnl[layout.first_row] - params.initial_capital
-    equity -= np.repeat(pair_offset, layout.n_rows)
+    equity = _cumsum_within_pair(net_pnl, layout)
+    equity += params.initial_capital
+    return_pct = np.subtract(equity, net_pnl, out=x_leg_pnl)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return_pct = np.divide(net_pnl, equity - net_pnl)
+        np.divide(net_pnl, return_pct, out=return_pct)
     return pl.DataFrame(
         {
             "pair_id": frame["pair_id"],
             "bar_ts": frame["bar_ts"],
             "position": position,
             "is_in_market": held_trade >= 0,
-            "gross_pnl": gross_pnl,
-            "cost": cost,
             "net_pnl": net_pnl,
             "equity": equity,
             "return_pct": return_pct,
@@ -354,7 +378,11 @@ def _leg_closes(
         bars_hourly.select(
             "symbol", pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), pl.col("close_px").cast(pl.Float64)
         )
-        .filter(pl.col("symbol").is_in(legs.symbols))
+        .filter(
+            pl.col("symbol").is_in(legs.symbols.implode())
+            & pl.col("close_px").is_finite()
+            & (pl.col("close_px") > 0.0)
+        )
         .with_columns(pl.col("symbol").cast(pl.Enum(legs.symbols)).to_physical())
     )
     close_ts = closes["bar_ts"].to_physical().to_numpy()
@@ -374,9 +402,9 @@ def _leg_closes(
     else:
         y_px = grid[legs.y_symbol, :-1].ravel()
         x_px = grid[legs.x_symbol, :-1].ravel()
-    usable = np.isfinite(y_px) & np.isfinite(x_px) & (y_px > 0.0) & (x_px > 0.0)
-    if not usable.all():
-        raise ValueError(f"{int((~usable).sum())} signal rows lack a positive close for a leg in bars_hourly")
+    missing = int(np.isnan(y_px).sum() + np.isnan(x_px).sum())
+    if missing:
+        raise ValueError(f"{missing} leg closes of signal rows are missing from bars_hourly or not positive")
     return y_px, x_px
 
 
@@ -388,12 +416,17 @@ def _shared_bar_ts(row_ts: np.ndarray, layout: PairLayout) -> np.ndarray | None:
     return by_pair[0] if bool((by_pair == by_pair[:1]).all()) else None
 
 
-def _moves_within_pair(values: np.ndarray, layout: PairLayout) -> np.ndarray:
+def _moves_within_pair(values: np.ndarray, layout: PairLayout, out: np.ndarray | None = None) -> np.ndarray:
     """Change since the previous row of the same pair; zero on a pair's first row."""
-    moves = np.empty_like(values)
+    moves = np.empty_like(values) if out is None else out
     np.subtract(values[1:], values[:-1], out=moves[1:])
     moves[layout.first_row] = 0.0
     return moves
+
+
+def _cumsum_within_pair(values: np.ndarray, layout: PairLayout) -> np.ndarray:
+    """Running total restarting at each pair's first row, summed over that pair's rows only."""
+    return layout.from_grid(np.cumsum(layout.to_grid(values, fill=0.0), axis=1))
 
 
 def _calendar_columns(calendar: np.ndarray, bar_ts: np.ndarray) -> np.ndarray:
@@ -421,7 +454,9 @@ def _lagged_within_pair(values: np.ndarray, layout: PairLayout, lag: int) -> np.
     return lagged
 
 
-def _log_spread(y_px: np.ndarray, x_px: np.ndarray, hedge_ratio: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+def _log_spread(
+    y_px: np.ndarray, x_px: np.ndarray, hedge_ratio: np.ndarray, intercept: np.ndarray
+) -> np.ndarray:
     return np.log(y_px) - hedge_ratio * np.log(x_px) - intercept
 
 

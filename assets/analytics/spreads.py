@@ -9,10 +9,10 @@ import polars as pl
 
 __all__ = [
     "SIGNAL_DTYPE",
+    "PairLayout",
     "SignalParams",
     "lookback_bars",
     "pair_signals",
-    "PairLayout",
     "pair_spreads",
     "signal_state",
     "sort_by_pair_and_time",
@@ -25,8 +25,28 @@ _FIXED_POINT_BITS = 40
 _SPLIT_BITS = 23
 _MAX_ABS_SPREAD = 64.0
 _MAX_WINDOW = 2**16
+# Spread cells computed at once when building spreads: bounds the temporary grid to ~160 MB.
+_SPREAD_BLOCK_CELLS = 20_000_000
 
-_SPREAD_COLUMNS = ["pair_id", "symbol_y", "symbol_x", "bar_ts", "spread", "spread_mean", "spread_std", "zscore"]
+_LEG_SPREAD_SCHEMA = pl.Schema(
+    {
+        "pair_id": pl.String,
+        "symbol_y": pl.String,
+        "symbol_x": pl.String,
+        "bar_ts": pl.Datetime("us", "UTC"),
+        "spread": pl.Float64,
+    }
+)
+_SPREAD_COLUMNS = [
+    "pair_id",
+    "symbol_y",
+    "symbol_x",
+    "bar_ts",
+    "spread",
+    "spread_mean",
+    "spread_std",
+    "zscore",
+]
 
 
 def lookback_bars(window: int) -> int:
@@ -60,16 +80,11 @@ def pair_spreads(
 
     fresh = _leg_spreads(bars_hourly, candidates)
     history = _spread_history(prior_spreads, fresh, lookback_bars(window))
-    combined = pl.concat(
-        [
-            history.with_columns(is_fresh=pl.lit(False)),
-            fresh.select(history.columns).with_columns(is_fresh=pl.lit(True)),
-        ]
-    ).sort("pair_id", "bar_ts")
-
-    row_in_pair = combined.select(pl.int_range(pl.len()).over("pair_id")).to_series().to_numpy()
-    mean, std = _rolling_moments(combined["spread"].to_numpy(), row_in_pair, window, min_periods)
+    combined, layout = sort_by_pair_and_time(
+        pl.concat([history.with_columns(is_fresh=pl.lit(False)), fresh.with_columns(is_fresh=pl.lit(True))])
+    )
     spread = combined["spread"].to_numpy()
+    mean, std = _rolling_moments(spread, layout.row_in_pair, window, min_periods)
     with np.errstate(divide="ignore", invalid="ignore"):
         zscore = np.where(std > 0.0, (spread - mean) / std, np.nan)
 
@@ -85,44 +100,75 @@ def pair_spreads(
 
 
 def _leg_spreads(bars_hourly: pl.DataFrame, candidates: pl.DataFrame) -> pl.DataFrame:
-    """Log spread of every cointegrated pair at each bar_ts where both legs have a usable close."""
+    """Log spread of each cointegrated pair wherever both legs have a usable close, ordered by pair_id and bar_ts.
+
+    Closes go into a (symbol, bar) grid of log prices; each pair's spread is a
+    difference of two grid rows, taken for a block of pairs at a time to bound memory.
+    """
     active = (
         candidates.filter(pl.col("is_cointegrated"))
         .select("symbol_y", "symbol_x", "hedge_ratio", "intercept")
         .with_columns(pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x"))
+        .sort("pair_id")
     )
     if active["pair_id"].is_duplicated().any():
         raise ValueError("candidates hold more than one cointegrated row for the same pair_id")
-
-    closes = bars_hourly.select("symbol", "bar_ts", "close_px").filter(
-        pl.col("close_px").is_finite() & (pl.col("close_px") > 0.0)
+    symbols = pl.concat([active["symbol_y"], active["symbol_x"]]).unique(maintain_order=True)
+    symbol_dtype = pl.Enum(symbols)
+    closes = bars_hourly.select(
+        pl.col("symbol"), pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), pl.col("close_px").cast(pl.Float64)
+    ).filter(
+        pl.col("symbol").is_in(symbols.implode())
+        & pl.col("close_px").is_finite()
+        & (pl.col("close_px") > 0.0)
     )
-    legs = active.join(
-        closes.rename({"symbol": "symbol_y", "close_px": "y_close_px"}), on="symbol_y"
-    ).join(closes.rename({"symbol": "symbol_x", "close_px": "x_close_px"}), on=["symbol_x", "bar_ts"])
-    return legs.select(
-        "pair_id",
-        "symbol_y",
-        "symbol_x",
-        "bar_ts",
-        spread=pl.col("y_close_px").log()
-        - pl.col("hedge_ratio") * pl.col("x_close_px").log()
-        - pl.col("intercept"),
-    )
+    close_ts = closes["bar_ts"].to_physical().to_numpy()
+    calendar = np.unique(close_ts)
+    log_close = np.full((symbols.len(), calendar.size), np.nan)
+    log_close[
+        closes["symbol"].cast(symbol_dtype).to_physical().to_numpy(), np.searchsorted(calendar, close_ts)
+    ] = np.log(closes["close_px"].to_numpy())
+
+    y_leg = active["symbol_y"].cast(symbol_dtype).to_physical().to_numpy()
+    x_leg = active["symbol_x"].cast(symbol_dtype).to_physical().to_numpy()
+    hedge_ratio = active["hedge_ratio"].to_numpy().astype(np.float64)[:, None]
+    intercept = active["intercept"].to_numpy().astype(np.float64)[:, None]
+    block = max(1, _SPREAD_BLOCK_CELLS // max(calendar.size, 1))
+    blocks = []
+    for start in range(0, active.height, block):
+        pairs = slice(start, start + block)
+        spread = log_close[y_leg[pairs]] - hedge_ratio[pairs] * log_close[x_leg[pairs]] - intercept[pairs]
+        pair_of_cell, bar_of_cell = np.nonzero(~np.isnan(spread))
+        pair_of_cell += start
+        blocks.append(
+            pl.DataFrame(
+                {
+                    "pair_id": active["pair_id"].gather(pair_of_cell),
+                    "symbol_y": active["symbol_y"].gather(pair_of_cell),
+                    "symbol_x": active["symbol_x"].gather(pair_of_cell),
+                    "bar_ts": pl.Series(calendar[bar_of_cell]).cast(pl.Datetime("us", "UTC")),
+                    "spread": spread[pair_of_cell - start, bar_of_cell],
+                }
+            )
+        )
+    return pl.concat(blocks) if blocks else pl.DataFrame(schema=_LEG_SPREAD_SCHEMA)
 
 
-def _spread_history(prior_spreads: pl.DataFrame | None, fresh: pl.DataFrame, rows_per_pair: int) -> pl.DataFrame:
+def _spread_history(
+    prior_spreads: pl.DataFrame | None, fresh: pl.DataFrame, rows_per_pair: int
+) -> pl.DataFrame:
     """The last ``rows_per_pair`` prior spreads of each pair that precede its first fresh bar."""
-    columns = ["pair_id", "symbol_y", "symbol_x", "bar_ts", "spread"]
+    columns = list(_LEG_SPREAD_SCHEMA)
     if prior_spreads is None or rows_per_pair == 0:
-        return fresh.select(columns).clear()
+        return fresh.clear()
     first_fresh = fresh.group_by("pair_id").agg(first_fresh_ts=pl.col("bar_ts").min())
     return (
         prior_spreads.select(columns)
+        .cast(dict(_LEG_SPREAD_SCHEMA))
         .join(first_fresh, on="pair_id")
         .filter(pl.col("bar_ts") < pl.col("first_fresh_ts"))
         .sort("pair_id", "bar_ts")
-        .filter(pl.int_range(pl.len()).over("pair_id") >= pl.len().over("pair_id") - rows_per_pair)
+        .filter(pl.int_range(pl.len(), 0, -1, dtype=pl.Int64).over("pair_id") <= rows_per_pair)
         .select(columns)
     )
 
@@ -147,13 +193,13 @@ def _rolling_moments(
     low = fixed & (2**_SPLIT_BITS - 1)
 
     count = np.minimum(row_in_group + 1, window)
-    ends = np.arange(1, values.size + 1)
-    starts = ends - count
+    starts = np.arange(values.size) + 1 - count
+    running = np.zeros(values.size + 1, dtype=np.uint64)
 
     def window_sum(parts: np.ndarray) -> np.ndarray:
         # Unsigned running sums wrap modulo 2**64; their differences are still exact.
-        running = np.concatenate([[0], np.cumsum(parts.view(np.uint64), dtype=np.uint64)])
-        return (running[ends] - running[starts]).view(np.int64).astype(np.float64)
+        np.cumsum(parts.view(np.uint64), out=running[1:])
+        return (running[1:] - running[starts]).view(np.int64).astype(np.float64)
 
     n = count.astype(np.float64)
     total = window_sum(fixed)
@@ -196,7 +242,9 @@ _STATE_IN_MARKET = np.array([0, 0, 1, 1], dtype=np.int32)
 # Z-score zones in increasing z: (-inf, -stop] (-stop, -entry] (-entry, -exit) [-exit, exit]
 # (exit, entry) [entry, stop) [stop, inf); then a bar without a z-score, and no bar at all
 # (padding after a pair's last bar, where the machine stands still).
-(_BELOW_STOP, _LONG_ENTRY, _LONG_HOLD, _EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP, _NO_Z, _NO_BAR) = range(9)
+(_BELOW_STOP, _LONG_ENTRY, _LONG_HOLD, _EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP, _NO_Z, _NO_BAR) = (
+    range(9)
+)
 _ZONES = 9
 
 _NONE, _HOLD, _ENTER_LONG, _ENTER_SHORT, _EXIT, _STOP = range(6)
@@ -255,23 +303,28 @@ def pair_signals(
     - a bar without a z-score (warm-up) keeps the position and counts towards
       the holding time, but triggers no z-based transition.
 
-    ``position`` is -1 short spread, 0 flat, +1 long spread; ``bars_held`` is
-    0 on entry bars and counts bars held, including the exit or stop bar.
-    ``state`` (from ``signal_state``) resumes every listed pair where an
-    earlier run ended.
+    Columns: pair_id, bar_ts, zscore, ``position`` (-1 short spread, 0 flat,
+    +1 long spread), ``signal`` (none, hold, enter_long, enter_short, exit,
+    stop), ``bars_held`` (0 on entry bars, then bars held including the exit
+    or stop bar) and ``is_stop_locked``. ``state`` (from ``signal_state``)
+    resumes each listed pair where an earlier run ended.
     """
     frame, layout = sort_by_pair_and_time(spreads.select("pair_id", "bar_ts", "zscore"))
     initial_state, initial_held = _initial_state(layout.pair_ids, state)
 
     zones = _zones(frame["zscore"].to_numpy().astype(np.float64, copy=False), params)
+    # The machine steps through time, so it runs on (step, pair) grids: one contiguous row per step.
     states, signals, held = _run_state_machine(
-        layout.to_grid(zones, fill=_NO_BAR), initial_state, initial_held, params.max_holding_bars
+        np.ascontiguousarray(layout.to_grid(zones, fill=_NO_BAR).T),
+        initial_state,
+        initial_held,
+        params.max_holding_bars,
     )
-    state_of_row = layout.from_grid(states)
+    state_of_row = layout.from_grid(states.T)
     return frame.with_columns(
         position=pl.Series(_STATE_POSITION[state_of_row]),
-        signal=pl.Series(layout.from_grid(signals)).cat.to(SIGNAL_DTYPE),
-        bars_held=pl.Series(layout.from_grid(held)),
+        signal=pl.Series(layout.from_grid(signals.T)).cat.to(SIGNAL_DTYPE),
+        bars_held=pl.Series(layout.from_grid(held.T)),
         is_stop_locked=pl.Series(state_of_row == _FLAT_LOCKED),
     )
 
@@ -303,9 +356,10 @@ def sort_by_pair_and_time(frame: pl.DataFrame) -> tuple[pl.DataFrame, PairLayout
 
 @dataclass(frozen=True)
 class PairLayout:
-    """Where each row of a frame sorted by pair_id and bar_ts sits in a (bar-within-pair, pair) grid.
+    """Where each row of a frame sorted by pair_id and bar_ts sits in a (pair, bar-within-pair) grid.
 
-    Grids let a time loop step every pair at once; rows past a pair's last bar are padding.
+    Grids let a time loop step every pair at once and keep per-pair running
+    totals free of other pairs' rounding; cells past a pair's last bar are padding.
     """
 
     pair_ids: pl.Series
@@ -349,19 +403,18 @@ class PairLayout:
     def _flat_index(self) -> np.ndarray:
         return self.pair_of_row * self.n_steps + self.row_in_pair
 
-    def to_grid(self, values: np.ndarray, fill: int | float) -> np.ndarray:
-        """Row values laid out as a C-ordered (n_steps, n_pairs) grid, padded with ``fill``."""
+    def to_grid(self, values: np.ndarray, fill: float) -> np.ndarray:
+        """Row values as an (n_pairs, n_steps) grid, each pair's rows in one grid row, padded with ``fill``."""
         if self.is_dense:
-            by_pair = values.reshape(self.n_rows.size, self.n_steps)
-        else:
-            by_pair = np.full((self.n_rows.size, self.n_steps), fill, dtype=values.dtype)
-            by_pair.ravel()[self._flat_index()] = values
-        return np.ascontiguousarray(by_pair.T)
+            return values.reshape(self.n_rows.size, self.n_steps)
+        grid = np.full((self.n_rows.size, self.n_steps), fill, dtype=values.dtype)
+        grid.ravel()[self._flat_index()] = values
+        return grid
 
     def from_grid(self, grid: np.ndarray) -> np.ndarray:
-        """Grid cells back in frame row order, padding dropped."""
-        by_pair = np.ascontiguousarray(grid.T).ravel()
-        return by_pair if self.is_dense else by_pair[self._flat_index()]
+        """An (n_pairs, n_steps) grid back in frame row order, padding dropped."""
+        cells = np.ascontiguousarray(grid).ravel()
+        return cells if self.is_dense else cells[self._flat_index()]
 
 
 def _initial_state(pair_ids: pl.Series, state: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
@@ -380,15 +433,22 @@ def _initial_state(pair_ids: pl.Series, state: pl.DataFrame | None) -> tuple[np.
 
 def _zones(zscore: np.ndarray, params: SignalParams) -> np.ndarray:
     """Zone of each z-score against the signal bands, with boundaries closed as the rules state."""
-    zones = (
-        (zscore > -params.stop_z).astype(np.int8)
-        + (zscore > -params.entry_z)
-        + (zscore >= -params.exit_z)
-        + (zscore > params.exit_z)
-        + (zscore >= params.entry_z)
-        + (zscore >= params.stop_z)
+    edge_tests = (
+        (np.greater, -params.stop_z),
+        (np.greater, -params.entry_z),
+        (np.greater_equal, -params.exit_z),
+        (np.greater, params.exit_z),
+        (np.greater_equal, params.entry_z),
+        (np.greater_equal, params.stop_z),
     )
-    return np.where(np.isnan(zscore), _NO_Z, zones).astype(np.int8)
+    # Each edge a z-score lies beyond adds one; NaN passes none and is then marked.
+    zones = np.zeros(zscore.size, dtype=np.int8)
+    passed = np.empty(zscore.size, dtype=bool)
+    for compare, edge in edge_tests:
+        compare(zscore, edge, out=passed)
+        zones += passed.view(np.int8)
+    zones[np.isnan(zscore, out=passed)] = _NO_Z
+    return zones
 
 
 def _run_state_machine(

@@ -1,0 +1,403 @@
+"""Pair spreads and the signal state machine: exact incremental z-scores, hand-traced transitions, properties."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from assets.analytics.spreads import (
+    SignalParams,
+    lookback_bars,
+    pair_signals,
+    pair_spreads,
+    signal_state,
+)
+
+START = datetime(2025, 3, 3, 14, tzinfo=UTC)
+
+
+def hours(n: int, offset: int = 0) -> list[datetime]:
+    return [START + timedelta(hours=offset + i) for i in range(n)]
+
+
+def make_bars(
+    n_bars: int = 700, seed: int = 7, symbols: tuple[str, ...] = ("AAA", "BBB", "CCC")
+) -> pl.DataFrame:
+    """Random-walk closes; BBB misses every 37th bar so pairs have different bar sets."""
+    rng = np.random.default_rng(seed)
+    closes = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, (len(symbols), n_bars)), axis=1))
+    bars = pl.DataFrame(
+        {
+            "symbol": np.repeat(symbols, n_bars),
+            "bar_ts": hours(n_bars) * len(symbols),
+            "close_px": closes.ravel(),
+        }
+    )
+    return bars.filter(~((pl.col("symbol") == "BBB") & (pl.int_range(pl.len()) % 37 == 5)))
+
+
+def make_candidates(**overrides) -> pl.DataFrame:
+    columns = {
+        "symbol_y": ["AAA", "AAA", "BBB"],
+        "symbol_x": ["BBB", "CCC", "CCC"],
+        "hedge_ratio": [0.9, 1.1, 0.7],
+        "intercept": [0.05, -0.02, 0.3],
+        "half_life_bars": [20.0, 30.0, 25.0],
+        "is_cointegrated": [True, True, False],
+    }
+    return pl.DataFrame(columns | overrides)
+
+
+def spreads_frame(zscores: dict[str, list[float | None]]) -> pl.DataFrame:
+    """A pair_spreads-shaped frame holding only what pair_signals reads; pair k starts k hours later."""
+    frames = [
+        pl.DataFrame(
+            {"pair_id": pair_id, "bar_ts": hours(len(values), offset=k), "zscore": values},
+            schema={"pair_id": pl.String, "bar_ts": pl.Datetime("us", "UTC"), "zscore": pl.Float64},
+        )
+        for k, (pair_id, values) in enumerate(zscores.items())
+    ]
+    return pl.concat(frames)
+
+
+# --- spreads ----------------------------------------------------------------------------------------
+
+
+def test_spread_is_log_y_minus_hedged_log_x_minus_intercept():
+    bars = pl.DataFrame(
+        {
+            "symbol": ["Y", "Y", "Y", "X", "X"],
+            "bar_ts": hours(3) + hours(2),
+            "close_px": [100.0, 110.0, 120.0, 50.0, 55.0],
+        }
+    )
+    candidates = make_candidates(
+        symbol_y=["Y"],
+        symbol_x=["X"],
+        hedge_ratio=[1.2],
+        intercept=[0.1],
+        half_life_bars=[5.0],
+        is_cointegrated=[True],
+    )
+    out = pair_spreads(bars, candidates, window=2)
+    assert out["pair_id"].to_list() == ["Y/X", "Y/X"]  # the third hour has no X bar
+    assert out["spread"].to_list() == pytest.approx(
+        [math.log(100) - 1.2 * math.log(50) - 0.1, math.log(110) - 1.2 * math.log(55) - 0.1], rel=1e-15
+    )
+    spread = out["spread"].to_numpy()
+    assert out["spread_mean"].to_list() == [None, pytest.approx(spread.mean(), abs=1e-12)]
+    assert out["spread_std"][1] == pytest.approx(spread.std(ddof=1), rel=1e-9)
+    assert out["zscore"][1] == pytest.approx((spread[1] - spread.mean()) / spread.std(ddof=1), rel=1e-9)
+
+
+def test_only_cointegrated_pairs_and_shared_bars():
+    out = pair_spreads(make_bars(100), make_candidates(), window=10)
+    assert sorted(out["pair_id"].unique().to_list()) == ["AAA/BBB", "AAA/CCC"]
+    counts = dict(out.group_by("pair_id").len().iter_rows())
+    assert counts["AAA/CCC"] == 100 and counts["AAA/BBB"] == 100 - 3  # BBB misses bars 5, 42, 79
+    assert out.select(pl.struct("pair_id", "bar_ts").is_unique().all()).item()
+
+
+def test_no_cointegrated_pairs_give_an_empty_frame():
+    out = pair_spreads(make_bars(30), make_candidates(is_cointegrated=[False, False, False]), window=10)
+    assert out.is_empty()
+    assert out.columns == [
+        "pair_id",
+        "symbol_y",
+        "symbol_x",
+        "bar_ts",
+        "spread",
+        "spread_mean",
+        "spread_std",
+        "zscore",
+    ]
+
+
+@pytest.mark.parametrize("window, min_periods", [(50, None), (50, 10), (2, 2), (300, 299)])
+def test_rolling_statistics_match_polars_rolling(window, min_periods):
+    out = pair_spreads(make_bars(), make_candidates(), window=window, min_periods=min_periods)
+    expected = out.with_columns(
+        mean=pl.col("spread").rolling_mean(window, min_samples=min_periods or window).over("pair_id"),
+        std=pl.col("spread").rolling_std(window, min_samples=min_periods or window).over("pair_id"),
+    )
+    assert expected["mean"].is_null().to_list() == out["spread_mean"].is_null().to_list()
+    # Spreads are rounded to 2**-40 before summing: agreement is to ~1e-12, not to the last bit.
+    assert_frame_equal(
+        out.select(mean="spread_mean", std="spread_std"),
+        expected.select("mean", "std"),
+        check_exact=False,
+        rel_tol=1e-9,
+        abs_tol=1e-12,
+    )
+    assert_frame_equal(
+        out.select("zscore"),
+        expected.select(zscore=(pl.col("spread") - pl.col("mean")) / pl.col("std")),
+        check_exact=False,
+        rel_tol=1e-6,
+        abs_tol=1e-8,
+    )
+
+
+@pytest.mark.parametrize("window, cut", [(50, 400), (50, 51), (300, 350), (2, 600), (120, 5)])
+def test_incremental_run_with_lookback_rows_reproduces_full_run_bit_for_bit(window, cut):
+    bars, candidates = make_bars(), make_candidates()
+    full = pair_spreads(bars, candidates, window=window)
+    cut_ts = hours(1, offset=cut)[0]
+    earlier = pair_spreads(bars.filter(pl.col("bar_ts") < cut_ts), candidates, window=window)
+    only_lookback = (
+        earlier.sort("bar_ts").group_by("pair_id", maintain_order=True).tail(lookback_bars(window))
+    )
+
+    later = pair_spreads(
+        bars.filter(pl.col("bar_ts") >= cut_ts), candidates, window=window, prior_spreads=only_lookback
+    )
+
+    assert later.height > 0
+    assert_frame_equal(later, full.filter(pl.col("bar_ts") >= cut_ts), check_exact=True)
+
+
+def test_incremental_run_with_min_periods_and_short_history_is_exact():
+    bars, candidates = make_bars(80), make_candidates()
+    full = pair_spreads(bars, candidates, window=50, min_periods=5)
+    cut_ts = hours(1, offset=20)[0]
+    earlier = pair_spreads(bars.filter(pl.col("bar_ts") < cut_ts), candidates, window=50, min_periods=5)
+    later = pair_spreads(
+        bars.filter(pl.col("bar_ts") >= cut_ts), candidates, window=50, min_periods=5, prior_spreads=earlier
+    )
+    assert_frame_equal(later, full.filter(pl.col("bar_ts") >= cut_ts), check_exact=True)
+
+
+def test_lookback_bars_is_window_minus_one():
+    assert lookback_bars(500) == 499
+
+
+@pytest.mark.parametrize("window, min_periods", [(1, None), (10, 1), (10, 11)])
+def test_rejects_windows_that_cannot_give_a_sample_std(window, min_periods):
+    with pytest.raises(ValueError):
+        pair_spreads(make_bars(20), make_candidates(), window=window, min_periods=min_periods)
+
+
+# --- signal state machine: hand-traced ---------------------------------------------------------------
+
+
+def run_pair(zscores: list[float | None], params: SignalParams) -> pl.DataFrame:
+    return pair_signals(spreads_frame({"Y/X": zscores}), params)
+
+
+def test_enter_hold_exit_and_overshoot_exit():
+    params = SignalParams(entry_z=2.0, exit_z=0.5, stop_z=4.0, max_holding_bars=70)
+    out = run_pair([0.0, 2.1, 1.0, 0.4, -2.5, -1.0, 3.0], params)
+    assert out["signal"].cast(pl.String).to_list() == [
+        "none",
+        "enter_short",
+        "hold",
+        "exit",
+        "enter_long",
+        "hold",
+        "exit",
+    ]
+    assert out["position"].to_list() == [0, -1, -1, 0, 1, 1, 0]
+    assert out["bars_held"].to_list() == [0, 0, 1, 2, 0, 1, 2]
+
+
+def test_band_edges_are_closed_as_documented():
+    params = SignalParams(entry_z=2.0, exit_z=0.5, stop_z=4.0)
+    # z == entry enters; z == exit exits; z == stop is both "no entry" and "stop".
+    assert run_pair([2.0, 0.5], params)["signal"].cast(pl.String).to_list() == ["enter_short", "exit"]
+    assert run_pair([-2.0, -0.5], params)["signal"].cast(pl.String).to_list() == ["enter_long", "exit"]
+    assert run_pair([4.0, -4.0, 3.9], params)["signal"].cast(pl.String).to_list() == [
+        "none",
+        "none",
+        "enter_short",
+    ]
+    assert run_pair([3.0, 4.0], params)["signal"].cast(pl.String).to_list() == ["enter_short", "stop"]
+
+
+def test_stop_locks_until_z_is_back_inside_the_entry_band():
+    params = SignalParams(entry_z=2.0, exit_z=0.5, stop_z=4.0)
+    out = run_pair([2.5, 4.2, 3.0, 2.5, 1.9, 2.2, 2.1], params)
+    assert out["signal"].cast(pl.String).to_list() == [
+        "enter_short",
+        "stop",
+        "none",
+        "none",
+        "none",
+        "enter_short",
+        "hold",
+    ]
+    assert out["is_stop_locked"].to_list() == [False, True, True, True, False, False, False]
+
+
+def test_holding_time_stop_and_missing_zscores_count_as_held_bars():
+    params = SignalParams(entry_z=2.0, exit_z=0.5, stop_z=4.0, max_holding_bars=3)
+    out = run_pair([None, -2.5, None, -1.5, -1.2, -1.0, -0.2], params)
+    assert out["signal"].cast(pl.String).to_list() == [
+        "none",
+        "enter_long",
+        "hold",
+        "hold",
+        "stop",
+        "none",
+        "none",
+    ]
+    assert out["bars_held"].to_list() == [0, 0, 1, 2, 3, 0, 0]
+    assert out["is_stop_locked"].to_list() == [False, False, False, False, True, False, False]
+
+
+def test_signal_params_reject_unordered_bands():
+    with pytest.raises(ValueError):
+        SignalParams(entry_z=2.0, exit_z=2.0, stop_z=4.0)
+    with pytest.raises(ValueError):
+        SignalParams(entry_z=2.0, exit_z=0.5, stop_z=1.5)
+
+
+# --- signal state machine: properties ----------------------------------------------------------------
+
+
+def reference_signals(
+    zscores: list[float | None], params: SignalParams, state: str = "flat", held: int = 0
+) -> list[tuple]:
+    """The documented rules, one bar at a time: (position, signal, bars_held, is_stop_locked) per bar."""
+    rows = []
+    for z in zscores:
+        if state in ("long", "short"):
+            held += 1
+            if z is not None and (
+                (state == "short" and z >= params.stop_z) or (state == "long" and z <= -params.stop_z)
+            ):
+                signal, state = "stop", "locked"
+            elif z is not None and (
+                (state == "short" and z <= params.exit_z) or (state == "long" and z >= -params.exit_z)
+            ):
+                signal, state = "exit", "flat"
+            elif held >= params.max_holding_bars:
+                signal, state = "stop", "locked"
+            else:
+                signal = "hold"
+            bars_held = held
+            held = held if state in ("long", "short") else 0
+        else:
+            signal = "none"
+            if state == "locked":
+                if z is not None and abs(z) < params.entry_z:
+                    state = "flat"
+            elif z is not None and params.entry_z <= z < params.stop_z:
+                signal, state = "enter_short", "short"
+            elif z is not None and -params.stop_z < z <= -params.entry_z:
+                signal, state = "enter_long", "long"
+            bars_held = 0
+        position = {"long": 1, "short": -1}.get(state, 0)
+        rows.append((position, signal, bars_held, state == "locked"))
+    return rows
+
+
+@st.composite
+def signal_cases(draw):
+    exit_z = draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    entry_z = exit_z + draw(st.sampled_from([0.5, 1.0, 1.75]))
+    stop_z = entry_z + draw(st.sampled_from([0.5, 1.0, 2.0]))
+    params = SignalParams(
+        entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, max_holding_bars=draw(st.integers(1, 12))
+    )
+    edges = [s * v for v in (exit_z, entry_z, stop_z) for s in (-1.0, 1.0)]
+    value = st.one_of(
+        st.floats(-7.0, 7.0, allow_nan=False), st.sampled_from(edges), st.none(), st.just(float("nan"))
+    )
+    n_pairs = draw(st.integers(1, 4))
+    zscores = {f"P{k}/Q": draw(st.lists(value, min_size=1, max_size=60)) for k in range(n_pairs)}
+    return params, zscores
+
+
+def as_reference_input(values: list[float | None]) -> list[float | None]:
+    return [None if v is None or math.isnan(v) else v for v in values]
+
+
+@settings(max_examples=300, deadline=None)
+@given(signal_cases())
+def test_state_machine_matches_the_documented_rules(case):
+    params, zscores = case
+    out = pair_signals(spreads_frame(zscores), params)
+    for pair_id, values in zscores.items():
+        rows = out.filter(pl.col("pair_id") == pair_id)
+        got = list(
+            zip(rows["position"], rows["signal"].cast(pl.String), rows["bars_held"], rows["is_stop_locked"])
+        )
+        assert got == reference_signals(as_reference_input(values), params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(signal_cases())
+def test_state_machine_invariants(case):
+    params, zscores = case
+    out = pair_signals(spreads_frame(zscores), params)
+    assert out.select(pl.struct("pair_id", "bar_ts").is_unique().all()).item()
+    assert set(out["position"].unique().to_list()) <= {-1, 0, 1}
+    assert out["bars_held"].max() <= params.max_holding_bars
+
+    for pair_id in zscores:
+        rows = out.filter(pl.col("pair_id") == pair_id).to_dicts()
+        previous_position, locked, open_entries = 0, False, 0
+        for row in rows:
+            z, signal = row["zscore"], row["signal"]
+            if signal in ("enter_long", "enter_short"):
+                assert previous_position == 0 and not locked, "entry while in position or stop-locked"
+                open_entries += 1
+            if signal in ("exit", "stop"):
+                assert previous_position != 0
+                open_entries -= 1
+            assert open_entries in (0, 1), "an entry without exactly one exit or stop"
+            if z is not None and not math.isnan(z):
+                is_adverse = (previous_position == -1 and z >= params.stop_z) or (
+                    previous_position == 1 and z <= -params.stop_z
+                )
+                if is_adverse:
+                    assert row["position"] == 0 and signal == "stop"
+                if locked and abs(z) < params.entry_z:
+                    locked = False
+            if signal == "stop":
+                locked = True
+            assert row["position"] == 0 or row["position"] == previous_position or previous_position == 0
+            previous_position = row["position"]
+        assert open_entries == (1 if previous_position != 0 else 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(signal_cases(), st.floats(0.0, 1.0))
+def test_resuming_from_signal_state_equals_one_pass(case, split_share):
+    params, zscores = case
+    spreads = spreads_frame(zscores)
+    cut = sorted(spreads["bar_ts"].unique())[int(split_share * (spreads["bar_ts"].n_unique() - 1))]
+    one_pass = pair_signals(spreads, params)
+
+    first = pair_signals(spreads.filter(pl.col("bar_ts") < cut), params)
+    rest = pair_signals(spreads.filter(pl.col("bar_ts") >= cut), params, state=signal_state(first))
+
+    assert_frame_equal(pl.concat([first, rest]).sort("pair_id", "bar_ts"), one_pass, check_exact=True)
+
+
+def test_signal_state_reports_the_last_bar_of_each_pair():
+    params = SignalParams(entry_z=2.0, exit_z=0.5, stop_z=4.0)
+    out = pair_signals(spreads_frame({"A/B": [2.5, 1.0], "C/D": [2.5, 4.5, 3.0], "E/F": [0.0, 0.1]}), params)
+    state = signal_state(out).sort("pair_id")
+    assert state.select("pair_id", "position", "bars_held", "is_stop_locked").rows() == [
+        ("A/B", -1, 1, False),
+        ("C/D", 0, 0, True),
+        ("E/F", 0, 0, False),
+    ]
+    assert state["last_bar_ts"].to_list() == [hours(1, 1)[0], hours(1, 3)[0], hours(1, 3)[0]]
+
+
+def test_signals_accept_unsorted_input_and_return_it_sorted():
+    spreads = spreads_frame({"B/C": [0.0, 2.5, 0.1], "A/B": [-2.5, -1.0, 0.0]})
+    shuffled = spreads.sample(fraction=1.0, shuffle=True, seed=3)
+    params = SignalParams()
+    assert_frame_equal(
+        pair_signals(shuffled, params), pair_signals(spreads.sort("pair_id", "bar_ts"), params)
+    )
