@@ -12,11 +12,11 @@ from typing import Any, Literal, Protocol
 import polars as pl
 
 Severity = Literal["error", "warn"]
-PartitionKind = Literal["daily", "none"]
+PartitionKind = Literal["daily", "weekly", "none"]
 UNPARTITIONED = "all"
 
 #: Inputs a transform may ask for by parameter name that are not upstream assets.
-CONTEXT_INPUTS = frozenset({"fetched", "sessions"})
+CONTEXT_INPUTS = frozenset({"fetched", "sessions", "previous"})
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,20 @@ class Asset:
     params: Mapping[str, Any] = field(default_factory=dict)
     fetch: Fetch | None = None
     pinned_code_version: str | None = None
+    lookback: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def is_partitioned(self) -> bool:
         return self.partitions != "none"
+
+    @property
+    def is_stateful(self) -> bool:
+        """A stateful transform continues from its own previous partition (passed as `previous`).
+
+        Recursive indicators and signal state machines are exact only when every day
+        resumes from the day before, so a rebuild cascades forward in one ordered batch.
+        """
+        return "previous" in self.context_inputs
 
     @property
     def is_source(self) -> bool:
@@ -84,6 +94,7 @@ class Asset:
         if self.fetch is not None:
             digest.update(inspect.getsource(self.fetch).encode())
         digest.update(repr(sorted(self.params.items())).encode())
+        digest.update(repr(sorted(self.lookback.items())).encode())
         return digest.hexdigest()[:12]
 
     def build(self, inputs: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
@@ -104,10 +115,13 @@ def asset(
     fetch: Fetch | None = None,
     name: str | None = None,
     code_version: str | None = None,
+    lookback: Mapping[str, int] | None = None,
 ) -> Callable[[Callable[..., pl.DataFrame]], Asset]:
     """Declare an asset from its transform; positional parameters name the upstream assets.
 
     The description is the transform's docstring and must state the grain ("One row per ...").
+    `lookback` names upstreams read with that many earlier sessions alongside each partition
+    (a rolling window's warm-up), which do not block a partition when they are missing.
     """
 
     def declare(transform: Callable[..., pl.DataFrame]) -> Asset:
@@ -135,6 +149,7 @@ def asset(
             params=dict(params or {}),
             fetch=fetch,
             pinned_code_version=code_version,
+            lookback=dict(lookback or {}),
         )
 
     return declare

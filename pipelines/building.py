@@ -114,6 +114,8 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
     results = audit(asset, staged, keys)
     if asset.is_partitioned:
         results = pl.concat([results, _empty_partitions(staged, keys)], how="vertical")
+    if asset.is_stateful:
+        results = pl.concat([results, _after_a_failure(results, keys)], how="vertical")
     quarantined = failed_partitions(results)
     timings["audit"] = time.perf_counter() - mark
 
@@ -150,19 +152,25 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
 
 
 def _read_inputs(ctx: BuildContext, asset: Asset, keys: list[str]) -> dict[str, pl.DataFrame]:
-    """Upstream frames for exactly the partitions the batch reads, plus the context inputs it asks for."""
+    """Upstream frames for exactly the partitions the batch reads (look-backs included), plus context inputs."""
     inputs: dict[str, pl.DataFrame] = {}
+    planned = ctx.input_versions.get(asset.name, {})
     batch_sessions = _sessions_for(keys) if asset.is_partitioned else None
     for dep_name in asset.deps:
         dep = ctx.graph[dep_name]
-        wanted = keys if (dep.is_partitioned and asset.is_partitioned) else None
+        wanted = None
+        if dep.is_partitioned and asset.is_partitioned:
+            wanted = sorted({p for k in keys for p in planned.get(k, {}).get(dep_name, {}).get("partitions", [k])})
         inputs[dep_name] = ctx.warehouse.read(dep_name, wanted)
     for name in asset.context_inputs:
         if name == "sessions":
-            inputs["sessions"] = batch_sessions if batch_sessions is not None else _sessions_for([])
+            inputs["sessions"] = batch_sessions if batch_sessions is not None else ctx.window_sessions
         elif name == "fetched":
             window_sessions = batch_sessions if batch_sessions is not None else ctx.window_sessions
             inputs["fetched"] = asset.fetch(ctx.source, SourceWindow(window_sessions))
+        elif name == "previous":
+            previous_keys = planned.get(keys[0], {}).get("@previous", {}).get("partitions", [])
+            inputs["previous"] = ctx.warehouse.read(asset.name, previous_keys) if previous_keys else None
     return inputs
 
 
@@ -171,6 +179,22 @@ def _sessions_for(keys: list[str]) -> pl.DataFrame:
         return exchange_sessions(date(2000, 1, 1), date(1999, 1, 1))
     days = sorted(date.fromisoformat(k) for k in keys)
     return exchange_sessions(days[0], days[-1]).filter(pl.col("session_date").is_in(days))
+
+
+def _after_a_failure(results: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """In a stateful batch, every partition after a failed one resumed from unpublished state: fail it too."""
+    failed = set(results.filter(~pl.col("passed") & (pl.col("severity") == "error"))["partition_key"].to_list())
+    first_failure = min(failed) if failed else None
+    return pl.DataFrame(
+        [
+            (k, "previous_partition_published", "error", not (first_failure and k > first_failure),
+             int(bool(first_failure and k > first_failure)), None,
+             f"resumes from {first_failure}, which was quarantined" if first_failure and k > first_failure else "")
+            for k in keys
+        ],
+        schema=RESULT_SCHEMA,
+        orient="row",
+    )
 
 
 def _empty_partitions(staged: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -208,6 +232,13 @@ def _publish_batch(
         )
     }
     version_ids = {key: new_id("v") for key in keys}
+    upstream = {k: dict(ctx.input_versions.get(asset.name, {}).get(k, {})) for k in keys}
+    if asset.is_stateful:
+        # each partition after the first resumed from the one built just before it, in this batch
+        for before, key in zip(keys, keys[1:]):
+            upstream[key]["@previous"] = {
+                "data_version": data_versions.get(before, ""), "versions": [version_ids[before]], "partitions": [before],
+            }
     version_rows = pl.DataFrame(
         {
             "version_id": [version_ids[k] for k in keys],
@@ -216,7 +247,7 @@ def _publish_batch(
             "status": ["quarantined" if k in quarantined else "published" for k in keys],
             "code_version": asset.code_version,
             "data_version": [data_versions.get(k, "") for k in keys],
-            "upstream_versions": [json.dumps(ctx.input_versions.get(asset.name, {}).get(k, {})) for k in keys],
+            "upstream_versions": [json.dumps(upstream[k]) for k in keys],
             "row_count": [row_counts.get(k, 0) for k in keys],
             "run_id": ctx.run_id,
             "batch_id": batch_id,

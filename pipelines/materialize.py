@@ -156,7 +156,8 @@ def run_materialization(
         ctx = BuildContext(
             graph, warehouse, source, run_id, window.sessions, input_versions={asset.name: plan.input_versions}
         )
-        groups = batches(plan.to_build, batch_partitions)
+        # a stateful asset resumes each partition from the one before: one ordered batch
+        groups = batches(plan.to_build, len(plan.to_build) if asset.is_stateful else batch_partitions)
         running[asset.name] = len(groups)
         started_at[asset.name] = time.perf_counter()
         for group in groups:

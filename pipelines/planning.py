@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from bisect import bisect_left
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -21,31 +22,73 @@ INCOMPLETE = "incomplete window"
 NEW_SESSION = "new session"
 FORCED = "forced"
 UPSTREAM_PENDING = "upstream rebuilding"
+PREVIOUS_PENDING = "previous partition rebuilding"
+
+#: How far back the run window keeps the calendar for look-backs (about two years of sessions).
+HISTORY_DAYS = 750
 
 
 @dataclass(frozen=True)
 class RunWindow:
-    """The sessions a run covers: the partition keys of every daily asset it touches."""
+    """The sessions a run covers: the partition keys of every daily and weekly asset it touches.
+
+    `history` holds earlier sessions too, for look-back arithmetic; `next_sessions` the few
+    after the window, to tell a complete week from one still in progress.
+    """
 
     sessions: pl.DataFrame
+    history: tuple[str, ...] = ()
+    next_sessions: tuple[str, ...] = ()
 
     @classmethod
     def between(cls, start: date, end: date) -> RunWindow:
-        return cls(exchange_sessions(start, end))
+        history = exchange_sessions(start - timedelta(days=HISTORY_DAYS), end)["session_date"].cast(pl.String)
+        following = exchange_sessions(end + timedelta(days=1), end + timedelta(days=8))["session_date"].cast(pl.String)
+        return cls(exchange_sessions(start, end), tuple(history.to_list()), tuple(following.to_list()))
 
     @property
     def partition_keys(self) -> list[str]:
         return self.sessions["session_date"].cast(pl.String).to_list()
 
     @property
+    def week_keys(self) -> list[str]:
+        """The last session of every complete week in the window: a weekly asset's partition keys."""
+        last_in_week: dict[tuple[int, int], str] = {}
+        for key in self.partition_keys:
+            last_in_week[_iso_week(key)] = key
+        still_open = {_iso_week(k) for k in self.next_sessions}
+        return [key for week, key in last_in_week.items() if week not in still_open]
+
+    @property
     def end_close(self) -> datetime | None:
         return self.sessions["close_ts"].max()
 
     def keys_for(self, asset: Asset) -> list[str]:
+        if asset.partitions == "weekly":
+            return self.week_keys
         return self.partition_keys if asset.is_partitioned else [UNPARTITIONED]
 
     def closes(self) -> dict[str, datetime]:
         return dict(zip(self.partition_keys, self.sessions["close_ts"].to_list()))
+
+    def sessions_before(self, key: str, count: int) -> list[str]:
+        """The `count` sessions before `key` (fewer at the start of the calendar)."""
+        if count <= 0:
+            return []
+        at = bisect_left(self.history, key)
+        return list(self.history[max(0, at - count) : at])
+
+    def week_sessions(self, key: str) -> list[str]:
+        """Sessions of the week ending on `key`, `key` included."""
+        at = bisect_left(self.history, key)
+        week = _iso_week(key)
+        earlier = [k for k in self.history[max(0, at - 6) : at] if _iso_week(k) == week]
+        return earlier + [key]
+
+
+def _iso_week(key: str) -> tuple[int, int]:
+    year, week, _ = date.fromisoformat(key).isocalendar()
+    return year, week
 
 
 @dataclass(frozen=True)
@@ -86,13 +129,30 @@ class CatalogState:
         return set(rows["partition_key"].to_list())
 
 
-def input_keys(asset: Asset, dep: Asset, partition_key: str, published_dep_keys: list[str]) -> list[str]:
-    """Which partitions of `dep` partition `partition_key` of `asset` reads."""
+def input_keys(
+    asset: Asset, dep: Asset, partition_key: str, published_dep_keys: list[str], window: RunWindow
+) -> tuple[list[str], list[str]]:
+    """Which partitions of `dep` partition `partition_key` of `asset` reads: (required, look-back).
+
+    Required partitions must be published or the partition is blocked; look-back
+    partitions are read when they exist (the start of history has none). A daily asset
+    reads the latest weekly partition strictly before its own session, never the week
+    it is in, so weekly statistics cannot leak the future into a day.
+    """
     if not dep.is_partitioned:
-        return [UNPARTITIONED]
-    if asset.is_partitioned:
-        return [partition_key]
-    return published_dep_keys
+        return [UNPARTITIONED], []
+    if not asset.is_partitioned:
+        return published_dep_keys, []
+    look = asset.lookback.get(dep.name, 0)
+    if dep.partitions == "weekly":
+        if asset.partitions == "weekly":
+            return [partition_key], []
+        earlier = [k for k in published_dep_keys if k < partition_key]
+        return earlier[-1:], []
+    if asset.partitions == "weekly":
+        week = window.week_sessions(partition_key)
+        return [partition_key], week[:-1] if not look else window.sessions_before(partition_key, look)
+    return [partition_key], window.sessions_before(partition_key, look)
 
 
 def fingerprint(versions: list[dict]) -> str:
@@ -135,29 +195,33 @@ def plan_asset(
     blocked: list[tuple[str, str]] = []
     input_versions: dict[str, dict] = {}
 
+    own_keys = sorted(own)
+    cascading = False
     for key in window.keys_for(asset):
         inputs: dict[str, dict] = {}
         pending = False
         block_reason = None
         for dep in deps:
-            wanted = input_keys(asset, dep, key, sorted(dep_published[dep.name]))
-            if any(k in pending_upstream.get(dep.name, set()) for k in wanted) or (
-                not asset.is_partitioned and pending_upstream.get(dep.name)
-            ):
+            published_keys = sorted(dep_published[dep.name])
+            required, optional = input_keys(asset, dep, key, published_keys, window)
+            dep_pending = pending_upstream.get(dep.name, set())
+            if any(k in dep_pending for k in required + optional) or (not asset.is_partitioned and dep_pending):
                 pending = True
                 continue
-            bad = [k for k in wanted if k in dep_quarantined[dep.name]]
-            absent = [k for k in wanted if k not in dep_published[dep.name]]
+            bad = [k for k in required if k in dep_quarantined[dep.name]]
+            absent = [k for k in required if k not in dep_published[dep.name]]
             if bad:
                 block_reason = f"upstream {dep.name} {bad[0]} quarantined"
                 break
-            if absent or not wanted:
+            if absent or not required:
                 block_reason = f"upstream {dep.name} {absent[0] if absent else ''} not published".replace("  ", " ")
                 break
-            versions = [dep_published[dep.name][k] for k in wanted]
+            keys = sorted(set(required) | {k for k in optional if k in dep_published[dep.name]})
+            versions = [dep_published[dep.name][k] for k in keys]
             inputs[dep.name] = {
                 "data_version": fingerprint(versions),
                 "versions": [v["version_id"] for v in versions],
+                "partitions": keys,
             }
         if block_reason:
             blocked.append((key, block_reason))
@@ -166,13 +230,27 @@ def plan_asset(
             inputs["@source"] = {"data_version": source_identity, "versions": []}
         if asset.is_source and not asset.is_partitioned:
             inputs["@window"] = {"data_version": window.partition_keys[-1] if window.partition_keys else "", "versions": []}
+        if asset.is_stateful:
+            inputs["@previous"] = _previous_partition(own, own_keys, key)
         input_versions[key] = inputs
         reason = _staleness(asset, own.get(key), inputs, closes.get(key), window, full_refresh, pending, now)
+        if asset.is_stateful and cascading and not reason:
+            reason = PREVIOUS_PENDING
         if reason:
             to_build.append(PartitionWork(asset.name, key, reason))
+            cascading = asset.is_stateful
         else:
             up_to_date.append(key)
     return AssetPlan(asset.name, tuple(to_build), tuple(up_to_date), tuple(blocked), input_versions)
+
+
+def _previous_partition(own: dict[str, dict], own_keys: list[str], key: str) -> dict:
+    """The published partition a stateful asset resumes from: its latest one before `key`."""
+    at = bisect_left(own_keys, key)
+    if at == 0:
+        return {"data_version": "", "versions": [], "partitions": []}
+    previous = own[own_keys[at - 1]]
+    return {"data_version": previous["data_version"], "versions": [previous["version_id"]], "partitions": [own_keys[at - 1]]}
 
 
 def _staleness(
@@ -199,7 +277,9 @@ def _staleness(
     if "@window" in inputs and recorded.get("@window", {}).get("data_version") != inputs["@window"]["data_version"]:
         return NEW_SESSION
     for name, current in inputs.items():
-        if not name.startswith("@") and recorded.get(name, {}).get("data_version") != current["data_version"]:
+        if (not name.startswith("@") or name == "@previous") and recorded.get(name, {}).get(
+            "data_version"
+        ) != current["data_version"]:
             return UPSTREAM_CHANGED
     if asset.is_source and asset.is_partitioned and session_close is not None and published["created_at"] < session_close:
         return INCOMPLETE
