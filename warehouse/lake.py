@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -59,6 +60,19 @@ def load_extensions(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
             con.execute(f"LOAD {name}")
 
 
+def use_write_ahead_log(catalog_file: Path) -> None:
+    """Put a SQLite catalog in WAL mode (persistent in the file) so readers never block the writer.
+
+    In SQLite's default rollback-journal mode a long catalog read holds a lock that makes
+    a concurrent publish fail with "database is locked"; in WAL mode readers and one
+    writer proceed together, in this process and in others (a notebook, the DuckDB CLI).
+    """
+    with sqlite3.connect(catalog_file, timeout=30) as connection:
+        if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            connection.execute("PRAGMA journal_mode=WAL")
+    connection.close()
+
+
 def is_commit_conflict(error: Exception) -> bool:
     text = str(error)
     return any(
@@ -77,6 +91,8 @@ class Warehouse:
         kind, _, target = catalog.partition(":")
         if kind in ("sqlite", "duckdb") and not read_only:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
+        if kind == "sqlite" and not read_only:
+            use_write_ahead_log(Path(target))
         if not read_only and "://" not in data_path:
             Path(data_path).mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect()
