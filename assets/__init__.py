@@ -8,6 +8,14 @@ __all__ = ["Asset", "AssetGraph", "Check", "GraphError", "SelectionError", "asse
 
 def default_graph() -> AssetGraph:
     """Every asset Quarry ships, validated as one graph."""
-    from assets import bars
+    from assets import backtests, bars, indicators, pairs
 
-    return AssetGraph.of([bars.bars_raw, bars.splits, bars.bars_hourly, bars.bars_daily])
+    return AssetGraph.of(
+        [
+            bars.bars_raw, bars.splits, bars.bars_hourly, bars.bars_daily,
+            indicators.indicators_hourly, indicators.indicators_daily, indicators.market_regime,
+            pairs.pair_candidates, pairs.pair_spreads, pairs.pair_signals,
+            backtests.backtest_trades, backtests.backtest_equity, backtests.pair_performance,
+            backtests.strategy_performance,
+        ]
+    )

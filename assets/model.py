@@ -16,7 +16,7 @@ PartitionKind = Literal["daily", "weekly", "none"]
 UNPARTITIONED = "all"
 
 #: Inputs a transform may ask for by parameter name that are not upstream assets.
-CONTEXT_INPUTS = frozenset({"fetched", "sessions", "previous"})
+CONTEXT_INPUTS = frozenset({"fetched", "sessions", "previous", "partition_keys"})
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
 
     mark = time.perf_counter()
     results = audit(asset, staged, keys)
-    if asset.is_partitioned:
+    if asset.is_partitioned and asset.is_source:
         results = pl.concat([results, _empty_partitions(staged, keys)], how="vertical")
     if asset.is_stateful:
         results = pl.concat([results, _after_a_failure(results, keys)], how="vertical")
@@ -168,6 +168,8 @@ def _read_inputs(ctx: BuildContext, asset: Asset, keys: list[str]) -> dict[str, 
         elif name == "fetched":
             window_sessions = batch_sessions if batch_sessions is not None else ctx.window_sessions
             inputs["fetched"] = asset.fetch(ctx.source, SourceWindow(window_sessions))
+        elif name == "partition_keys":
+            inputs["partition_keys"] = list(keys)
         elif name == "previous":
             previous_keys = planned.get(keys[0], {}).get("@previous", {}).get("partitions", [])
             inputs["previous"] = ctx.warehouse.read(asset.name, previous_keys) if previous_keys else None
@@ -198,9 +200,9 @@ def _after_a_failure(results: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 
 def _empty_partitions(staged: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """A session partition with no rows fails: publishing nothing would hide an outage.
+    """A source's session partition with no rows fails: publishing nothing would hide an outage.
 
-    Unpartitioned assets (the split list, say) may legitimately be empty.
+    Derived assets may legitimately be empty (no pair was active that day).
     """
     present = set(staged["partition_key"].unique().to_list())
     return pl.DataFrame(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import traceback
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,7 +180,8 @@ def run_materialization(
         try:
             outcome.absorb(future.result())
         except Exception as error:  # a batch's failure must not stop independent work
-            logger.opt(exception=error).error("{}: batch of {} partitions failed: {}", name, len(group), error)
+            logger.error("{}: batch of {} partitions failed: {}", name, len(group), error)
+            logger.debug("{}", "".join(traceback.format_exception(error)))
             outcome.failed.extend((w.partition_key, f"{type(error).__name__}: {error}") for w in group)
         running[name] -= 1
         if running[name] == 0:

@@ -37,15 +37,22 @@ def test_description_must_state_grain():
     [
         ("bars_hourly", ["bars_hourly"]),
         ("+bars_hourly", ["bars_raw", "splits", "bars_hourly"]),
-        ("bars_hourly+", ["bars_hourly", "bars_daily"]),
-        ("+bars_daily", ["bars_raw", "splits", "bars_hourly", "bars_daily"]),
+        ("bars_daily+", ["bars_daily", "indicators_daily", "market_regime"]),
+        ("+pair_signals", ["bars_raw", "splits", "bars_hourly", "pair_candidates", "pair_spreads", "pair_signals"]),
         ("tag:source", ["bars_raw", "splits"]),
         ("splits,bars_daily", ["splits", "bars_daily"]),
-        (None, ["bars_raw", "splits", "bars_hourly", "bars_daily"]),
+        ("tag:performance", ["pair_performance", "strategy_performance"]),
     ],
 )
 def test_selection(selection, expected):
     assert [a.name for a in default_graph().select(selection)] == expected
+
+
+def test_empty_selection_is_everything_in_dependency_order():
+    names = [a.name for a in default_graph().select(None)]
+    assert len(names) == 14
+    for a in default_graph():
+        assert all(names.index(dep) < names.index(a.name) for dep in a.deps)
 
 
 def test_unknown_selection_is_named():
@@ -66,11 +73,24 @@ def test_code_version_follows_source_and_params():
 
 
 def test_default_graph_snapshot():
-    """The shipped graph, so an accidental change to names or edges shows up in review."""
+    """The shipped graph, so an accidental change to names, edges or partitioning shows up in review."""
     graph = default_graph()
-    assert {a.name: (a.deps, a.partitions) for a in graph} == {
-        "bars_raw": ((), "daily"),
-        "splits": ((), "none"),
-        "bars_hourly": (("bars_raw", "splits"), "daily"),
-        "bars_daily": (("bars_hourly",), "daily"),
+    assert {a.name: (a.deps, a.partitions, a.is_stateful) for a in graph} == {
+        "bars_raw": ((), "daily", False),
+        "splits": ((), "none", False),
+        "bars_hourly": (("bars_raw", "splits"), "daily", False),
+        "bars_daily": (("bars_hourly",), "daily", False),
+        "indicators_hourly": (("bars_hourly",), "daily", False),
+        "indicators_daily": (("bars_daily",), "daily", False),
+        "market_regime": (("bars_daily",), "daily", False),
+        "pair_candidates": (("bars_hourly",), "weekly", False),
+        "pair_spreads": (("bars_hourly", "pair_candidates"), "daily", False),
+        "pair_signals": (("pair_spreads",), "daily", True),
+        "backtest_trades": (("pair_signals", "bars_hourly", "pair_candidates"), "none", False),
+        "backtest_equity": (("pair_signals", "bars_hourly", "pair_candidates"), "none", False),
+        "pair_performance": (("backtest_equity", "backtest_trades"), "none", False),
+        "strategy_performance": (("backtest_equity", "backtest_trades"), "none", False),
     }
+    for a in graph:
+        assert a.description.startswith("One row per"), a.name
+        assert a.contract is not None, a.name

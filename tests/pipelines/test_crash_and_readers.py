@@ -78,7 +78,7 @@ def _snapshot(warehouse: Warehouse) -> dict:
 
 
 def test_sigkill_mid_publish_leaves_published_state_unchanged_and_next_run_completes(lake):
-    lake.materialize(run_id="before")
+    lake.materialize("+bars_daily", run_id="before")
     before = _snapshot(lake.warehouse)
     lake.warehouse.close()
 
@@ -99,18 +99,18 @@ def test_sigkill_mid_publish_leaves_published_state_unchanged_and_next_run_compl
     reopened.delete_orphaned_files(older_than_hours=None)
     assert {p for p in Path(lake.data_path).rglob("*.parquet")} <= files_before
 
-    summary = lake.materialize(run_id="after", full_refresh=True)
+    summary = lake.materialize("+bars_daily", run_id="after", full_refresh=True)
     assert summary.exit_code == 0 and summary.totals["failed"] == 0
     assert reopened.read("bars_raw").height == before["rows"].height
 
 
 def test_reader_process_keeps_reading_during_a_run_and_sees_new_versions(lake):
-    lake.materialize(run_id="first", end=date(2025, 3, 7))
+    lake.materialize("+bars_daily", run_id="first", end=date(2025, 3, 7))
     reader = _python(READER, lake.catalog, lake.data_path, "12")
     first = json.loads(reader.stdout.readline())
     assert first.get("published", 0) > 0, first
 
-    summary = lake.materialize(run_id="second")
+    summary = lake.materialize("+bars_daily", run_id="second")
     assert summary.exit_code == 0
     published_now = lake.warehouse.current_versions().height
 

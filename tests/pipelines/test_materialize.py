@@ -14,6 +14,7 @@ from tests.conftest import WINDOW_END, WINDOW_START
 
 SESSIONS = 10
 BAD_DAY = "2025-03-06"
+BARS = "+bars_daily"  # the bar assets; the analytics graph has its own tests
 
 
 def _current(lake, asset):
@@ -21,7 +22,7 @@ def _current(lake, asset):
 
 
 def test_first_run_builds_everything_then_nothing_then_identical_on_full_refresh(lake):
-    first = lake.materialize(run_id="r1")
+    first = lake.materialize(BARS, run_id="r1")
     assert first.totals["built"] == 3 * SESSIONS + 1 and first.exit_code == 0
     assert {a: len(o.built) for a, o in first.outcomes.items()} == {
         "bars_raw": SESSIONS, "splits": 1, "bars_hourly": SESSIONS, "bars_daily": SESSIONS,
@@ -30,12 +31,12 @@ def test_first_run_builds_everything_then_nothing_then_identical_on_full_refresh
     assert daily.height == 20 * SESSIONS
     assert daily.select(pl.col("symbol").n_unique()).item() == 20
 
-    second = lake.materialize(run_id="r2")
+    second = lake.materialize(BARS, run_id="r2")
     assert second.totals["built"] == 0
     assert second.totals["up_to_date"] == 3 * SESSIONS + 1
 
     before = {a: _current(lake, a) for a in ("bars_raw", "bars_hourly", "bars_daily")}
-    third = lake.materialize(full_refresh=True, run_id="r3")
+    third = lake.materialize(BARS, full_refresh=True, run_id="r3")
     assert third.totals["built"] == 3 * SESSIONS + 1
     for asset, old in before.items():
         new = _current(lake, asset)
@@ -61,11 +62,11 @@ class CorruptSource(SampleSource):
 
 
 def test_bad_ticks_beyond_tolerance_quarantine_one_partition_only(lake):
-    lake.materialize(run_id="clean")
+    lake.materialize(BARS, run_id="clean")
     clean_rows = lake.warehouse.read("bars_hourly", [BAD_DAY]).sort("symbol", "bar_ts")
     clean_version = _current(lake, "bars_hourly").filter(pl.col("partition_key") == BAD_DAY)["version_id"][0]
 
-    summary = lake.materialize(source=CorruptSource(), full_refresh=True, run_id="corrupt")
+    summary = lake.materialize(BARS, source=CorruptSource(), full_refresh=True, run_id="corrupt")
 
     hourly = summary.outcomes["bars_hourly"]
     assert hourly.quarantined == [BAD_DAY]
@@ -103,17 +104,17 @@ def _louder_hourly() -> AssetGraph:
 
 
 def test_code_change_makes_that_asset_and_downstream_stale_and_as_of_reads_still_work(lake):
-    lake.materialize(run_id="v1")
+    lake.materialize(BARS, run_id="v1")
     old = _current(lake, "bars_hourly").filter(pl.col("partition_key") == BAD_DAY).row(0, named=True)
     old_rows = lake.warehouse.read("bars_hourly", [BAD_DAY])
     changed = _louder_hourly()
 
-    plans = {p.asset: p for p in plan_run(changed, lake.warehouse, None, RunWindow.between(WINDOW_START, WINDOW_END), source_identity=SampleSource().identity())}
+    plans = {p.asset: p for p in plan_run(changed, lake.warehouse, BARS, RunWindow.between(WINDOW_START, WINDOW_END), source_identity=SampleSource().identity())}
     assert {a: {w.reason for w in p.to_build} for a, p in plans.items()} == {
         "bars_raw": set(), "splits": set(), "bars_hourly": {"code changed"}, "bars_daily": {"upstream rebuilding"},
     }
 
-    summary = lake.materialize(graph=changed, run_id="v2")
+    summary = lake.materialize(BARS, graph=changed, run_id="v2")
     assert {a: len(o.built) for a, o in summary.outcomes.items()} == {
         "bars_raw": 0, "splits": 0, "bars_hourly": SESSIONS, "bars_daily": SESSIONS,
     }
@@ -127,19 +128,19 @@ def test_code_change_makes_that_asset_and_downstream_stale_and_as_of_reads_still
 
 
 def test_code_change_with_identical_output_causes_no_downstream_work(lake):
-    lake.materialize(run_id="v1")
+    lake.materialize(BARS, run_id="v1")
     graph = default_graph()
     assets = dict(graph.assets)
     assets["bars_hourly"] = replace(graph["bars_hourly"], params={"bad_tick_log_deviation": 0.16})
-    summary = lake.materialize(graph=AssetGraph.of(assets.values()), run_id="v2")
+    summary = lake.materialize(BARS, graph=AssetGraph.of(assets.values()), run_id="v2")
     assert len(summary.outcomes["bars_hourly"].built) == SESSIONS
     assert summary.outcomes["bars_daily"].built == []
     assert len(summary.outcomes["bars_daily"].up_to_date) == SESSIONS
 
 
 def test_new_session_builds_only_the_new_partitions(lake):
-    lake.materialize(end=date(2025, 3, 13), run_id="day1")
-    summary = lake.materialize(run_id="day2")
+    lake.materialize(BARS, end=date(2025, 3, 13), run_id="day1")
+    summary = lake.materialize(BARS, run_id="day2")
     assert {a: o.built for a, o in summary.outcomes.items()} == {
         "bars_raw": ["2025-03-14"], "splits": ["all"], "bars_hourly": ["2025-03-14"], "bars_daily": ["2025-03-14"],
     }
@@ -148,8 +149,8 @@ def test_new_session_builds_only_the_new_partitions(lake):
 
 def test_small_batches_give_the_same_data_versions(make_lake):
     one, many = make_lake("one"), make_lake("many")
-    one.materialize(run_id="a")
-    many.materialize(run_id="b", batch_partitions=3)
+    one.materialize(BARS, run_id="a")
+    many.materialize(BARS, run_id="b", batch_partitions=3)
     for asset in ("bars_raw", "bars_hourly", "bars_daily"):
         assert _current(one, asset)["data_version"].to_list() == _current(many, asset)["data_version"].to_list()
 
@@ -158,8 +159,8 @@ def test_quarantine_shows_in_the_html_report_with_failing_rows(lake, tmp_path):
     from pipelines.runs import record_and_report
     from pipelines.settings import Settings
 
-    lake.materialize(run_id="clean")
-    summary = lake.materialize(source=CorruptSource(), full_refresh=True, run_id="corrupt")
+    lake.materialize(BARS, run_id="clean")
+    summary = lake.materialize(BARS, source=CorruptSource(), full_refresh=True, run_id="corrupt")
     settings = Settings(catalog=lake.catalog, data_path=lake.data_path, reports_dir=tmp_path / "reports")
     report = record_and_report(lake.warehouse, settings, summary)
     page = (tmp_path / "reports" / "corrupt.html").read_text()

@@ -1,0 +1,90 @@
+"""The pairs backtest and its performance: trades, per-bar equity, per-pair and strategy metrics."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from assets.analytics.backtest import BacktestParams, BacktestResult, backtest_trades as simulate
+from assets.analytics.performance import HOURLY_BARS_PER_YEAR, pair_performance as per_pair, strategy_performance as per_strategy
+from assets.model import asset
+from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, StrategyPerformance
+
+BACKTEST_PARAMS = {
+    "initial_capital": 1_000_000.0, "commission_bps": 1.0, "slippage_bps": 2.0, "kelly_fraction": 0.25,
+    "min_trades_for_kelly": 20, "default_weight_pct": 0.02, "max_pair_weight_pct": 0.10,
+    "max_gross_exposure_pct": 1.0,
+}
+#: Clock-aligned regular-session hourly bars in a trading year: 252 sessions × 7 bars.
+BARS_PER_YEAR = {"periods_per_year": float(HOURLY_BARS_PER_YEAR)}
+
+
+def latest_hedges(pair_candidates: pl.DataFrame) -> pl.DataFrame:
+    """Each pair's most recent weekly estimate: the hedge ratio a backtest sizes legs with."""
+    return (
+        pair_candidates.filter(pl.col("is_cointegrated"))
+        .sort("week_end_date")
+        .group_by("symbol_y", "symbol_x")
+        .last()
+        .with_columns(pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x"))
+    )
+
+
+UTC_TS = pl.Datetime("us", "UTC")
+EMPTY_TRADES = pl.Schema({
+    "pair_id": pl.String, "trade_id": pl.Int64, "side": pl.String, "entry_ts": UTC_TS, "exit_ts": UTC_TS,
+    "entry_y_px": pl.Float64, "entry_x_px": pl.Float64, "exit_y_px": pl.Float64, "exit_x_px": pl.Float64,
+    "entry_spread": pl.Float64, "exit_spread": pl.Float64, "entry_zscore": pl.Float64, "exit_zscore": pl.Float64,
+    "y_qty": pl.Float64, "x_qty": pl.Float64, "kelly_weight_pct": pl.Float64, "weight_pct": pl.Float64,
+    "entry_notional": pl.Float64, "gross_pnl": pl.Float64, "cost": pl.Float64, "net_pnl": pl.Float64,
+    "return_pct": pl.Float64, "bars_held": pl.Int32, "exit_reason": pl.String, "is_open": pl.Boolean,
+})
+EMPTY_EQUITY = pl.Schema({
+    "pair_id": pl.String, "bar_ts": UTC_TS, "position": pl.Int8, "is_in_market": pl.Boolean,
+    "net_pnl": pl.Float64, "equity": pl.Float64, "return_pct": pl.Float64,
+})
+
+
+def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, **params):
+    """The simulation both backtest assets publish a side of; pure, so running it twice gives the same frames.
+
+    With no active pair there is nothing to simulate: both sides come back empty.
+    """
+    hedges = latest_hedges(pair_candidates)
+    signals = pair_signals.filter(pl.col("pair_id").is_in(hedges["pair_id"].implode())).with_columns(
+        pl.col("signal").cast(pl.Enum(["none", "hold", "enter_long", "enter_short", "exit", "stop"]))
+    )
+    if signals.is_empty():
+        return BacktestResult(pl.DataFrame(schema=EMPTY_TRADES), pl.DataFrame(schema=EMPTY_EQUITY))
+    return simulate(signals, bars_hourly, hedges, BacktestParams(**params))
+
+
+@asset(contract=BacktestTrades, grain=("pair_id", "trade_id"), tags=("backtest",), params=BACKTEST_PARAMS)
+def backtest_trades(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, **params) -> pl.DataFrame:
+    """One row per simulated round trip of a pair (open trades marked to the last bar), with fills, fractional-Kelly size, costs and P&L."""
+    trades = run_backtest(pair_signals, bars_hourly, pair_candidates, **params).trades
+    return trades.with_columns(pl.col("side", "exit_reason").cast(pl.String))
+
+
+@asset(contract=BacktestEquity, grain=("pair_id", "bar_ts"), tags=("backtest",), params=BACKTEST_PARAMS)
+def backtest_equity(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, **params) -> pl.DataFrame:
+    """One row per pair and hourly bar of the backtest: position held, net P&L after costs, equity and return."""
+    return run_backtest(pair_signals, bars_hourly, pair_candidates, **params).returns
+
+
+@asset(contract=PairPerformance, grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)
+def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float) -> pl.DataFrame:
+    """One row per pair: total and annualized return, Sharpe, Sortino, max drawdown, Calmar, win rate, profit factor, holding time, exposure and trade count (empyrical definitions, annualized by 252 × 7 hourly bars)."""
+    return per_pair(backtest_equity, backtest_trades, periods_per_year).with_columns(pl.col("n_periods").cast(pl.Int64))
+
+
+@asset(
+    contract=StrategyPerformance, grain=(), tags=("backtest", "performance"),
+    params={**BARS_PER_YEAR, "initial_capital": BACKTEST_PARAMS["initial_capital"]},
+)
+def strategy_performance(
+    backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float, initial_capital: float
+) -> pl.DataFrame:
+    """One row per strategy (the pairs book as a whole): the book's return metrics across all pairs and trade statistics over all trades."""
+    return per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year).with_columns(
+        pl.col("n_periods").cast(pl.Int64)
+    )
