@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from assets.analytics.backtest import BacktestParams, BacktestResult, backtest_trades as simulate
-from assets.analytics.performance import HOURLY_BARS_PER_YEAR, pair_performance as per_pair, strategy_performance as per_strategy
 from assets.model import asset
 from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, StrategyPerformance
 
@@ -15,7 +13,7 @@ BACKTEST_PARAMS = {
     "max_gross_exposure_pct": 1.0,
 }
 #: Clock-aligned regular-session hourly bars in a trading year: 252 sessions × 7 bars.
-BARS_PER_YEAR = {"periods_per_year": float(HOURLY_BARS_PER_YEAR)}
+BARS_PER_YEAR = {"periods_per_year": 252.0 * 7}
 
 
 def latest_hedges(pair_candidates: pl.DataFrame) -> pl.DataFrame:
@@ -49,6 +47,8 @@ def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_can
 
     With no active pair there is nothing to simulate: both sides come back empty.
     """
+    from assets.analytics.backtest import BacktestParams, BacktestResult, backtest_trades as simulate
+
     hedges = latest_hedges(pair_candidates)
     signals = pair_signals.filter(pl.col("pair_id").is_in(hedges["pair_id"].implode())).with_columns(
         pl.col("signal").cast(pl.Enum(["none", "hold", "enter_long", "enter_short", "exit", "stop"]))
@@ -74,6 +74,8 @@ def backtest_equity(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_
 @asset(contract=PairPerformance, grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)
 def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float) -> pl.DataFrame:
     """One row per pair: total and annualized return, Sharpe, Sortino, max drawdown, Calmar, win rate, profit factor, holding time, exposure and trade count (empyrical definitions, annualized by 252 × 7 hourly bars)."""
+    from assets.analytics.performance import pair_performance as per_pair
+
     return per_pair(backtest_equity, backtest_trades, periods_per_year).with_columns(pl.col("n_periods").cast(pl.Int64))
 
 
@@ -85,6 +87,8 @@ def strategy_performance(
     backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float, initial_capital: float
 ) -> pl.DataFrame:
     """One row per strategy (the pairs book as a whole): the book's return metrics across all pairs and trade statistics over all trades."""
+    from assets.analytics.performance import strategy_performance as per_strategy
+
     return per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year).with_columns(
         pl.col("n_periods").cast(pl.Int64)
     )

@@ -6,8 +6,6 @@ from datetime import timedelta
 
 import polars as pl
 
-from assets.analytics.indicators import IndicatorParams, compute_indicators
-from assets.analytics.regime import RegimeParams, market_regime as regime_of
 from assets.model import asset
 from quality.contracts import IndicatorsDaily, IndicatorsHourly, MarketRegime
 
@@ -34,6 +32,8 @@ INDICATOR_PARAMS = {
 )
 def indicators_hourly(bars_hourly: pl.DataFrame, **periods) -> pl.DataFrame:
     """One row per symbol and regular-session hourly bar: returns, SMA, EMA, RSI, MACD, Bollinger bands, ATR and rolling volatility as TA-Lib defines them (warm-up rows null); partitioned by session date."""
+    from assets.analytics.indicators import IndicatorParams, compute_indicators
+
     bars = bars_hourly.select("symbol", "bar_ts", "open_px", "high_px", "low_px", "close_px", "volume_qty")
     return compute_indicators(bars, IndicatorParams(**periods))
 
@@ -50,6 +50,8 @@ def indicators_hourly(bars_hourly: pl.DataFrame, **periods) -> pl.DataFrame:
 )
 def indicators_daily(bars_daily: pl.DataFrame, **periods) -> pl.DataFrame:
     """One row per symbol and session: the same indicators over daily bars; partitioned by session date."""
+    from assets.analytics.indicators import IndicatorParams, compute_indicators
+
     bars = bars_daily.select(
         "symbol", pl.col("session_date").cast(pl.Datetime("us", "UTC")).alias("bar_ts"),
         "open_px", "high_px", "low_px", "close_px", "volume_qty",
@@ -74,5 +76,7 @@ def indicators_daily(bars_daily: pl.DataFrame, **periods) -> pl.DataFrame:
 )
 def market_regime(bars_daily: pl.DataFrame, *, vol_window_sessions: int, vol_threshold_pct: float) -> pl.DataFrame:
     """One row per session: the median across symbols of 20-session annualized realized volatility and the regime label (`calm` or `volatile` above the threshold), known after that session's close; partitioned by session date."""
+    from assets.analytics.regime import RegimeParams, market_regime as regime_of
+
     params = RegimeParams(vol_window_sessions=vol_window_sessions, vol_threshold_pct=vol_threshold_pct)
     return regime_of(bars_daily, params).with_columns(pl.col("regime").cast(pl.String))

@@ -6,6 +6,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
@@ -63,7 +64,7 @@ class Asset:
     def is_partitioned(self) -> bool:
         return self.partitions != "none"
 
-    @property
+    @cached_property
     def is_stateful(self) -> bool:
         """A stateful transform continues from its own previous partition (passed as `previous`).
 
@@ -77,12 +78,12 @@ class Asset:
         """A source asset reads from outside; its data can only go stale by the clock."""
         return self.fetch is not None
 
-    @property
+    @cached_property
     def context_inputs(self) -> tuple[str, ...]:
         names = inspect.signature(self.transform).parameters
         return tuple(name for name in names if name in CONTEXT_INPUTS)
 
-    @property
+    @cached_property
     def code_version(self) -> str:
         """A digest of the transform's source and its parameters, unless pinned.
 

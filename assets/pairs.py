@@ -6,8 +6,6 @@ from datetime import timedelta
 
 import polars as pl
 
-from assets.analytics.cointegration import PAIR_SCAN_SCHEMA, ScanParams, scan_pairs
-from assets.analytics.spreads import SignalParams, pair_signals as run_signals, pair_spreads as spreads_of, signal_state
 from assets.model import asset
 from quality.contracts import PairCandidates, PairSignals, PairSpreads
 
@@ -36,6 +34,8 @@ def pair_candidates(
     `is_cointegrated` marks the pairs that pass the thresholds; a week with too little
     history to test reports every pair with `n_obs` and no statistics.
     """
+    from assets.analytics.cointegration import PAIR_SCAN_SCHEMA, ScanParams
+
     params = ScanParams(max_p_value=max_p_value, min_half_life_bars=min_half_life_bars,
                         max_half_life_bars=max_half_life_bars, min_obs=min_obs)
     session_list = sorted(bars_hourly["session_date"].unique().to_list())
@@ -52,8 +52,10 @@ def pair_candidates(
     return pl.concat(weeks).select("week_end_date", "window_start_date", *PAIR_SCAN_SCHEMA.keys())
 
 
-def _scan_week(panel: pl.DataFrame, params: ScanParams) -> pl.DataFrame:
+def _scan_week(panel: pl.DataFrame, params) -> pl.DataFrame:
     """The scan, or every pair untested when the window is too short to test."""
+    from assets.analytics.cointegration import PAIR_SCAN_SCHEMA, scan_pairs
+
     try:
         return scan_pairs(panel, params)
     except ValueError:
@@ -89,6 +91,8 @@ def pair_spreads(
     A day uses the candidates of the week before it, never its own week, so the hedge
     ratio and the pair list are known before the first bar they apply to.
     """
+    from assets.analytics.spreads import pair_spreads as spreads_of
+
     days = pl.Series("day", partition_keys).str.to_date()
     session_list = sorted(bars_hourly["session_date"].unique().to_list())
     weeks = pair_candidates["week_end_date"].unique().sort()
@@ -139,6 +143,8 @@ def pair_signals(
 
     The trading flows read this asset only.
     """
+    from assets.analytics.spreads import SignalParams, pair_signals as run_signals, signal_state
+
     params = SignalParams(entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, max_holding_bars=max_holding_bars)
     state = signal_state(previous) if previous is not None and previous.height else None
     if pair_spreads.is_empty():

@@ -21,7 +21,7 @@ from pipelines.logs import configure_console
 from pipelines.materialize import RunSummary, plan_run
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
-from warehouse import LAKE, Warehouse, attach_sql
+from warehouse import LAKE, Warehouse, WarehouseError, attach_sql
 
 app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True)
 console = Console()
@@ -42,6 +42,8 @@ def materialize(
     """Build every stale partition of the selection, in dependency order."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
+    if not plan_only:
+        _import_prefect_meanwhile()
     first = date.fromisoformat(start) if start else None
     last = date.fromisoformat(end) if end else None
     window = default_window(settings, first, last)
@@ -69,12 +71,22 @@ def materialize(
         if last_run and last_run.get("report_path"):
             console.print(f"Last report: {last_run['report_path']}")
         return
-    summary = _run_flow(selection, first, last, full_refresh, to_build)
+    summary = _run_flow(selection, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans})
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 
-def _run_flow(selection, start, end, full_refresh, total: int) -> RunSummary:
+def _import_prefect_meanwhile() -> None:
+    """Start importing Prefect (about a second) in the background while the catalog answers the plan.
+
+    A run with nothing to do never waits for it; a run with work finds it imported.
+    """
+    import threading
+
+    threading.Thread(target=lambda: __import__("pipelines.flows"), daemon=True, name="import-prefect").start()
+
+
+def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int]) -> RunSummary:
     """Run the Prefect flow in this process with a progress bar fed by the materializer's log records."""
     from loguru import logger
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -87,10 +99,15 @@ def _run_flow(selection, start, end, full_refresh, total: int) -> RunSummary:
         TextColumn("[bold]materialize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
         TimeElapsedColumn(), console=console, transient=False,
     )
-    bar = progress.add_task("starting Prefect", total=total)
+    planned = dict(estimates)
+    bar = progress.add_task("starting Prefect", total=sum(planned.values()))
 
     def advance(message) -> None:
+        """Move the bar on finished batches; correct its total as each asset is planned for real."""
         extra = message.record["extra"]
+        if "planned" in extra:
+            planned[extra["asset"]] = extra["planned"]
+            progress.update(bar, total=sum(planned.values()))
         if "progress" in extra:
             progress.update(bar, advance=extra["progress"], description=extra.get("asset", ""))
 
@@ -268,6 +285,66 @@ def sql(query: str, as_json: Annotated[bool, typer.Option("--json")] = False) ->
         return
     with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60):
         print(frame)
+
+
+@app.command()
+def backtest(
+    start: Annotated[Optional[str], typer.Option("--from", help="first session (YYYY-MM-DD); default 90 days back")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="last session (YYYY-MM-DD); default the last published")] = None,
+    pairs: Annotated[Optional[str], typer.Option("--pairs", help="comma-separated pair ids, e.g. PEP/KO,MS/GS")] = None,
+    entry_z: Annotated[float, typer.Option("--entry-z")] = 2.0,
+    exit_z: Annotated[float, typer.Option("--exit-z")] = 0.5,
+    stop_z: Annotated[float, typer.Option("--stop-z")] = 4.0,
+    max_holding_bars: Annotated[int, typer.Option("--max-holding-bars")] = 70,
+    commission_bps: Annotated[float, typer.Option("--commission-bps")] = 1.0,
+    slippage_bps: Annotated[float, typer.Option("--slippage-bps")] = 2.0,
+    kelly_fraction: Annotated[float, typer.Option("--kelly-fraction")] = 0.25,
+    at: Annotated[Optional[str], typer.Option("--at", help="read the assets as published at this timestamp")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rerun the pairs strategy over a window with chosen parameters, pinned to the asset versions it reads."""
+    from datetime import datetime, timedelta
+
+    from assets.analytics.backtest import BacktestParams
+    from assets.analytics.spreads import SignalParams
+    from pipelines.backtesting import run_backtest
+
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    last = date.fromisoformat(end) if end else default_window(settings).sessions["session_date"].max()
+    first = date.fromisoformat(start) if start else last - timedelta(days=90)
+    pinned_at = datetime.fromisoformat(at) if at else None
+    with _open(settings, read_only=True) as warehouse:
+        try:
+            run = run_backtest(
+                warehouse, start=first, end=last,
+                signal_params=SignalParams(entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, max_holding_bars=max_holding_bars),
+                backtest_params=BacktestParams(commission_bps=commission_bps, slippage_bps=slippage_bps, kelly_fraction=kelly_fraction),
+                pairs=pairs.split(",") if pairs else None, at=pinned_at,
+            )
+        except (WarehouseError, ValueError) as error:
+            console.print(f"[red]error[/]: {error}")
+            raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps({"window": [str(first), str(last)], "versions": run.versions, "result_digest": run.result_digest,
+                          "strategy": run.strategy.to_dicts()[0], "pairs": run.pairs.to_dicts()}, default=str))
+        return
+    table = Table(title=f"Backtest {first} → {last}")
+    table.add_column("metric")
+    table.add_column("strategy", justify="right")
+    for name, value in run.strategy.to_dicts()[0].items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    per_pair = Table(title="Per pair")
+    for column in ("pair_id", "total_return_pct", "sharpe_ratio", "max_drawdown_pct", "trade_count", "win_rate_pct"):
+        per_pair.add_column(column)
+    for row in run.pairs.iter_rows(named=True):
+        per_pair.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in
+                           ("pair_id", "total_return_pct", "sharpe_ratio", "max_drawdown_pct", "trade_count", "win_rate_pct")))
+    console.print(per_pair)
+    for name, pinned in run.versions.items():
+        console.print(f"read {name}: {pinned['partitions']} published partitions, data {pinned['data_version']}")
+    console.print(f"result digest {run.result_digest} (same inputs and parameters give the same digest)")
 
 
 @app.command()

@@ -150,10 +150,11 @@ def run_materialization(
         outcome.skipped = list(plan.blocked)
         for w in plan.to_build:
             outcome.reasons[w.reason] = outcome.reasons.get(w.reason, 0) + 1
+        announce = logger.bind(asset=asset.name, planned=len(plan.to_build))
         if plan.is_noop:
-            logger.info("{}: up to date ({} partitions, {} blocked)", asset.name, len(plan.up_to_date), len(plan.blocked))
+            announce.info("{}: up to date ({} partitions, {} blocked)", asset.name, len(plan.up_to_date), len(plan.blocked))
             return
-        logger.info("{}: building {} partitions ({})", asset.name, len(plan.to_build), outcome.reasons)
+        announce.info("{}: building {} partitions ({})", asset.name, len(plan.to_build), outcome.reasons)
         ctx = BuildContext(
             graph, warehouse, source, run_id, window.sessions, input_versions={asset.name: plan.input_versions}
         )

@@ -27,12 +27,26 @@ def make_source(settings: Settings):
     raise ValueError(f"QUARRY_SOURCE={settings.source!r}: unknown source (available: sample)")
 
 
+def _strategy_equity(warehouse: Warehouse, summary: RunSummary):
+    """The book's equity curve and metrics, when this run built the backtest's performance."""
+    built = summary.outcomes.get("strategy_performance")
+    if built is None or not built.built:
+        return None, None
+    from assets.analytics.performance import strategy_returns
+    from assets.backtests import BACKTEST_PARAMS
+
+    book = strategy_returns(warehouse.read("backtest_equity"), BACKTEST_PARAMS["initial_capital"])
+    metrics = warehouse.read("strategy_performance").to_dicts()
+    return book.select("bar_ts", "equity"), (metrics[0] if metrics else None)
+
+
 def record_and_report(
     warehouse: Warehouse, settings: Settings, summary: RunSummary, flow_run_id: str | None = None
 ) -> Report:
     """Write the HTML quality report and the run's row in `quarry.runs`, then sweep old orphaned files."""
     checks = warehouse.check_results(summary.run_id)
-    report = build_report(summary, checks)
+    equity, metrics = _strategy_equity(warehouse, summary)
+    report = build_report(summary, checks, equity, metrics)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"{summary.run_id}.html"
     path.write_text(report.html, encoding="utf-8")

@@ -18,16 +18,61 @@ class Report:
     asset_rows: list[dict]
 
 
-def build_report(summary, checks: pl.DataFrame) -> Report:
-    """Render what a run built, what failed which check and why, from the run summary and `quarry.check_results`."""
+def build_report(
+    summary, checks: pl.DataFrame, equity: pl.DataFrame | None = None, metrics: dict | None = None
+) -> Report:
+    """Render what a run built, what failed which check and why, from the run summary and `quarry.check_results`.
+
+    When the run built the backtest, `equity` (one row per bar: equity) and the strategy's
+    `metrics` add a performance section with equity-curve and drawdown charts.
+    """
     rows = _asset_rows(summary)
     failures = checks.filter(~pl.col("passed")) if checks.height else checks
     errors = failures.filter(pl.col("severity") == "error") if failures.height else failures
     warnings = _warning_summary(failures)
-    return Report(
-        markdown=_markdown(summary, rows, errors, warnings),
-        html=_html(summary, rows, errors, warnings),
-        asset_rows=rows,
+    performance = _performance_html(equity, metrics) if equity is not None and equity.height > 1 else ""
+    markdown = _markdown(summary, rows, errors, warnings)
+    if metrics:
+        markdown += "\n## Strategy performance\n\n" + "\n".join(
+            f"- {name}: {value:.4f}" if isinstance(value, float) else f"- {name}: {value}" for name, value in metrics.items()
+        ) + "\n"
+    return Report(markdown=markdown, html=_html(summary, rows, errors, warnings, performance), asset_rows=rows)
+
+
+def line_chart_svg(values: list[float], *, title: str, color: str, width: int = 720, height: int = 180) -> str:
+    """A self-contained SVG line chart: no script, no fonts to fetch, readable offline."""
+    finite = [v for v in values if v == v]
+    if len(finite) < 2:
+        return ""
+    low, high = min(finite), max(finite)
+    span = (high - low) or 1.0
+    pad = 28
+    step = (width - 2 * pad) / (len(values) - 1)
+    points = " ".join(
+        f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
+        for i, v in enumerate(values) if v == v
+    )
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' role='img' aria-label='{html.escape(title)}' "
+        f"viewBox='0 0 {width} {height}' width='{width}' height='{height}'>"
+        f"<rect width='100%' height='100%' fill='#fbfcfe'/>"
+        f"<text x='{pad}' y='18' font-size='13' fill='#1d2433'>{html.escape(title)}</text>"
+        f"<text x='{width - pad}' y='18' font-size='11' fill='#5b6474' text-anchor='end'>{low:,.4g} … {high:,.4g}</text>"
+        f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{points}'/></svg>"
+    )
+
+
+def _performance_html(equity: pl.DataFrame, metrics: dict | None) -> str:
+    curve = equity.sort("bar_ts")["equity"].to_list()
+    peak, drawdowns = float("-inf"), []
+    for value in curve:
+        peak = max(peak, value)
+        drawdowns.append(value / peak - 1.0)
+    table = _table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in (metrics or {}).items()])
+    return (
+        "<h2>Strategy performance (backtest)</h2>" + table
+        + line_chart_svg(curve, title="Equity", color="#1f6feb")
+        + line_chart_svg(drawdowns, title="Drawdown", color="#c62828")
     )
 
 
@@ -133,7 +178,7 @@ code{background:#f3f5f9;padding:0 .2rem;border-radius:3px} .muted{color:#5b6474}
 """
 
 
-def _html(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame) -> str:
+def _html(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame, performance: str = "") -> str:
     totals = summary.totals
     parts = [
         f"<h1>Quarry run <code>{html.escape(summary.run_id)}</code> "
@@ -177,6 +222,7 @@ def _html(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFram
         parts += ["<h2>Skipped</h2>", _table(["asset", "partition", "why"], skipped[:MAX_FAILURES_SHOWN])]
     if failed:
         parts += ["<h2>Failed</h2>", _table(["asset", "partition", "error"], failed[:MAX_FAILURES_SHOWN])]
+    parts.append(performance)
     body = "\n".join(parts)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -1,6 +1,7 @@
 """The quarry CLI as a user runs it: a real process, the embedded default, Prefect in ephemeral mode."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_materialize_then_noop_then_explore(workdir):
     started = time.perf_counter()
     noop = quarry(workdir, "materialize", "--to", "2025-03-07")
     assert noop.returncode == 0
-    assert "Everything up to date: 16 partitions across 4 assets" in noop.stdout
+    assert re.search(r"Everything up to date: \d+ partitions across 14 assets", noop.stdout), noop.stdout
     assert "Starting temporary server" not in noop.stdout + noop.stderr
     assert time.perf_counter() - started < 30  # a no-op never starts Prefect; the benchmark measures the real figure
 
@@ -53,8 +54,9 @@ def test_materialize_then_noop_then_explore(workdir):
     assert len(rows) == 20 and {r["bars"] for r in rows} == {5}
 
     assets = json.loads(quarry(workdir, "assets", "--json").stdout)
-    assert [a["asset"] for a in assets] == ["bars_raw", "splits", "bars_hourly", "bars_daily"]
-    assert all(a["published_partitions"] >= 1 for a in assets)
+    by_name = {a["asset"]: a for a in assets}
+    assert len(assets) == 14 and by_name["bars_daily"]["published_partitions"] == 5
+    assert by_name["bars_daily"]["stale"]  # `assets` looks up to the last completed session, past --to
 
     report = quarry(workdir, "report")
     assert report.returncode == 0 and Path(report.stdout.strip()).read_text().startswith("<!doctype html>")

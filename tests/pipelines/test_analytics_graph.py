@@ -132,3 +132,40 @@ def test_rebuild_is_a_noop_and_a_new_day_builds_only_that_day(built, tmp_path):
         assert built_keys["strategy_performance"] == ["all"]
     finally:
         fresh.close()
+
+
+def test_backtest_is_reproducible_and_pinned_to_versions(built):
+    from datetime import datetime, timezone
+
+    from assets.analytics.backtest import BacktestParams
+    from assets.analytics.spreads import SignalParams
+    from pipelines.backtesting import run_backtest
+    from warehouse import WarehouseError
+
+    warehouse, *_ = built
+    window = {"start": date(2025, 6, 2), "end": END, "backtest_params": BacktestParams()}
+    first = run_backtest(warehouse, signal_params=SignalParams(), **window)
+    again = run_backtest(warehouse, signal_params=SignalParams(), **window)
+    assert first.result_digest == again.result_digest and first.versions == again.versions
+    assert first.strategy["trade_count"][0] + first.strategy["open_trade_count"][0] == first.trades.height > 0
+
+    wider = run_backtest(warehouse, signal_params=SignalParams(entry_z=1.5), **window)
+    assert wider.result_digest != first.result_digest
+    assert wider.trades.height > first.trades.height
+
+    pinned_now = run_backtest(warehouse, signal_params=SignalParams(), at=datetime.now(timezone.utc), **window)
+    assert pinned_now.result_digest == first.result_digest
+    with pytest.raises(WarehouseError, match="no published version as of 2000"):
+        run_backtest(warehouse, signal_params=SignalParams(), at=datetime(2000, 1, 1, tzinfo=timezone.utc), **window)
+
+
+def test_run_report_draws_equity_and_drawdown(built, tmp_path):
+    from pipelines.runs import record_and_report
+    from pipelines.settings import Settings
+
+    warehouse, summary, *_ = built
+    settings = Settings(reports_dir=tmp_path)
+    report = record_and_report(warehouse, settings, summary)
+    page = (tmp_path / f"{summary.run_id}.html").read_text()
+    assert page.count("<svg") == 2 and "aria-label='Equity'" in page and "aria-label='Drawdown'" in page
+    assert "sharpe_ratio" in page and "Strategy performance" in report.markdown

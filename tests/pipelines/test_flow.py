@@ -27,7 +27,7 @@ def test_flow_materializes_and_emits_asset_events_with_upstream_links(prefect_ha
     for key, value in lake.env().items():
         monkeypatch.setenv(key, value)
 
-    summary = materialize_flow(start=date(2025, 3, 3), end=date(2025, 3, 7))
+    summary = materialize_flow(selection="+bars_daily", start=date(2025, 3, 3), end=date(2025, 3, 7))
     assert summary.exit_code == 0
     assert {a: len(o.built) for a, o in summary.outcomes.items()} == {
         "bars_raw": 5, "splits": 1, "bars_hourly": 5, "bars_daily": 5,
@@ -36,7 +36,7 @@ def test_flow_materializes_and_emits_asset_events_with_upstream_links(prefect_ha
     assert run["status"] == "completed" and run["built"] == 16
     assert (lake.root / "reports" / f"{summary.run_id}.html").exists()
 
-    again = materialize_flow(start=date(2025, 3, 3), end=date(2025, 3, 7))
+    again = materialize_flow(selection="+bars_daily", start=date(2025, 3, 3), end=date(2025, 3, 7))
     assert again.totals["built"] == 0
 
     with get_client(sync_client=True) as client:

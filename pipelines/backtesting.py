@@ -1,0 +1,91 @@
+"""Ad-hoc backtests over chosen parameters, pinned to the asset versions they read, reproducible run to run."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import polars as pl
+
+from assets.analytics.backtest import BacktestParams, backtest_trades
+from assets.analytics.performance import HOURLY_BARS_PER_YEAR, pair_performance, strategy_performance
+from assets.analytics.spreads import SignalParams, pair_signals
+from assets.backtests import latest_hedges
+from warehouse import LAKE, Warehouse, WarehouseError
+from warehouse.versions import data_version
+
+INPUTS = ("pair_spreads", "pair_candidates", "bars_hourly")
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """What a backtest read (asset → data fingerprint and partitions) and what it found."""
+
+    versions: dict[str, dict]
+    strategy: pl.DataFrame
+    pairs: pl.DataFrame
+    trades: pl.DataFrame
+
+    @property
+    def result_digest(self) -> str:
+        """A content hash of the results: two runs on the same inputs give the same digest."""
+        return data_version(pl.concat([self.strategy.with_columns(pl.lit("*").alias("pair_id")), self.pairs], how="diagonal_relaxed"))
+
+
+def pinned_versions(warehouse: Warehouse, at: datetime | None) -> pl.DataFrame:
+    """The published versions of the backtest's inputs, now or as the catalog stood at `at`."""
+    clause = "" if at is None else " AT (TIMESTAMP => ?::TIMESTAMPTZ)"
+    sql = (
+        f"SELECT asset, partition_key, version_id, data_version FROM {LAKE}.quarry.versions{clause} "
+        "WHERE status = 'published' AND list_contains(?, asset)"
+    )
+    try:
+        return warehouse.query(sql, ([at] if at is not None else []) + [list(INPUTS)])
+    except duckdb.InvalidInputException as error:
+        raise WarehouseError(f"no published version as of {at}: the warehouse has no snapshot that old ({error})") from None
+
+
+def run_backtest(
+    warehouse: Warehouse,
+    *,
+    start: date,
+    end: date,
+    signal_params: SignalParams,
+    backtest_params: BacktestParams,
+    pairs: list[str] | None = None,
+    at: datetime | None = None,
+) -> BacktestRun:
+    """Recompute signals from published spreads with `signal_params` and simulate them over [start, end]."""
+    versions = pinned_versions(warehouse, at)
+    read = {}
+    for name in INPUTS:
+        mine = versions.filter(pl.col("asset") == name)
+        if mine.is_empty():
+            raise WarehouseError(f"{name} has no published version{'' if at is None else f' as of {at}'}: run quarry materialize +strategy_performance")
+        read[name] = warehouse.read_as_of(name, at=at) if at is not None else warehouse.read(name)
+    in_window = pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().is_between(start, end)
+    spreads = read["pair_spreads"].filter(in_window)
+    if pairs:
+        spreads = spreads.filter(pl.col("pair_id").is_in(pairs))
+    if spreads.is_empty():
+        raise WarehouseError(f"no pair spreads between {start} and {end}" + (f" for {', '.join(pairs)}" if pairs else ""))
+    signals = pair_signals(spreads, signal_params)
+    hedges = latest_hedges(read["pair_candidates"]).filter(pl.col("pair_id").is_in(signals["pair_id"].unique().implode()))
+    result = backtest_trades(signals, read["bars_hourly"].filter(in_window), hedges, backtest_params)
+    fingerprints = {
+        name: {
+            "partitions": versions.filter(pl.col("asset") == name).height,
+            "data_version": hashlib.sha256(
+                "|".join(versions.filter(pl.col("asset") == name).sort("partition_key")["data_version"]).encode()
+            ).hexdigest()[:16],
+        }
+        for name in INPUTS
+    }
+    return BacktestRun(
+        versions=fingerprints,
+        strategy=strategy_performance(result.returns, result.trades, backtest_params.initial_capital, HOURLY_BARS_PER_YEAR),
+        pairs=pair_performance(result.returns, result.trades, HOURLY_BARS_PER_YEAR),
+        trades=result.trades,
+    )
