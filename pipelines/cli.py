@@ -42,8 +42,6 @@ def materialize(
     """Build every stale partition of the selection, in dependency order."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
-    if not plan_only:
-        _import_prefect_meanwhile()
     first = date.fromisoformat(start) if start else None
     last = date.fromisoformat(end) if end else None
     window = default_window(settings, first, last)
@@ -74,16 +72,6 @@ def materialize(
     summary = _run_flow(selection, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans})
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
-
-
-def _import_prefect_meanwhile() -> None:
-    """Start importing Prefect (about a second) in the background while the catalog answers the plan.
-
-    A run with nothing to do never waits for it; a run with work finds it imported.
-    """
-    import threading
-
-    threading.Thread(target=lambda: __import__("pipelines.flows"), daemon=True, name="import-prefect").start()
 
 
 def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int]) -> RunSummary:
