@@ -1,0 +1,374 @@
+"""Email notifications: trade, risk and failed-run alerts and the daily summary, deduplicated and rate-limited."""
+
+from __future__ import annotations
+
+import html
+import json
+import smtplib
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Annotated, Literal
+
+from loguru import logger
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+AlertKind = Literal["trade", "risk", "failed-run", "health", "data"]
+Severity = Literal["info", "warning", "critical"]
+DeliveryStatus = Literal["sent", "deduplicated", "rate-limited", "not-configured", "failed"]
+
+
+class SmtpSettings(BaseSettings):
+    """The SMTP relay and who hears about what; unset `host` means email is off."""
+
+    model_config = SettingsConfigDict(env_prefix="QUARRY_SMTP_", env_file=".env", extra="ignore")
+
+    host: str | None = None
+    port: int = 587
+    user: str | None = None
+    password: SecretStr | None = None
+    sender: str = "quarry@localhost"
+    recipients: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Comma-separated addresses.")
+    starttls: bool = True
+    timeout_seconds: float = 20.0
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _split_addresses(cls, value):
+        if isinstance(value, str):
+            return [address.strip() for address in value.split(",") if address.strip()]
+        return value
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host and self.recipients)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing a person should know about; alerts with the same `dedup_key` are the same problem."""
+
+    kind: AlertKind
+    severity: Severity
+    title: str
+    body: str
+    dedup_key: str
+    details: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def as_row(self) -> dict:
+        return {
+            "kind": self.kind, "severity": self.severity, "title": self.title, "body": self.body,
+            "dedup_key": self.dedup_key, "details": json.dumps(dict(self.details), default=str),
+            "created_at": self.created_at,
+        }
+
+
+def trade_alert(symbol: str, side: str, quantity: float, price: float, order_id: str, strategy: str = "pairs") -> Alert:
+    """A fill the desk should see; keyed by order so a retried report is not a second email."""
+    return Alert(
+        kind="trade", severity="info", title=f"{side.upper()} {quantity:g} {symbol} @ {price:g}",
+        body=f"Strategy {strategy} filled {side} {quantity:g} {symbol} at {price:g} (order {order_id}).",
+        dedup_key=f"trade:{order_id}",
+        details={"symbol": symbol, "side": side, "quantity": f"{quantity:g}", "price": f"{price:g}", "order_id": order_id},
+    )
+
+
+def risk_alert(rule: str, message: str, value: float | None = None, limit: float | None = None) -> Alert:
+    """A breached risk limit or a kill switch; keyed by the rule so a persisting breach mails once per window."""
+    details = {"rule": rule}
+    if value is not None:
+        details["value"] = f"{value:g}"
+    if limit is not None:
+        details["limit"] = f"{limit:g}"
+    return Alert(kind="risk", severity="critical", title=f"risk limit {rule}", body=message,
+                 dedup_key=f"risk:{rule}", details=details)
+
+
+def failed_run_alert(flow_name: str, flow_run_id: str, state: str, message: str = "", url: str | None = None) -> Alert:
+    """A flow run that ended Failed or Crashed; keyed by the run, so detection and hooks never mail twice."""
+    details = {"flow": flow_name, "flow_run_id": flow_run_id, "state": state}
+    if url:
+        details["url"] = url
+    return Alert(
+        kind="failed-run", severity="critical", title=f"flow run {flow_name} {state.lower()}",
+        body=message or f"Flow run {flow_run_id} of {flow_name} ended {state}.",
+        dedup_key=f"failed-run:{flow_run_id}", details=details,
+    )
+
+
+# ---- rendering ----------------------------------------------------------------------------
+
+
+def _details_html(details: Mapping[str, str]) -> str:
+    if not details:
+        return ""
+    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in details.items())
+    return f"<table border='1' cellpadding='4' cellspacing='0'>{rows}</table>"
+
+
+def render_alert(alert: Alert, suppressed_since_last: int = 0) -> tuple[str, str, str]:
+    """Subject, plain text and HTML of an alert email (with how many repeats were held back)."""
+    subject = f"[Quarry] {alert.severity.upper()} {alert.kind}: {alert.title}"
+    held = f"{suppressed_since_last} similar alerts were held back since the last email." if suppressed_since_last else ""
+    lines = [alert.body, ""] + [f"{k}: {v}" for k, v in alert.details.items()]
+    lines += ["", f"at {alert.created_at:%Y-%m-%d %H:%M:%S %Z}"] + ([held] if held else [])
+    body_html = (
+        f"<html><body><h2>{html.escape(alert.title)}</h2><p>{html.escape(alert.body)}</p>"
+        f"{_details_html(alert.details)}<p><small>at {alert.created_at:%Y-%m-%d %H:%M:%S %Z}</small></p>"
+        + (f"<p><em>{html.escape(held)}</em></p>" if held else "")
+        + "</body></html>"
+    )
+    return subject, "\n".join(lines), body_html
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    """What happened on one day: runs, quarantines, stale assets, and the book when the ledger knows it."""
+
+    day: str
+    runs_completed: int
+    runs_failed: int
+    partitions_built: int
+    quarantines: tuple[tuple[str, str, str], ...]  # (asset, partition_key, failed checks)
+    stale_assets: tuple[tuple[str, str], ...]  # (asset, how late)
+    pnl: Mapping[str, float] | None = None
+    trades: int | None = None
+
+
+def render_daily_summary(summary: DailySummary) -> tuple[str, str, str]:
+    """Subject, plain text and HTML of the end-of-day email."""
+    flags = []
+    if summary.quarantines:
+        flags.append(f"{len(summary.quarantines)} quarantined")
+    if summary.stale_assets:
+        flags.append(f"{len(summary.stale_assets)} stale")
+    if summary.runs_failed:
+        flags.append(f"{summary.runs_failed} failed runs")
+    subject = f"[Quarry] Daily summary {summary.day}: " + (", ".join(flags) if flags else "all clear")
+    text = [
+        f"Quarry daily summary for {summary.day}",
+        "",
+        f"Runs: {summary.runs_completed} completed, {summary.runs_failed} failed; {summary.partitions_built} partitions built.",
+    ]
+    if summary.pnl is not None:
+        text.append("P&L: " + ", ".join(f"{k} {v:,.2f}" for k, v in summary.pnl.items()))
+    else:
+        text.append("P&L: not available (no ledger)")
+    if summary.trades is not None:
+        text.append(f"Trades: {summary.trades}")
+    text += ["", "Quarantined partitions:"] + (
+        [f"  {a} [{p}] {checks}" for a, p, checks in summary.quarantines] or ["  none"]
+    )
+    text += ["", "Stale assets:"] + ([f"  {a}: {late}" for a, late in summary.stale_assets] or ["  none"])
+
+    def table(headers: tuple[str, ...], rows) -> str:
+        if not rows:
+            return "<p>none</p>"
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table border='1' cellpadding='4' cellspacing='0'><tr>{head}</tr>{body}</table>"
+
+    pnl_html = (
+        table(("book", "P&L"), [(k, f"{v:,.2f}") for k, v in summary.pnl.items()])
+        if summary.pnl is not None else "<p>not available (no ledger)</p>"
+    )
+    body_html = (
+        f"<html><body><h2>Quarry daily summary {html.escape(summary.day)}</h2>"
+        f"<p>Runs: {summary.runs_completed} completed, {summary.runs_failed} failed; "
+        f"{summary.partitions_built} partitions built.</p>"
+        f"<h3>P&amp;L</h3>{pnl_html}"
+        + (f"<p>Trades: {summary.trades}</p>" if summary.trades is not None else "")
+        + f"<h3>Quarantined partitions</h3>{table(('asset', 'partition', 'failed checks'), summary.quarantines)}"
+        f"<h3>Stale assets</h3>{table(('asset', 'late by'), summary.stale_assets)}"
+        "</body></html>"
+    )
+    return subject, "\n".join(text), body_html
+
+
+# ---- sending ------------------------------------------------------------------------------
+
+
+def build_message(settings: SmtpSettings, subject: str, text: str, body_html: str) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.sender
+    message["To"] = ", ".join(settings.recipients)
+    message.set_content(text)
+    message.add_alternative(body_html, subtype="html")
+    return message
+
+
+def send_email(settings: SmtpSettings, subject: str, text: str, body_html: str) -> None:
+    """Send one multipart (text + HTML) email through the configured relay."""
+    message = build_message(settings, subject, text, body_html)
+    with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds) as smtp:
+        if settings.starttls:
+            smtp.starttls()
+        if settings.user:
+            smtp.login(settings.user, settings.password.get_secret_value() if settings.password else "")
+        smtp.send_message(message)
+
+
+# ---- throttling ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    dedupe_window: timedelta = timedelta(hours=1)
+    max_per_hour: int = 20
+
+
+def throttle_decision(
+    policy: ThrottlePolicy, now: datetime, last_sent_at: datetime | None, sent_last_hour: int
+) -> Literal["send", "deduplicated", "rate-limited"]:
+    """Whether an alert may be emailed: once per key per window, and never more than the hourly budget."""
+    if last_sent_at is not None and now - last_sent_at < policy.dedupe_window:
+        return "deduplicated"
+    if sent_last_hour >= policy.max_per_hour:
+        return "rate-limited"
+    return "send"
+
+
+ALERTS_DDL = (
+    """CREATE TABLE IF NOT EXISTS alerts (
+        alert_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, severity TEXT, title TEXT, body TEXT,
+        dedup_key TEXT, details TEXT, created_at TEXT, delivery TEXT)""",
+    """CREATE TABLE IF NOT EXISTS alert_throttle (
+        dedup_key TEXT PRIMARY KEY, last_sent_at TEXT, held_back INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE TABLE IF NOT EXISTS alert_sends (sent_at TEXT NOT NULL)",
+)
+
+
+class AlertStore:
+    """A small SQLite file shared by every process: the throttle state, and alert rows until the ledger holds them."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            for ddl in ALERTS_DDL:
+                con.execute(ddl)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+
+    def record_alert(self, alert: Alert, delivery: str = "") -> None:
+        """Store an alert row (the default `record_alert` while no ledger exists)."""
+        row = alert.as_row()
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO alerts (kind, severity, title, body, dedup_key, details, created_at, delivery)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row["kind"], row["severity"], row["title"], row["body"], row["dedup_key"], row["details"],
+                 row["created_at"].isoformat(), delivery),
+            )
+
+    def alerts(self) -> list[dict]:
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute("SELECT * FROM alerts ORDER BY alert_id")]
+
+    def reserve(self, policy: ThrottlePolicy, key: str, now: datetime) -> tuple[str, int]:
+        """Decide and, for a send, claim the slot in one transaction, so concurrent processes never both send.
+
+        Returns the decision and how many alerts of this key were held back since its last email.
+        """
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            found = con.execute("SELECT last_sent_at, held_back FROM alert_throttle WHERE dedup_key = ?", (key,)).fetchone()
+            last = datetime.fromisoformat(found[0]) if found and found[0] else None
+            held = found[1] if found else 0
+            hour_ago = (now - timedelta(hours=1)).isoformat()
+            sent = con.execute("SELECT count(*) FROM alert_sends WHERE sent_at > ?", (hour_ago,)).fetchone()[0]
+            decision = throttle_decision(policy, now, last, sent)
+            if decision == "send":
+                con.execute(
+                    "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back) VALUES (?, ?, 0)"
+                    " ON CONFLICT (dedup_key) DO UPDATE SET last_sent_at = excluded.last_sent_at, held_back = 0",
+                    (key, now.isoformat()),
+                )
+                con.execute("INSERT INTO alert_sends (sent_at) VALUES (?)", (now.isoformat(),))
+                con.execute("DELETE FROM alert_sends WHERE sent_at <= ?", (hour_ago,))
+            else:
+                con.execute(
+                    "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back) VALUES (?, NULL, 1)"
+                    " ON CONFLICT (dedup_key) DO UPDATE SET held_back = held_back + 1",
+                    (key,),
+                )
+            con.execute("COMMIT")
+            return decision, (held if decision == "send" else held + 1)
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: DeliveryStatus
+    alert: Alert
+    held_back: int = 0
+    error: str = ""
+
+
+class Notifier:
+    """Routes alerts: every new problem is stored and emailed, repeats and floods are held back.
+
+    `record_alert` stores an alert row; it defaults to the alert store's own table and is
+    meant to be the ledger's writer once the ledger exists.
+    """
+
+    def __init__(
+        self,
+        smtp: SmtpSettings,
+        store: AlertStore,
+        policy: ThrottlePolicy = ThrottlePolicy(),
+        record_alert: Callable[[Alert], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ):
+        self.smtp = smtp
+        self.store = store
+        self.policy = policy
+        self.record_alert = record_alert or store.record_alert
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, record_alert: Callable[[Alert], None] | None = None) -> Notifier:
+        from pipelines.ops_settings import OpsSettings
+
+        ops = OpsSettings()
+        policy = ThrottlePolicy(timedelta(minutes=ops.alert_dedupe_minutes), ops.alert_max_per_hour)
+        return cls(SmtpSettings(), AlertStore(ops.alerts_db), policy, record_alert)
+
+    def send(self, alert: Alert) -> Delivery:
+        """Email the alert unless it repeats one already sent in the window or the hourly budget is spent."""
+        decision, held = self.store.reserve(self.policy, alert.dedup_key, self.clock())
+        if decision != "send":
+            logger.info("alert {} {}: {}", alert.dedup_key, decision, alert.title)
+            return Delivery(decision, alert, held)
+        self.record_alert(alert)
+        if not self.smtp.configured:
+            logger.warning("alert (email not configured): {} {}", alert.title, alert.body)
+            return Delivery("not-configured", alert, held)
+        subject, text, body_html = render_alert(alert, held)
+        try:
+            send_email(self.smtp, subject, text, body_html)
+        except (OSError, smtplib.SMTPException) as error:
+            logger.error("could not email alert {}: {}", alert.dedup_key, error)
+            return Delivery("failed", alert, held, str(error))
+        return Delivery("sent", alert, held)
+
+    def send_daily_summary(self, summary: DailySummary) -> bool:
+        """The daily summary is not throttled: it is one email a day by schedule. False when email is off."""
+        if not self.smtp.configured:
+            logger.warning("daily summary not emailed: QUARRY_SMTP_HOST / QUARRY_SMTP_RECIPIENTS not set")
+            return False
+        send_email(self.smtp, *render_daily_summary(summary))
+        return True
