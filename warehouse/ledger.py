@@ -1,0 +1,358 @@
+"""The trading ledger: orders, fills, positions, pair trades, risk events, alerts and decisions in SQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+__all__ = [
+    "ACTIVE_ORDER_STATUSES",
+    "Ledger",
+    "LedgerSettings",
+    "TERMINAL_ORDER_STATUSES",
+    "ledger_engine",
+    "upgrade",
+]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+TERMINAL_ORDER_STATUSES = frozenset({"filled", "cancelled", "expired", "rejected"})
+ACTIVE_ORDER_STATUSES = frozenset({"new", "accepted", "partially_filled", "pending_cancel"})
+KILL_SWITCH = "kill_switch"
+
+
+class LedgerSettings(BaseSettings):
+    """Where the ledger lives: a SQLAlchemy URL, or the name of a prefect-sqlalchemy connector block."""
+
+    model_config = SettingsConfigDict(env_prefix="QUARRY_LEDGER_", env_file=".env", extra="ignore")
+
+    url: str = Field("sqlite:///data/ledger.sqlite", description="SQLAlchemy URL (postgresql+psycopg://... for a team).")
+    connector_block: str | None = Field(None, description="Name of a SqlAlchemyConnector block to take the engine from.")
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """Timestamps stored and returned as UTC-aware datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores UTC-aware timestamps only")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+TS = UtcDateTime
+metadata = sa.MetaData()
+cycles = sa.Table(
+    "cycles", metadata,
+    sa.Column("cycle_id", sa.String(96), primary_key=True), sa.Column("strategy", sa.String(32)),
+    sa.Column("started_at", TS), sa.Column("finished_at", TS), sa.Column("status", sa.String(16)),
+    sa.Column("reason", sa.Text), sa.Column("asset_versions", sa.Text), sa.Column("is_dry_run", sa.Boolean),
+)
+orders = sa.Table(
+    "orders", metadata,
+    sa.Column("order_id", sa.Integer, primary_key=True), sa.Column("client_order_id", sa.String(128)),
+    sa.Column("broker_order_id", sa.String(64)), sa.Column("cycle_id", sa.String(96)),
+    sa.Column("strategy", sa.String(32)), sa.Column("pair_id", sa.String(64)),
+    sa.Column("pair_trade_id", sa.String(160)), sa.Column("leg", sa.String(8)), sa.Column("action", sa.String(16)),
+    sa.Column("symbol", sa.String(16)), sa.Column("side", sa.String(4)), sa.Column("qty", sa.Float),
+    sa.Column("filled_qty", sa.Float), sa.Column("avg_fill_px", sa.Float), sa.Column("status", sa.String(24)),
+    sa.Column("reason", sa.Text), sa.Column("created_at", TS), sa.Column("submitted_at", TS),
+    sa.Column("updated_at", TS),
+)
+fills = sa.Table(
+    "fills", metadata,
+    sa.Column("fill_id", sa.Integer, primary_key=True), sa.Column("fill_key", sa.String(192)),
+    sa.Column("client_order_id", sa.String(128)), sa.Column("symbol", sa.String(16)), sa.Column("side", sa.String(4)),
+    sa.Column("qty", sa.Float), sa.Column("px", sa.Float), sa.Column("filled_at", TS),
+)
+positions = sa.Table(
+    "positions", metadata,
+    sa.Column("position_id", sa.Integer, primary_key=True), sa.Column("strategy", sa.String(32)),
+    sa.Column("symbol", sa.String(16)), sa.Column("qty", sa.Float), sa.Column("avg_cost_px", sa.Float),
+    sa.Column("realized_pnl", sa.Float), sa.Column("market_px", sa.Float), sa.Column("unrealized_pnl", sa.Float),
+    sa.Column("updated_at", TS),
+)
+pair_trades = sa.Table(
+    "pair_trades", metadata,
+    sa.Column("pair_trade_id", sa.String(160), primary_key=True), sa.Column("strategy", sa.String(32)),
+    sa.Column("pair_id", sa.String(64)), sa.Column("side", sa.String(16)), sa.Column("status", sa.String(16)),
+    sa.Column("symbol_y", sa.String(16)), sa.Column("symbol_x", sa.String(16)), sa.Column("hedge_ratio", sa.Float),
+    sa.Column("target_y_qty", sa.Float), sa.Column("target_x_qty", sa.Float), sa.Column("y_qty", sa.Float),
+    sa.Column("x_qty", sa.Float), sa.Column("entry_zscore", sa.Float), sa.Column("exit_zscore", sa.Float),
+    sa.Column("entry_ts", TS), sa.Column("exit_ts", TS), sa.Column("entry_y_px", sa.Float),
+    sa.Column("entry_x_px", sa.Float), sa.Column("exit_y_px", sa.Float), sa.Column("exit_x_px", sa.Float),
+    sa.Column("kelly_weight_pct", sa.Float), sa.Column("weight_pct", sa.Float), sa.Column("entry_notional", sa.Float),
+    sa.Column("realized_pnl", sa.Float), sa.Column("bars_held", sa.Integer), sa.Column("exit_reason", sa.String(16)),
+    sa.Column("opened_cycle_id", sa.String(96)), sa.Column("closed_cycle_id", sa.String(96)),
+    sa.Column("updated_at", TS),
+)
+pair_marks = sa.Table(
+    "pair_marks", metadata,
+    sa.Column("mark_id", sa.Integer, primary_key=True), sa.Column("pair_trade_id", sa.String(160)),
+    sa.Column("strategy", sa.String(32)), sa.Column("pair_id", sa.String(64)), sa.Column("bar_ts", TS),
+    sa.Column("pnl", sa.Float), sa.Column("is_in_market", sa.Boolean),
+)
+account_marks = sa.Table(
+    "account_marks", metadata,
+    sa.Column("mark_id", sa.Integer, primary_key=True), sa.Column("marked_at", TS), sa.Column("equity", sa.Float),
+    sa.Column("cash", sa.Float), sa.Column("gross_exposure", sa.Float), sa.Column("net_exposure", sa.Float),
+)
+risk_events = sa.Table(
+    "risk_events", metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True), sa.Column("at", TS), sa.Column("cycle_id", sa.String(96)),
+    sa.Column("rule", sa.String(48)), sa.Column("verdict", sa.String(16)), sa.Column("pair_id", sa.String(64)),
+    sa.Column("symbol", sa.String(16)), sa.Column("value", sa.Float), sa.Column("limit_value", sa.Float),
+    sa.Column("reason", sa.Text),
+)
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("alert_id", sa.Integer, primary_key=True), sa.Column("at", TS), sa.Column("level", sa.String(16)),
+    sa.Column("source", sa.String(48)), sa.Column("subject", sa.String(160)), sa.Column("message", sa.Text),
+    sa.Column("cycle_id", sa.String(96)), sa.Column("is_acknowledged", sa.Boolean),
+)
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("decision_id", sa.Integer, primary_key=True), sa.Column("at", TS), sa.Column("cycle_id", sa.String(96)),
+    sa.Column("strategy", sa.String(32)), sa.Column("subject", sa.String(64)), sa.Column("signal", sa.String(16)),
+    sa.Column("zscore", sa.Float), sa.Column("action", sa.String(16)), sa.Column("verdict", sa.String(16)),
+    sa.Column("reason", sa.Text), sa.Column("asset_versions", sa.Text), sa.Column("details", sa.Text),
+)
+controls = sa.Table(
+    "controls", metadata,
+    sa.Column("name", sa.String(48), primary_key=True), sa.Column("value", sa.String(200)),
+    sa.Column("updated_at", TS),
+)
+
+
+def ledger_engine(settings: LedgerSettings) -> Engine:
+    """The ledger's engine: from the connector block when one is named, else from the URL."""
+    if settings.connector_block:
+        from prefect_sqlalchemy import SqlAlchemyConnector
+
+        return SqlAlchemyConnector.load(settings.connector_block).get_engine()
+    url = sa.make_url(settings.url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30} if url.get_backend_name() == "sqlite" else {})
+    if url.get_backend_name() == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL so a reader never blocks the trading writer; foreign keys are off by default in SQLite."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply the ledger's Alembic migrations up to `revision` (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Reads and idempotent writes over the ledger tables; each method is one transaction."""
+
+    engine: Engine
+
+    @classmethod
+    def open(cls, settings: LedgerSettings | None = None, *, migrate: bool = True) -> Ledger:
+        engine = ledger_engine(settings or LedgerSettings())
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    # ---- generic -------------------------------------------------------------------------
+
+    def rows(self, table: sa.Table, *where, order_by=None) -> list[dict[str, Any]]:
+        query = sa.select(table).where(*where)
+        if order_by is not None:
+            query = query.order_by(order_by)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def count(self, table: sa.Table, *where) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+
+    # ---- cycles and decisions ------------------------------------------------------------
+
+    def start_cycle(self, cycle_id: str, strategy: str, at: datetime, is_dry_run: bool) -> bool:
+        """Record a cycle as running; False when the cycle already ran to the end (a retry re-checks only)."""
+        with self.engine.begin() as connection:
+            found = connection.execute(sa.select(cycles.c.status).where(cycles.c.cycle_id == cycle_id)).scalar()
+            if found is None:
+                connection.execute(cycles.insert().values(
+                    cycle_id=cycle_id, strategy=strategy, started_at=at, status="running", is_dry_run=is_dry_run))
+                return True
+            connection.execute(cycles.update().where(cycles.c.cycle_id == cycle_id).values(status="running"))
+            return found != "done"
+
+    def finish_cycle(self, cycle_id: str, status: str, reason: str | None, versions: list[dict], at: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(cycles.update().where(cycles.c.cycle_id == cycle_id).values(
+                status=status, reason=reason, finished_at=at, asset_versions=json.dumps(versions)))
+
+    def record_decision(self, *, at: datetime, cycle_id: str, strategy: str, subject: str, action: str, verdict: str,
+                        versions: list[dict], signal: str | None = None, zscore: float | None = None,
+                        reason: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+        """The audit row of one decision; a re-run of the cycle replaces it with what it decided this time."""
+        values = dict(at=at, cycle_id=cycle_id, strategy=strategy, subject=subject, signal=signal, zscore=zscore,
+                      action=action, verdict=verdict, reason=reason, asset_versions=json.dumps(versions),
+                      details=json.dumps(details or {}, default=str))
+        key = (decisions.c.cycle_id == cycle_id, decisions.c.strategy == strategy, decisions.c.subject == subject)
+        with self.engine.begin() as connection:
+            if connection.execute(sa.select(decisions.c.decision_id).where(*key)).first():
+                connection.execute(decisions.update().where(*key).values(**values))
+            else:
+                connection.execute(decisions.insert().values(**values))
+
+    # ---- orders and fills ----------------------------------------------------------------
+
+    def order(self, client_order_id: str) -> dict | None:
+        found = self.rows(orders, orders.c.client_order_id == client_order_id)
+        return found[0] if found else None
+
+    def insert_order(self, values: Mapping[str, Any]) -> bool:
+        """Insert an order before it goes to the broker; False when its client order id is already taken."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(orders.insert().values(**values))
+            return True
+        except IntegrityError:
+            return False
+
+    def update_order(self, client_order_id: str, **values: Any) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(orders.update().where(orders.c.client_order_id == client_order_id).values(
+                updated_at=values.pop("updated_at", _utcnow()), **values))
+
+    def active_orders(self) -> list[dict]:
+        return self.rows(orders, orders.c.status.in_(sorted(ACTIVE_ORDER_STATUSES)), order_by=orders.c.order_id)
+
+    def orders_of_trade(self, pair_trade_id: str) -> list[dict]:
+        return self.rows(orders, orders.c.pair_trade_id == pair_trade_id, order_by=orders.c.order_id)
+
+    def record_fill(self, *, client_order_id: str, fill_key: str, symbol: str, side: str, qty: float, px: float,
+                    filled_at: datetime) -> bool:
+        """Record one execution once: the fill key (order id and cumulative quantity) is unique."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(fills.insert().values(
+                    client_order_id=client_order_id, fill_key=fill_key, symbol=symbol, side=side, qty=qty, px=px,
+                    filled_at=filled_at))
+            return True
+        except IntegrityError:
+            return False
+
+    # ---- pair trades, positions, marks ---------------------------------------------------
+
+    def pair_trade(self, pair_trade_id: str) -> dict | None:
+        found = self.rows(pair_trades, pair_trades.c.pair_trade_id == pair_trade_id)
+        return found[0] if found else None
+
+    def live_pair_trades(self, strategy: str | None = None) -> list[dict]:
+        """Pair trades not yet closed or unwound, oldest first."""
+        where = [pair_trades.c.status.in_(["opening", "open", "closing"])]
+        if strategy:
+            where.append(pair_trades.c.strategy == strategy)
+        return self.rows(pair_trades, *where, order_by=pair_trades.c.entry_ts)
+
+    def insert_pair_trade(self, values: Mapping[str, Any]) -> bool:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(pair_trades.insert().values(updated_at=_utcnow(), **values))
+            return True
+        except IntegrityError:
+            return False
+
+    def update_pair_trade(self, pair_trade_id: str, **values: Any) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(pair_trades.update().where(pair_trades.c.pair_trade_id == pair_trade_id).values(
+                updated_at=_utcnow(), **values))
+
+    def replace_positions(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Positions are derived from fills: rewrite them in one transaction."""
+        with self.engine.begin() as connection:
+            connection.execute(positions.delete())
+            batch = [dict(row) for row in rows]
+            if batch:
+                connection.execute(positions.insert(), batch)
+
+    def upsert_pair_mark(self, *, pair_trade_id: str, strategy: str, pair_id: str, bar_ts: datetime, pnl: float,
+                         is_in_market: bool) -> None:
+        key = (pair_marks.c.pair_trade_id == pair_trade_id, pair_marks.c.bar_ts == bar_ts)
+        with self.engine.begin() as connection:
+            connection.execute(pair_marks.delete().where(*key))
+            connection.execute(pair_marks.insert().values(
+                pair_trade_id=pair_trade_id, strategy=strategy, pair_id=pair_id, bar_ts=bar_ts, pnl=pnl,
+                is_in_market=is_in_market))
+
+    def upsert_account_mark(self, *, marked_at: datetime, equity: float, cash: float, gross_exposure: float,
+                            net_exposure: float) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(account_marks.delete().where(account_marks.c.marked_at == marked_at))
+            connection.execute(account_marks.insert().values(
+                marked_at=marked_at, equity=equity, cash=cash, gross_exposure=gross_exposure,
+                net_exposure=net_exposure))
+
+    # ---- risk, alerts, controls ----------------------------------------------------------
+
+    def record_risk_event(self, *, at: datetime, rule: str, verdict: str, reason: str, cycle_id: str | None = None,
+                          pair_id: str | None = None, symbol: str | None = None, value: float | None = None,
+                          limit_value: float | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(risk_events.insert().values(
+                at=at, cycle_id=cycle_id, rule=rule, verdict=verdict, pair_id=pair_id, symbol=symbol, value=value,
+                limit_value=limit_value, reason=reason))
+
+    def raise_alert(self, *, at: datetime, level: str, source: str, message: str, subject: str | None = None,
+                    cycle_id: str | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(alerts.insert().values(
+                at=at, level=level, source=source, subject=subject, message=message, cycle_id=cycle_id,
+                is_acknowledged=False))
+
+    def kill_switch(self) -> bool:
+        found = self.rows(controls, controls.c.name == KILL_SWITCH)
+        return bool(found) and found[0]["value"] == "on"
+
+    def set_kill_switch(self, on: bool, at: datetime | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(controls.delete().where(controls.c.name == KILL_SWITCH))
+            connection.execute(controls.insert().values(
+                name=KILL_SWITCH, value="on" if on else "off", updated_at=at or _utcnow()))
