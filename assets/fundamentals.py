@@ -1,0 +1,100 @@
+"""The symbol universe and company fundamentals (profile, statistics, statements, holders, officers) as assets."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from assets.model import Check, asset
+from assets.sources.base import SourceError
+from assets.sources.fundamentals_schema import FUNDAMENTAL_SCHEMAS, UNKNOWN_SYMBOL
+from assets.sources.universe_file import UNIVERSE_SCHEMA, universe_of
+from quality.fundamentals_contracts import (
+    CompanyInfo, CompanyOfficers, FinancialStatements, InstitutionalHolders, KeyStatistics, Universe,
+)
+
+
+def fetch_universe(source, window) -> pl.DataFrame:
+    return universe_of(source)
+
+
+def fetch_fundamentals(dataset: str):
+    """The fetch for one dataset: every symbol of the source's universe, from its fundamentals endpoint."""
+
+    def fetch(source, window) -> pl.DataFrame:
+        fetcher = getattr(source, "fetch_fundamentals", None)
+        if fetcher is None:
+            raise SourceError(f"{source.name}: has no fundamentals; materialize {dataset} with QUARRY_SOURCE=yahoo "
+                              "or sample")
+        return fetcher(dataset, source.symbols())
+
+    fetch.__qualname__ = f"fetch_fundamentals[{dataset}]"
+    return fetch
+
+
+def unknown_symbols(frame: pl.DataFrame) -> pl.DataFrame:
+    """Symbols the provider did not know: a placeholder row each."""
+    return frame.filter(pl.col("issue") == UNKNOWN_SYMBOL).select("partition_key", "symbol", "issue")
+
+
+def missing_fields(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows missing a field the provider used to send: it may have changed its API."""
+    return frame.filter(pl.col("issue").str.starts_with("missing")).select("partition_key", "symbol", "issue")
+
+
+FUNDAMENTALS_CHECKS = (
+    Check("unknown_symbols", "warn", unknown_symbols, "the provider does not know these symbols"),
+    Check("missing_fields", "warn", missing_fields, "the provider stopped sending these fields"),
+)
+
+
+def _as_schema(fetched: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    return fetched.select(pl.col(name).cast(dtype) for name, dtype in FUNDAMENTAL_SCHEMAS[dataset].items())
+
+
+@asset(contract=Universe, grain=("symbol", "active_from"), tags=("daily", "source", "reference"), fetch=fetch_universe)
+def universe(fetched: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol and active period (null ends are open): which symbols the desk followed when."""
+    return fetched.select(pl.col(name).cast(dtype) for name, dtype in UNIVERSE_SCHEMA.items()).unique(
+        ["symbol", "active_from"], keep="last", maintain_order=True
+    )
+
+
+@asset(contract=CompanyInfo, checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
+       fetch=fetch_fundamentals("company_info"))
+def company_info(fetched: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol: name, sector, industry, country, exchange, currency and headcount as the provider lists them."""
+    return _as_schema(fetched, "company_info")
+
+
+@asset(contract=KeyStatistics, checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
+       fetch=fetch_fundamentals("key_statistics"))
+def key_statistics(fetched: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol: market cap, valuation ratios, beta, yield, margin and share counts; refreshed weekly."""
+    return _as_schema(fetched, "key_statistics")
+
+
+@asset(contract=FinancialStatements, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "statement", "period_end_date", "line_item"),
+       time_column="period_end_date", tags=("quarterly", "fundamentals", "source"),
+       fetch=fetch_fundamentals("financial_statements"))
+def financial_statements(fetched: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol, statement (income, balance, cashflow), quarter end and line item; refreshed quarterly."""
+    return _as_schema(fetched, "financial_statements")
+
+
+@asset(contract=InstitutionalHolders, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "holder"),
+       tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("institutional_holders"))
+def institutional_holders(fetched: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol and institutional holder: shares, value and share of the float at the report date; monthly."""
+    return _as_schema(fetched, "institutional_holders")
+
+
+@asset(contract=CompanyOfficers, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "officer_name", "title"),
+       tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("company_officers"))
+def company_officers(fetched: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol, officer and title: age and total pay in the latest fiscal year; monthly."""
+    return _as_schema(fetched, "company_officers")
+
+
+#: The assets this module adds to the default graph.
+FUNDAMENTALS_ASSETS = (universe, company_info, key_statistics, financial_statements, institutional_holders,
+                       company_officers)

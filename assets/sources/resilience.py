@@ -1,0 +1,244 @@
+"""Quarry-owned retries, timeouts and rate limits around every provider request, with secrets kept out of messages."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+import urllib3
+from loguru import logger
+
+from assets.sources.base import SourceError
+
+#: Statuses a later attempt can fix: rate limits and server trouble.
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: What a person should do about a status that retrying cannot fix.
+STATUS_HINTS = {
+    400: "the request was refused as malformed; check the symbol, timeframe and window",
+    401: "the API key was rejected; check the key variables for this provider",
+    403: "the key is not allowed this data; check the key, its plan and the configured feed",
+    404: "the provider does not know this symbol or endpoint; check the symbol and the configured URL",
+    422: "the provider rejected the parameters; check the symbol and the window",
+}
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    requests.Timeout,
+    requests.ConnectionError,
+    urllib3.exceptions.TimeoutError,
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.MaxRetryError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class ProviderError(SourceError):
+    """A provider request failed for good; the message names provider, symbol, status and what to do."""
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None, symbol: str | None = None):
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.symbol = symbol
+
+
+class Redactor:
+    """Replaces secret values in any text; it never shows the secrets in its own repr."""
+
+    def __init__(self, secrets: Iterable[str]):
+        self._secrets = tuple(sorted((s for s in secrets if s), key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secrets)"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped; a Retry-After header wins when the provider sends one."""
+
+    max_attempts: int = 5
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    timeout_s: float = 30.0
+
+    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
+        """Seconds to wait before attempt `attempt + 1` (attempts count from 1)."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.0), self.max_delay_s)
+        ceiling = min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s)
+        return rng.uniform(ceiling / 2, ceiling)
+
+
+class RateLimiter:
+    """At most `per_minute` requests a minute, spaced evenly, shared by every thread using one provider."""
+
+    def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.interval_s = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next_at = 0.0
+
+    def acquire(self) -> float:
+        """Wait for the next slot; returns how long it waited."""
+        with self._lock:
+            now = self._clock()
+            wait = max(0.0, self._next_at - now)
+            self._next_at = max(now, self._next_at) + self.interval_s
+        if wait:
+            self._sleep(wait)
+        return wait
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class Guard:
+    """Runs one provider request at a time through the rate limit, the timeout and the retry policy.
+
+    The provider's own client is configured not to retry, so every retry happens here, once,
+    with backoff and jitter, and every failure leaves with a message a person can act on.
+    """
+
+    provider: str
+    policy: RetryPolicy
+    limiter: RateLimiter
+    redact: Redactor
+    hints: dict[int, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    requests_sent: int = 0
+
+    def __repr__(self) -> str:
+        return f"Guard({self.provider!r}, {self.policy!r})"
+
+    def send(self, attempt: Callable[[], Any], status_of: Callable[[Any], int],
+             header_of: Callable[[Any, str], str | None], body_of: Callable[[Any], str], *, what: str) -> Any:
+        """The first response with a status retrying cannot improve; raises ProviderError when it is an error."""
+        for number in range(1, self.policy.max_attempts + 1):
+            self.limiter.acquire()
+            self.requests_sent += 1
+            try:
+                response = attempt()
+            except TRANSIENT_ERRORS as error:
+                if number == self.policy.max_attempts:
+                    raise self.failure(None, f"{type(error).__name__}: {error}", what) from None
+                self._wait(number, None, f"{type(error).__name__}", what)
+                continue
+            status = status_of(response)
+            if status < 400:
+                return response
+            if status in RETRYABLE_STATUSES and number < self.policy.max_attempts:
+                self._wait(number, retry_after_seconds(header_of(response, "Retry-After")), f"HTTP {status}", what)
+                continue
+            raise self.failure(status, body_of(response), what)
+        raise AssertionError("unreachable")
+
+    def failure(self, status: int | None, detail: str, what: str) -> ProviderError:
+        """The error for a request that failed for good, secrets removed."""
+        if status is None:
+            hint = f"the provider did not answer after {self.policy.max_attempts} attempts; try again later"
+        elif status in RETRYABLE_STATUSES:
+            hint = f"still failing after {self.policy.max_attempts} attempts; try again later or lower the request rate"
+        else:
+            hint = self.hints.get(status) or STATUS_HINTS.get(status) or "the provider refused the request"
+        code = f"HTTP {status}" if status is not None else "no response"
+        message = f"{self.provider}: {what} failed ({code}): {hint}. Provider said: {short(detail)}"
+        return ProviderError(self.redact(message), provider=self.provider, status=status)
+
+    def malformed(self, what: str, detail: str) -> ProviderError:
+        return ProviderError(
+            self.redact(f"{self.provider}: {what} returned a malformed body ({short(detail)}); "
+                        "the provider's API may have changed or the configured URL is not the provider"),
+            provider=self.provider,
+        )
+
+    def _wait(self, attempt: int, retry_after: float | None, why: str, what: str) -> None:
+        seconds = self.policy.delay(attempt, retry_after, self.rng)
+        logger.warning("{}: {} for {}; retry {} of {} in {:.2f}s", self.provider, why, self.redact(what),
+                       attempt, self.policy.max_attempts - 1, seconds)
+        self.sleep(seconds)
+
+
+def short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class GuardedSession(requests.Session):
+    """A requests session whose every request goes through a Guard, with a default timeout.
+
+    Handed to clients that accept a session (alpaca-py keeps one as `_session`, yfinance takes
+    one), so pagination inside the client retries one page, never the whole download.
+    """
+
+    def __init__(self, guard: Guard):
+        super().__init__()
+        self.guard = guard
+
+    def __repr__(self) -> str:
+        return f"GuardedSession({self.guard.provider!r})"
+
+    def request(self, method, url, *args, **kwargs):  # noqa: D401 - requests' signature
+        kwargs.setdefault("timeout", self.guard.policy.timeout_s)
+        what = f"{method} {_path_of(url)}"
+        return self.guard.send(
+            lambda: super(GuardedSession, self).request(method, url, *args, **kwargs),
+            lambda r: r.status_code, lambda r, h: r.headers.get(h), lambda r: r.text, what=what,
+        )
+
+
+class GuardedPool:
+    """Stands in for a urllib3 PoolManager (massive's `client` attribute): guarded requests, JSON bodies checked."""
+
+    def __init__(self, pool: urllib3.PoolManager, guard: Guard, **request_kw: Any):
+        self._pool = pool
+        self.guard = guard
+        self._request_kw = request_kw
+
+    def __repr__(self) -> str:
+        return f"GuardedPool({self.guard.provider!r})"
+
+    def request(self, method: str, url: str, **kwargs):
+        what = f"{method} {_path_of(url)}"
+        response = self.guard.send(
+            lambda: self._pool.request(method, url, **{**self._request_kw, **kwargs}),
+            lambda r: r.status, lambda r, h: r.headers.get(h), lambda r: r.data.decode("utf-8", "replace"),
+            what=what,
+        )
+        try:
+            json.loads(response.data.decode("utf-8"))
+        except ValueError as error:
+            raise self.guard.malformed(what, f"{error}: {response.data[:80]!r}") from None
+        return response
+
+
+def _path_of(url: str) -> str:
+    """The path of a URL without its query string, which may carry a key."""
+    return urllib3.util.parse_url(url).path or "/"
