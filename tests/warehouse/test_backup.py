@@ -88,6 +88,7 @@ def test_backup_during_writes_restores_consistent_lake(make_lake, tmp_path):
         taken = []
         while writer.poll() is None or len(taken) < 2:  # back up again and again while the writer publishes
             taken.append(backup(source.catalog, source.data_path, tmp_path / "backups", ledger))
+            time.sleep(0.2)
         assert writer.wait(timeout=120) == 0, writer.stderr.read()
     finally:
         if writer.poll() is None:
