@@ -32,3 +32,17 @@ def configure_console(level: str = "INFO", quiet: bool = False) -> None:
     """Human-readable logs on stderr for the CLI; `quiet` keeps only warnings (a progress bar is showing)."""
     logger.remove()
     logger.add(sys.stderr, level="WARNING" if quiet else level, format="<level>{level: <7}</level> {message}")
+
+
+def configure_file_logging(path, level: str = "INFO", rotation: str = "1 day", retention: str = "30 days") -> int:
+    """JSON lines to `path`, rotated daily and kept 30 days; returns the sink id (installing twice adds nothing)."""
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    key = f"file:{target.resolve()}"
+    if key not in _ROUTED:
+        _ROUTED[key] = logger.add(
+            target, level=level, serialize=True, rotation=rotation, retention=retention, enqueue=False, encoding="utf-8"
+        )
+    return _ROUTED[key]

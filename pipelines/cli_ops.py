@@ -1,0 +1,115 @@
+"""Operations commands for the `quarry` CLI: serve, backup, restore, archive, optimize, health."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the operations commands to the `quarry` app."""
+
+    @app.command()
+    def serve(
+        only: Annotated[Optional[list[str]], typer.Option("--only", help="serve just these deployments")] = None,
+        limit: Annotated[Optional[int], typer.Option(help="at most this many runs at once")] = None,
+    ) -> None:
+        """Run every schedule of prefect.yaml locally, without a Prefect server or worker (Ctrl-C stops)."""
+        from pipelines.serving import serve as serve_all
+
+        serve_all(only=only, limit=limit)
+
+    @app.command()
+    def backup() -> None:
+        """Back up the warehouse (catalog + Parquet files) and the ledger under the backups directory."""
+        from pipelines.ops_settings import OpsSettings
+        from pipelines.settings import Settings
+        from warehouse.backup import backup as take_backup
+
+        settings, ops = Settings(), OpsSettings()
+        taken = take_backup(settings.catalog, settings.data_path, ops.backups_dir, ops.ledger_path)
+        console.print(f"backup {taken.path}: {len(taken.files)} files, {taken.total_bytes:,} bytes, "
+                      f"snapshot {taken.latest_snapshot_id}" + (", ledger" if taken.ledger else ""))
+
+    @app.command()
+    def restore(
+        backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="a directory under backups/")],
+        target: Annotated[Path, typer.Option("--to", help="a fresh directory to restore into")] = Path("restored"),
+        target_catalog: Annotated[Optional[str], typer.Option("--catalog", help="empty PostgreSQL catalog for a PostgreSQL backup")] = None,
+    ) -> None:
+        """Restore a backup into a fresh location and print the settings that open it."""
+        from warehouse.backup import BackupError, restore as restore_backup
+
+        try:
+            restored = restore_backup(backup_dir, target, target_catalog)
+        except (BackupError, FileNotFoundError) as error:
+            console.print(f"[red]error[/]: {error}")
+            raise typer.Exit(2) from None
+        console.print(f"restored into {target.resolve()}; open it with:")
+        print(f"QUARRY_CATALOG={restored.catalog}")
+        print(f"QUARRY_DATA_PATH={restored.data_path}")
+        if restored.ledger_path:
+            print(f"QUARRY_LEDGER_PATH={restored.ledger_path}")
+
+    @app.command()
+    def archive(
+        retention_days: Annotated[Optional[float], typer.Option(help="default QUARRY_RETENTION_DAYS")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would expire; change nothing")] = False,
+    ) -> None:
+        """Archive superseded versions past retention to Parquet, then expire their snapshots."""
+        from pipelines.ops_settings import OpsSettings
+        from pipelines.settings import Settings
+        from warehouse import Warehouse
+        from warehouse.archive import archive_old_versions
+
+        settings, ops = Settings(), OpsSettings()
+        cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
+        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+            result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
+        if dry_run:
+            console.print(f"would expire {len(result.snapshots_expired)} snapshots older than {cutoff:%Y-%m-%d %H:%M} UTC")
+            return
+        console.print(f"archived {len(result.versions)} versions, expired {len(result.snapshots_expired)} snapshots"
+                      + (f"; manifest {result.manifest}" if result.manifest else ""))
+
+    @app.command()
+    def optimize(
+        retention_days: Annotated[Optional[float], typer.Option(help="default QUARRY_RETENTION_DAYS")] = None,
+    ) -> None:
+        """Merge small files, expire archived snapshots, delete old and orphaned files."""
+        from pipelines.ops_settings import OpsSettings
+        from pipelines.settings import Settings
+        from warehouse import Warehouse
+        from warehouse.optimize import optimize as optimize_lake
+
+        settings, ops = Settings(), OpsSettings()
+        cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
+        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+            result = optimize_lake(warehouse, cutoff)
+        console.print(f"live files {result.files_before} -> {result.files_after}, "
+                      f"{len(result.snapshots_expired)} snapshots expired" + (", catalog vacuumed" if result.vacuumed else ""))
+
+    @app.command()
+    def health() -> None:
+        """Warehouse readable, assets fresh, Prefect API reachable; exits 1 when a check fails."""
+        from pipelines.monitoring import system_health
+        from pipelines.ops_settings import OpsSettings
+        from pipelines.settings import Settings
+
+        rows = system_health(Settings(), OpsSettings())
+        table = Table(title="Quarry health")
+        for column in ("check", "status", "detail"):
+            table.add_column(column)
+        colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for row in rows:
+            table.add_row(row.check, f"[{colour[row.status]}]{row.status}[/]", row.detail)
+        console.print(table)
+        if any(r.status == "fail" for r in rows):
+            raise typer.Exit(1)

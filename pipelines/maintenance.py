@@ -1,0 +1,104 @@
+"""Maintenance flows: archive old versions, optimize the warehouse, back up the databases, clean up logs."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from pipelines.logs import configure_file_logging, route_to_prefect
+from pipelines.ops_settings import OpsSettings
+from pipelines.settings import Settings
+from warehouse import Warehouse
+from warehouse.archive import archive_old_versions
+from warehouse.backup import backup
+from warehouse.optimize import optimize
+
+LOG_FILE = "quarry.jsonl"
+
+
+def _start(settings: Settings, ops: OpsSettings) -> None:
+    route_to_prefect(settings.log_level)
+    configure_file_logging(ops.logs_dir / LOG_FILE, settings.log_level, retention=f"{int(ops.log_retention_days)} days")
+
+
+def _table(key: str, rows: list[dict], description: str) -> None:
+    try:
+        create_table_artifact(key=key, table=rows, description=description)
+    except Exception:  # an artifact is a view of the result; outside a run there is nowhere to put it
+        pass
+
+
+@flow(name="archive-old-data", log_prints=True)
+def archive_old_data_flow(retention_days: float | None = None, dry_run: bool = False) -> dict:
+    """Export superseded versions past retention to Parquet under `archive/`, then expire their snapshots."""
+    settings, ops = Settings(), OpsSettings()
+    _start(settings, ops)
+    cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
+    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+        result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
+    _table("archived-versions", [
+        {"asset": v.asset, "partition": v.partition_key, "version": v.version_id, "rows": v.row_count, "path": v.path}
+        for v in result.versions
+    ], f"Versions archived before {cutoff:%Y-%m-%d %H:%M}")
+    return {"archive_id": result.archive_id, "manifest": str(result.manifest) if result.manifest else None,
+            "versions": len(result.versions), "snapshots_expired": len(result.snapshots_expired)}
+
+
+@flow(name="optimize-warehouse", log_prints=True)
+def optimize_warehouse_flow(retention_days: float | None = None) -> dict:
+    """Merge small files, expire archived snapshots, delete old and orphaned files; VACUUM a PostgreSQL catalog."""
+    settings, ops = Settings(), OpsSettings()
+    _start(settings, ops)
+    cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
+    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+        result = optimize(warehouse, cutoff)
+    return {"files_before": result.files_before, "files_after": result.files_after,
+            "snapshots_expired": len(result.snapshots_expired), "vacuumed": result.vacuumed}
+
+
+@flow(name="backup-databases", log_prints=True)
+def backup_databases_flow(keep: int = 8) -> dict:
+    """A timestamped, consistent backup of the warehouse and the ledger under `backups/`; older ones beyond `keep` go."""
+    settings, ops = Settings(), OpsSettings()
+    _start(settings, ops)
+    taken = backup(settings.catalog, settings.data_path, ops.backups_dir, ops.ledger_path)
+    removed = prune_backups(ops.backups_dir, keep)
+    _table("backup", [{"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes,
+                       "snapshot": taken.latest_snapshot_id, "ledger": taken.ledger}], "Backup taken")
+    return {"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes, "pruned": removed}
+
+
+def prune_backups(backups_dir: Path, keep: int) -> list[str]:
+    """Delete all but the newest `keep` complete backups."""
+    import shutil
+
+    from warehouse.backup import list_backups
+
+    old = list_backups(backups_dir)[:-keep] if keep > 0 else []
+    for path in old:
+        shutil.rmtree(path)
+    return [str(p) for p in old]
+
+
+def expired_logs(logs_dir: Path, retention: timedelta, now: float | None = None) -> list[Path]:
+    """Rotated log files (never the live one) last written longer ago than `retention`."""
+    if not logs_dir.exists():
+        return []
+    limit = (now or time.time()) - retention.total_seconds()
+    return sorted(p for p in logs_dir.iterdir() if p.is_file() and p.name != LOG_FILE and p.stat().st_mtime < limit)
+
+
+@flow(name="cleanup-logs", log_prints=True)
+def cleanup_logs_flow(retention_days: float | None = None) -> dict:
+    """Rotate the JSON log and delete rotated files past the log retention (30 days by default)."""
+    settings, ops = Settings(), OpsSettings()
+    _start(settings, ops)
+    days = ops.log_retention_days if retention_days is None else retention_days
+    old = expired_logs(ops.logs_dir, timedelta(days=days))
+    for path in old:
+        path.unlink()
+    return {"deleted": [str(p) for p in old]}

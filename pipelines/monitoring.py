@@ -1,0 +1,258 @@
+"""System health, failed-run detection and the daily report: checks, Prefect events, alerts and artifacts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import polars as pl
+from loguru import logger
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from assets import AssetGraph, default_graph
+from pipelines.logs import route_to_prefect
+from pipelines.notify import Alert, DailySummary, Notifier, failed_run_alert, render_daily_summary
+from pipelines.ops_settings import OpsSettings
+from pipelines.settings import Settings
+from warehouse import LAKE, Warehouse
+
+Status = Literal["ok", "warn", "fail"]
+#: An optional check of an outside system (the ledger, the broker): returns a detail or raises.
+Probe = Callable[[], str]
+FAILED_RUN_EVENT = "quarry.flow-run.failed"
+
+
+@dataclass(frozen=True)
+class HealthRow:
+    check: str
+    status: Status
+    detail: str
+
+
+def freshness_rows(current: pl.DataFrame, graph: AssetGraph, now: datetime) -> list[HealthRow]:
+    """For each asset that declares a freshness: ok while its last publish is younger than that, else stale."""
+    last = dict(current.group_by("asset").agg(pl.col("published_at").max()).iter_rows()) if current.height else {}
+    rows = []
+    for asset in graph:
+        if asset.freshness is None:
+            continue
+        published = last.get(asset.name)
+        if published is None:
+            rows.append(HealthRow(f"fresh:{asset.name}", "fail", "never published"))
+            continue
+        age = now - published
+        within = age <= asset.freshness
+        rows.append(HealthRow(
+            f"fresh:{asset.name}", "ok" if within else "fail",
+            f"last published {published:%Y-%m-%d %H:%M} UTC, {_age(age)} ago (limit {_age(asset.freshness)})",
+        ))
+    return rows
+
+
+def _age(delta: timedelta) -> str:
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours // 24}d {hours % 24}h" if hours >= 24 else f"{int(delta.total_seconds() // 60)}m"
+
+
+def check_warehouse(settings: Settings, graph: AssetGraph, now: datetime) -> list[HealthRow]:
+    """The warehouse opens read-only and answers; then each asset's freshness from its last publish."""
+    try:
+        with Warehouse.open(settings.catalog, settings.data_path, read_only=True) as warehouse:
+            current = warehouse.current_versions()
+    except Exception as error:
+        return [HealthRow("warehouse", "fail", f"cannot read {settings.catalog}: {error}")]
+    return [HealthRow("warehouse", "ok", f"{current.height} published partitions")] + freshness_rows(current, graph, now)
+
+
+def check_prefect_api(api_url: str | None) -> HealthRow:
+    """The configured Prefect API answers its health endpoint; with no API configured there is nothing to reach."""
+    if not api_url:
+        return HealthRow("prefect-api", "ok", "not configured (ephemeral Prefect)")
+    import httpx
+
+    try:
+        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=5)
+        response.raise_for_status()
+    except httpx.HTTPError as error:
+        return HealthRow("prefect-api", "fail", f"{api_url}: {error}")
+    return HealthRow("prefect-api", "ok", api_url)
+
+
+def run_probes(probes: Mapping[str, Probe]) -> list[HealthRow]:
+    rows = []
+    for name, probe in probes.items():
+        try:
+            rows.append(HealthRow(name, "ok", probe()))
+        except Exception as error:
+            rows.append(HealthRow(name, "fail", f"{type(error).__name__}: {error}"))
+    return rows
+
+
+def system_health(settings: Settings, ops: OpsSettings, graph: AssetGraph | None = None,
+                  probes: Mapping[str, Probe] | None = None, now: datetime | None = None) -> list[HealthRow]:
+    """Every health check, in the order a person reads them."""
+    now = now or datetime.now(timezone.utc)
+    rows = check_warehouse(settings, graph or default_graph(), now)
+    rows.append(check_prefect_api(ops.prefect_api_url))
+    return rows + run_probes(probes or {})
+
+
+def health_alert(rows: list[HealthRow]) -> Alert | None:
+    """One alert for all failing checks, keyed by which checks fail (a persisting failure mails once per window)."""
+    failing = [r for r in rows if r.status == "fail"]
+    if not failing:
+        return None
+    return Alert(
+        kind="health", severity="critical" if any(r.check in ("warehouse", "prefect-api") for r in failing) else "warning",
+        title=f"{len(failing)} health checks failing", body="\n".join(f"{r.check}: {r.detail}" for r in failing),
+        dedup_key="health:" + ",".join(sorted(r.check for r in failing)), details={r.check: r.detail for r in failing},
+    )
+
+
+# ---- failed runs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    flow_run_id: str
+    flow_name: str
+    run_name: str
+    state: str
+    message: str
+    ended_at: datetime | None
+
+
+def find_failed_runs(since: datetime) -> list[FailedRun]:
+    """Flow runs that ended Failed or Crashed since `since`, from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterEndTime, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])),
+                end_time=FlowRunFilterEndTime(after_=since),
+            ),
+            limit=200,
+        )
+        names = {f.id: f.name for f in client.read_flows(limit=200)} if runs else {}
+    return [
+        FailedRun(str(r.id), names.get(r.flow_id, "?"), r.name, r.state.name if r.state else "Failed",
+                  (r.state.message or "") if r.state else "", r.end_time)
+        for r in runs
+    ]
+
+
+def report_failed_run(run: FailedRun, notifier: Notifier | None) -> None:
+    """A Prefect event for automations and dashboards, and an alert (deduplicated by run) for people."""
+    from prefect.events import emit_event
+
+    emit_event(
+        event=FAILED_RUN_EVENT,
+        resource={"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.name": run.run_name},
+        related=[{"prefect.resource.id": f"quarry.flow.{run.flow_name}", "prefect.resource.role": "flow"}],
+        payload={"flow": run.flow_name, "state": run.state, "message": run.message[:500]},
+    )
+    if notifier is not None:
+        notifier.send(failed_run_alert(run.flow_name, run.flow_run_id, run.state, run.message))
+
+
+def alert_on_failure(flow, flow_run, state) -> None:
+    """A flow `on_failure`/`on_crashed` hook: the same event and alert as detection, at once."""
+    report_failed_run(
+        FailedRun(str(flow_run.id), flow.name, flow_run.name, state.name, state.message or "", None),
+        Notifier.from_settings(),
+    )
+
+
+def _publish_health(rows: list[HealthRow]) -> None:
+    try:
+        create_table_artifact(key="system-health", table=[asdict(r) for r in rows], description="Quarry system health")
+    except Exception as error:
+        logger.warning("could not publish the health artifact: {}", error)
+
+
+@flow(name="monitor-system-health", log_prints=True)
+def monitor_system_health_flow(detect_failed_runs: bool = True) -> list[dict]:
+    """Check the warehouse, freshness, the Prefect API and optional probes; alert on failures and failed runs."""
+    settings, ops = Settings(), OpsSettings()
+    route_to_prefect(settings.log_level)
+    rows = system_health(settings, ops)
+    notifier = Notifier.from_settings()
+    if detect_failed_runs:
+        since = datetime.now(timezone.utc) - timedelta(minutes=ops.failed_run_lookback_minutes)
+        failed = find_failed_runs(since)
+        for run in failed:
+            report_failed_run(run, notifier)
+        rows.append(HealthRow("failed-runs", "fail" if failed else "ok",
+                              ", ".join(f"{r.flow_name}/{r.run_name} {r.state}" for r in failed) or "none"))
+    _publish_health(rows)
+    alert = health_alert(rows)
+    if alert is not None:
+        notifier.send(alert)
+    for row in rows:
+        logger.info("{} {}: {}", row.status.upper(), row.check, row.detail)
+    return [asdict(r) for r in rows]
+
+
+# ---- daily summary ------------------------------------------------------------------------
+
+#: What the ledger knows about the day, once it exists: P&L by book and the number of trades.
+BookProbe = Callable[[datetime, datetime], tuple[Mapping[str, float], int]]
+
+
+def gather_daily_summary(warehouse: Warehouse, graph: AssetGraph, now: datetime, book: BookProbe | None = None) -> DailySummary:
+    """The last 24 hours: runs, partitions built, quarantines, stale assets, and the book when a probe is given."""
+    since = now - timedelta(days=1)
+    runs = warehouse.query(f"SELECT status, built FROM {LAKE}.quarry.runs WHERE started_at >= ?", [since])
+    quarantined = warehouse.query(
+        f"SELECT asset, partition_key, coalesce(failed_checks, '') AS checks FROM {LAKE}.quarry.versions "
+        "WHERE status = 'quarantined' AND created_at >= ? ORDER BY asset, partition_key", [since],
+    )
+    stale = [r for r in freshness_rows(warehouse.current_versions(), graph, now) if r.status != "ok"]
+    pnl, trades = book(since, now) if book else (None, None)
+    return DailySummary(
+        day=f"{now:%Y-%m-%d}",
+        runs_completed=runs.filter(pl.col("status") == "completed").height,
+        runs_failed=runs.filter(pl.col("status") != "completed").height,
+        partitions_built=int(runs["built"].sum() or 0),
+        quarantines=tuple(quarantined.iter_rows()),
+        stale_assets=tuple((r.check.removeprefix("fresh:"), r.detail) for r in stale),
+        pnl=pnl, trades=trades,
+    )
+
+
+def _summary(now: datetime | None = None) -> DailySummary:
+    settings = Settings()
+    with Warehouse.open(settings.catalog, settings.data_path, read_only=True) as warehouse:
+        return gather_daily_summary(warehouse, default_graph(), now or datetime.now(timezone.utc))
+
+
+@flow(name="daily-report", log_prints=True)
+def daily_report_flow() -> str:
+    """The end-of-day report as a Prefect artifact and an HTML file in the reports directory."""
+    settings = Settings()
+    route_to_prefect(settings.log_level)
+    summary = _summary()
+    subject, text, body_html = render_daily_summary(summary)
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.reports_dir / f"daily-{summary.day}.html"
+    path.write_text(body_html, encoding="utf-8")
+    try:
+        create_markdown_artifact(key="daily-report", markdown=f"# {subject}\n\n```\n{text}\n```", description=str(path))
+    except Exception as error:
+        logger.warning("could not publish the daily report artifact: {}", error)
+    return str(path)
+
+
+@flow(name="daily-summary", log_prints=True)
+def daily_summary_flow() -> bool:
+    """Email the end-of-day summary (text + HTML) to the configured recipients."""
+    route_to_prefect(Settings().log_level)
+    return Notifier.from_settings().send_daily_summary(_summary())

@@ -1,0 +1,88 @@
+"""prefect.yaml is the one list of deployments: entrypoints import, crons parse, no flow in pipelines/ is forgotten."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.flows import Flow
+from prefect.schedules import Cron
+
+import pipelines
+from pipelines.serving import PREFECT_YAML, load_deployments, runner_deployments
+
+SPECS = load_deployments()
+
+
+def _flows_in_pipelines() -> set[str]:
+    """Entrypoints (`pipelines/x/y.py:name`) of every flow defined in any module under pipelines/, subpackages too."""
+    found = set()
+    root = Path(pipelines.__file__).parent
+    for module_info in pkgutil.walk_packages([str(root)], prefix="pipelines."):
+        module = importlib.import_module(module_info.name)
+        for attribute, value in vars(module).items():
+            if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == module.__name__:
+                path = module.__name__.replace(".", "/") + ("/__init__.py" if module_info.ispkg else ".py")
+                found.add(f"{path}:{attribute}")
+    return found
+
+
+def test_every_flow_in_pipelines_has_a_deployment():
+    deployed = {spec.entrypoint for spec in SPECS}
+    forgotten = _flows_in_pipelines() - deployed
+    assert not forgotten, f"flows without a deployment in prefect.yaml: {sorted(forgotten)}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_entrypoint_imports_a_flow_and_schedules_parse(spec):
+    assert Path(PREFECT_YAML.parent / spec.entrypoint.split(":")[0]).exists()
+    assert isinstance(spec.load_flow(), Flow)
+    assert spec.work_pool == "quarry" and "quarry" in spec.tags
+    assert spec.schedules, f"{spec.name} has no schedule"
+    for schedule in spec.schedules:
+        Cron(schedule.cron, timezone=schedule.timezone)  # raises on a bad cron or time zone
+    flow = spec.load_flow()
+    import inspect
+
+    accepted = set(inspect.signature(flow.fn).parameters)
+    assert set(spec.parameters) <= accepted, f"{spec.name}: parameters the flow does not take"
+
+
+def test_names_are_unique_and_the_design_schedules_are_there():
+    document = yaml.safe_load(PREFECT_YAML.read_text())
+    names = [d["name"] for d in document["deployments"]]
+    assert len(names) == len(set(names))
+    by_name = {s.name: s for s in SPECS}
+    expected = {
+        "bars-daily": ("15 22 * * 1-5", True), "bars-hourly": ("0 14-21 * * 1-5", False),
+        "indicators": ("0 23 * * 1-5", True), "pair-discovery": ("0 4 * * 6", True),
+        "archive-old-data": ("0 2 * * 0", True), "backup-databases": ("0 4 * * 0", True),
+        "cleanup-logs": ("0 1 * * *", True), "monitor-system-health": ("*/5 * * * *", True),
+        "daily-report": ("0 18 * * 1-5", True), "daily-summary": ("0 19 * * 1-5", True),
+    }
+    for name, (cron, active) in expected.items():
+        assert (by_name[name].schedules[0].cron, by_name[name].schedules[0].active) == (cron, active), name
+    assert by_name["daily-report"].schedules[0].timezone == "America/New_York"
+    assert by_name["pair-discovery"].parameters == {"selection": "pair_candidates"}
+
+
+def test_serve_builds_the_same_deployments_from_prefect_yaml():
+    deployments = runner_deployments(SPECS)
+    assert [d.name for d in deployments] == [s.name for s in SPECS]
+    for deployment, spec in zip(deployments, SPECS):
+        assert deployment.parameters == spec.parameters and set(deployment.tags) == set(spec.tags)
+        [schedule] = deployment.schedules
+        assert schedule.schedule.cron == spec.schedules[0].cron and schedule.active == spec.schedules[0].active
+        assert schedule.schedule.timezone == spec.schedules[0].timezone
+
+
+def test_selections_of_materialize_deployments_resolve():
+    from assets import default_graph
+
+    graph = default_graph()
+    for spec in SPECS:
+        if "selection" in spec.parameters:
+            assert graph.select(spec.parameters["selection"]), spec.name
