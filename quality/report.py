@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from assets import AssetGraph, default_graph
+from quality.lineage import lineage_svg, run_states
+
 MAX_FAILURES_SHOWN = 50
 
 
@@ -19,24 +22,27 @@ class Report:
 
 
 def build_report(
-    summary, checks: pl.DataFrame, equity: pl.DataFrame | None = None, metrics: dict | None = None
+    summary, checks: pl.DataFrame, equity: pl.DataFrame | None = None, metrics: dict | None = None,
+    graph: AssetGraph | None = None,
 ) -> Report:
     """Render what a run built, what failed which check and why, from the run summary and `quarry.check_results`.
 
     When the run built the backtest, `equity` (one row per bar: equity) and the strategy's
-    `metrics` add a performance section with equity-curve and drawdown charts.
+    `metrics` add a performance section with equity-curve and drawdown charts. The lineage
+    of what ran is drawn from `graph` (the default graph unless given).
     """
     rows = _asset_rows(summary)
     failures = checks.filter(~pl.col("passed")) if checks.height else checks
     errors = failures.filter(pl.col("severity") == "error") if failures.height else failures
     warnings = _warning_summary(failures)
     performance = _performance_html(equity, metrics) if equity is not None and equity.height > 1 else ""
+    lineage = _lineage_html(summary, graph or default_graph())
     markdown = _markdown(summary, rows, errors, warnings)
     if metrics:
         markdown += "\n## Strategy performance\n\n" + "\n".join(
             f"- {name}: {value:.4f}" if isinstance(value, float) else f"- {name}: {value}" for name, value in metrics.items()
         ) + "\n"
-    return Report(markdown=markdown, html=_html(summary, rows, errors, warnings, performance), asset_rows=rows)
+    return Report(markdown=markdown, html=_html(summary, rows, errors, warnings, performance, lineage), asset_rows=rows)
 
 
 def line_chart_svg(values: list[float], *, title: str, color: str, width: int = 720, height: int = 180) -> str:
@@ -53,7 +59,7 @@ def line_chart_svg(values: list[float], *, title: str, color: str, width: int = 
         for i, v in enumerate(values) if v == v
     )
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' role='img' aria-label='{html.escape(title)}' "
+        f"<svg role='img' aria-label='{html.escape(title)}' "
         f"viewBox='0 0 {width} {height}' width='{width}' height='{height}'>"
         f"<rect width='100%' height='100%' fill='#fbfcfe'/>"
         f"<text x='{pad}' y='18' font-size='13' fill='#1d2433'>{html.escape(title)}</text>"
@@ -74,6 +80,15 @@ def _performance_html(equity: pl.DataFrame, metrics: dict | None) -> str:
         + line_chart_svg(curve, title="Equity", color="#1f6feb")
         + line_chart_svg(drawdowns, title="Drawdown", color="#c62828")
     )
+
+
+def _lineage_html(summary, graph: AssetGraph) -> str:
+    """The assets this run touched, coloured by what happened to them, with the edges between them."""
+    ran = [name for name in summary.outcomes if name in graph.assets]
+    if not ran:
+        return ""
+    svg = lineage_svg(graph, ran, run_states(summary.outcomes), title="Lineage of this run")
+    return "<h2>Lineage</h2><figure class='lineage'>" + svg + "</figure>"
 
 
 def _asset_rows(summary) -> list[dict]:
@@ -175,10 +190,13 @@ th{background:#f3f5f9} .status{display:inline-block;padding:.1rem .6rem;border-r
 .completed{background:#2e7d32}.quarantined{background:#c77700}.failed{background:#c62828}
 .failure{border-left:4px solid #c62828;padding:.2rem 1rem;margin:1rem 0;background:#fff6f6}
 code{background:#f3f5f9;padding:0 .2rem;border-radius:3px} .muted{color:#5b6474}
+figure.lineage{margin:.5rem 0;overflow-x:auto}
 """
 
 
-def _html(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame, performance: str = "") -> str:
+def _html(
+    summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame, performance: str = "", lineage: str = ""
+) -> str:
     totals = summary.totals
     parts = [
         f"<h1>Quarry run <code>{html.escape(summary.run_id)}</code> "
@@ -195,6 +213,7 @@ def _html(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFram
             ["asset", "built", "up to date", "quarantined", "skipped", "failed", "rows", "seconds", "warnings", "why built"],
             [[r["asset"], r["built"], r["up_to_date"], r["quarantined"], r["skipped"], r["failed"], r["rows"], r["seconds"], r["warnings"], r["why"]] for r in rows],
         ),
+        lineage,
     ]
     parts.append("<h2>Failed checks</h2>")
     if errors.is_empty():

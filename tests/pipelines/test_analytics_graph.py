@@ -167,5 +167,5 @@ def test_run_report_draws_equity_and_drawdown(built, tmp_path):
     settings = Settings(reports_dir=tmp_path)
     report = record_and_report(warehouse, settings, summary)
     page = (tmp_path / f"{summary.run_id}.html").read_text()
-    assert page.count("<svg") == 2 and "aria-label='Equity'" in page and "aria-label='Drawdown'" in page
+    assert page.count("<svg") == 3 and "aria-label='Lineage of this run'" in page and "aria-label='Equity'" in page and "aria-label='Drawdown'" in page
     assert "sharpe_ratio" in page and "Strategy performance" in report.markdown

@@ -1,0 +1,204 @@
+"""Views and table macros a notebook or DuckDB CLI user calls in plain SQL: versions, time travel, checks, diffs.
+
+They are temporary (installed on each connection by `install_sql_surface`), not stored in
+the lake. DuckLake 1.5 can persist a macro in its catalog, but a stored macro names the lake
+by the alias it was created under, needs a writable attach to create or change, and would
+turn every edit here into a catalog migration; a read-only notebook installs them in a
+millisecond instead. For the DuckDB CLI, `python -m warehouse.sql_surface > quarry.sql`
+writes the same statements to `.read` after attaching.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import duckdb
+
+from assets import AssetGraph
+from warehouse.lake import LAKE
+
+#: One row per asset of the graph: its grain key and partitioning, for the views and macros below.
+GRAIN_TABLE = "quarry_asset_grain"
+
+
+@dataclass(frozen=True)
+class SqlObject:
+    """A view or table macro of the SQL surface: how to call it, what one row is, and its body."""
+
+    name: str
+    kind: str  # "view" or "table macro"
+    call: str
+    returns: str
+    body: str
+
+    def statement(self, lake: str) -> str:
+        body = self.body.replace("{lake}", lake)
+        if self.kind == "view":
+            return f"CREATE OR REPLACE TEMP VIEW {self.name} AS {body}"
+        return f"CREATE OR REPLACE TEMP MACRO {self.call} AS TABLE {body}"
+
+
+# Table functions bind their arguments before the query runs, so a macro that time-travels
+# cannot look a snapshot up in a subquery: `asset_as_of` hands the timestamp (cast, so only a
+# timestamp can get in) to DuckDB's `query()`, and `asset_at_version` reads the rows its
+# publish transaction inserted from DuckLake's change feed, joined to the version row.
+SURFACE: tuple[SqlObject, ...] = (
+    SqlObject(
+        "asset_catalog", "view", "asset_catalog",
+        "One row per asset: grain, partitioning, published partitions and rows, partitions whose latest "
+        "attempt is quarantined, last publish and its age in seconds.",
+        f"""WITH latest AS (
+               SELECT asset, status FROM {{lake}}.quarry.versions
+               QUALIFY row_number() OVER (PARTITION BY asset, partition_key ORDER BY created_at DESC, version_id DESC) = 1),
+           published AS (
+               SELECT asset, count(*) AS partitions, sum(row_count) AS row_count, max(published_at) AS last_published_at
+               FROM {{lake}}.quarry.versions WHERE status = 'published' GROUP BY asset),
+           quarantined AS (SELECT asset, count(*) AS partitions FROM latest WHERE status = 'quarantined' GROUP BY asset)
+           SELECT g.asset, g.grain, g.partitions,
+                  coalesce(p.partitions, 0) AS published_partitions,
+                  coalesce(q.partitions, 0) AS quarantined_partitions,
+                  coalesce(p.row_count, 0)::BIGINT AS published_rows,
+                  p.last_published_at,
+                  date_diff('second', p.last_published_at, now()) AS age_seconds
+           FROM {GRAIN_TABLE} g
+           LEFT JOIN published p ON p.asset = g.asset
+           LEFT JOIN quarantined q ON q.asset = g.asset
+           ORDER BY g.position""",
+    ),
+    SqlObject(
+        "current_versions", "view", "current_versions",
+        "One row per (asset, partition): the published version's catalog row.",
+        "SELECT * FROM {lake}.quarry.versions WHERE status = 'published' ORDER BY asset, partition_key",
+    ),
+    SqlObject(
+        "asset_versions", "table macro", "asset_versions(asset_name)",
+        "One row per version of the asset (every partition and status), newest first.",
+        """SELECT version_id, partition_key, status, code_version, data_version, row_count, run_id,
+                  snapshot_id, created_at, published_at, superseded_at, failed_checks, build_seconds
+           FROM {lake}.quarry.versions WHERE asset = asset_name
+           ORDER BY created_at DESC, version_id DESC""",
+    ),
+    SqlObject(
+        "asset_current", "table macro", "asset_current(asset_name)",
+        "The published rows of the asset, with their partition_key.",
+        "SELECT * FROM query_table('{lake}.main.\"' || replace(asset_name, '\"', '\"\"') || '\"')",
+    ),
+    SqlObject(
+        "asset_as_of", "table macro", "asset_as_of(asset_name, as_of_ts)",
+        "The whole asset as it was published at a timestamp (a literal or constant expression).",
+        """SELECT * FROM query('SELECT * FROM {lake}.main."' || replace(asset_name, '"', '""')
+               || '" AT (TIMESTAMP => TIMESTAMPTZ ''' || CAST(CAST(as_of_ts AS TIMESTAMPTZ) AS VARCHAR) || ''')')""",
+    ),
+    SqlObject(
+        "asset_at_snapshot", "table macro", "asset_at_snapshot(asset_name, snapshot)",
+        "The whole asset as of a DuckLake snapshot id (the `snapshot_id` of a version row).",
+        """SELECT * FROM query('SELECT * FROM {lake}.main."' || replace(asset_name, '"', '""')
+               || '" AT (VERSION => ' || CAST(CAST(snapshot AS BIGINT) AS VARCHAR) || ')')""",
+    ),
+    SqlObject(
+        "asset_at_version", "table macro", "asset_at_version(asset_name, version)",
+        "The rows of one published or superseded version (one partition), with their partition_key.",
+        """SELECT c.* EXCLUDE (snapshot_id, rowid, change_type)
+           FROM ducklake_table_changes('{lake}', 'main', asset_name, TIMESTAMPTZ '1970-01-01', now()) c
+           JOIN (SELECT v.partition_key,
+                        coalesce(v.snapshot_id, (SELECT s.snapshot_id FROM {lake}.snapshots() s
+                                                 WHERE s.commit_extra_info = v.batch_id)) AS snapshot_id
+                 FROM {lake}.quarry.versions v
+                 WHERE v.version_id = version AND v.asset = asset_name
+                   AND v.status IN ('published', 'superseded')) w
+             ON c.snapshot_id = w.snapshot_id AND c.partition_key = w.partition_key
+           WHERE c.change_type = 'insert'""",
+    ),
+    SqlObject(
+        "run_checks", "table macro", "run_checks(run)",
+        "One row per check evaluated in the run: asset, partition, check, severity, passed, failing rows, sample.",
+        """SELECT asset, partition_key, check_name, severity, passed, failing_rows, message, sample, version_id, checked_at
+           FROM {lake}.quarry.check_results WHERE run_id = run
+           ORDER BY passed, severity, asset, partition_key, check_name""",
+    ),
+    SqlObject(
+        "check_history", "view", "check_history",
+        "One row per (run, asset, check): how many partitions it checked and failed, and the failing rows.",
+        """SELECT c.run_id, min(c.checked_at) AS checked_at, c.asset, c.check_name, c.severity,
+                  count(*) AS partitions_checked, count(*) FILTER (WHERE NOT c.passed) AS partitions_failed,
+                  coalesce(sum(c.failing_rows), 0)::BIGINT AS failing_rows
+           FROM {lake}.quarry.check_results c
+           GROUP BY c.run_id, c.asset, c.check_name, c.severity
+           ORDER BY checked_at, c.asset, c.check_name""",
+    ),
+    SqlObject(
+        "version_diff", "table macro", "version_diff(asset_name, from_version, to_version)",
+        "One row per grain key that differs between two versions: change (added/removed/changed), "
+        "key (grain values as text), changed_columns.",
+        f"""WITH grain AS (SELECT grain FROM {GRAIN_TABLE} WHERE asset = asset_name),
+           before AS (SELECT to_json(b) AS row_json FROM asset_at_version(asset_name, from_version) b),
+           after AS (SELECT to_json(a) AS row_json FROM asset_at_version(asset_name, to_version) a),
+           keyed_before AS (
+               SELECT list_transform(g.grain, k -> json_extract_string(row_json, '$."' || k || '"')) AS key, row_json
+               FROM before, grain g),
+           keyed_after AS (
+               SELECT list_transform(g.grain, k -> json_extract_string(row_json, '$."' || k || '"')) AS key, row_json
+               FROM after, grain g)
+           SELECT CASE WHEN b.key IS NULL THEN 'added' WHEN a.key IS NULL THEN 'removed' ELSE 'changed' END AS change,
+                  coalesce(a.key, b.key) AS key,
+                  CASE WHEN a.key IS NOT NULL AND b.key IS NOT NULL THEN list_filter(
+                      list_distinct(list_concat(json_keys(b.row_json), json_keys(a.row_json))),
+                      k -> k <> 'partition_key' AND json_extract(b.row_json, '$."' || k || '"')
+                           IS DISTINCT FROM json_extract(a.row_json, '$."' || k || '"')) END AS changed_columns
+           FROM keyed_before b FULL OUTER JOIN keyed_after a ON a.key = b.key
+           WHERE a.key IS NULL OR b.key IS NULL OR a.row_json <> b.row_json
+           ORDER BY change, key""",
+    ),
+)
+
+
+def grain_rows(graph: AssetGraph) -> list[tuple[int, str, list[str], str]]:
+    """(position, asset, grain, partitions) for every asset, in dependency order."""
+    return [(i, a.name, list(a.grain), a.partitions) for i, a in enumerate(graph.in_order())]
+
+
+def install_sql_surface(con: duckdb.DuckDBPyConnection, graph: AssetGraph | None = None, lake: str = LAKE) -> None:
+    """Create every view and macro of the surface on this connection (the lake must be attached as `lake`)."""
+    from assets import default_graph
+
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {GRAIN_TABLE} (position INTEGER, asset VARCHAR, grain VARCHAR[], partitions VARCHAR)"
+    )
+    con.executemany(f"INSERT INTO {GRAIN_TABLE} VALUES (?, ?, ?, ?)", grain_rows(graph or default_graph()))
+    for item in SURFACE:
+        con.execute(item.statement(lake))
+
+
+def surface_script(graph: AssetGraph | None = None, lake: str = LAKE) -> str:
+    """The same surface as a SQL script, for the DuckDB CLI (`.read` it after ATTACH)."""
+    from assets import default_graph
+
+    rows = ",\n  ".join(
+        f"({position}, {_literal(name)}, {_literal(grain)}::VARCHAR[], {_literal(partitions)})"
+        for position, name, grain, partitions in grain_rows(graph or default_graph())
+    )
+    statements = [
+        f"CREATE OR REPLACE TEMP TABLE {GRAIN_TABLE} (position INTEGER, asset VARCHAR, grain VARCHAR[], partitions VARCHAR)",
+        f"INSERT INTO {GRAIN_TABLE} VALUES\n  {rows}",
+        *(item.statement(lake) for item in SURFACE),
+    ]
+    return ";\n\n".join(statements) + ";\n"
+
+
+def _literal(value: object) -> str:
+    """A SQL literal of a name or list of names that come from the asset graph (code, not user data)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def surface_markdown() -> str:
+    """The reference table of the surface, as it appears in the README."""
+    lines = ["| call | kind | returns |", "|---|---|---|"]
+    lines += [f"| `{item.call}` | {item.kind} | {item.returns} |" for item in SURFACE]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(surface_markdown() if "--markdown" in sys.argv else surface_script())
