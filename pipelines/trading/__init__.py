@@ -1,0 +1,1 @@
+"""Trading flows: strategies, risk, brokers, order lifecycle and reconciliation over validated assets."""
