@@ -139,8 +139,13 @@ class Guard:
         return f"Guard({self.provider!r}, {self.policy!r})"
 
     def send(self, attempt: Callable[[], Any], status_of: Callable[[Any], int],
-             header_of: Callable[[Any, str], str | None], body_of: Callable[[Any], str], *, what: str) -> Any:
-        """The first response with a status retrying cannot improve; raises ProviderError when it is an error."""
+             header_of: Callable[[Any, str], str | None], body_of: Callable[[Any], str], *, what: str,
+             raise_client_errors: bool = True) -> Any:
+        """The first response with a status retrying cannot improve; raises ProviderError when it is an error.
+
+        With `raise_client_errors=False` a 4xx retrying cannot fix is returned for the client to
+        interpret (yfinance reads Yahoo's 404s itself); exhausted retries always raise.
+        """
         for number in range(1, self.policy.max_attempts + 1):
             self.limiter.acquire()
             self.requests_sent += 1
@@ -157,6 +162,8 @@ class Guard:
             if status in RETRYABLE_STATUSES and number < self.policy.max_attempts:
                 self._wait(number, retry_after_seconds(header_of(response, "Retry-After")), f"HTTP {status}", what)
                 continue
+            if not raise_client_errors and status not in RETRYABLE_STATUSES:
+                return response
             raise self.failure(status, body_of(response), what)
         raise AssertionError("unreachable")
 
@@ -198,9 +205,10 @@ class GuardedSession(requests.Session):
     one), so pagination inside the client retries one page, never the whole download.
     """
 
-    def __init__(self, guard: Guard):
+    def __init__(self, guard: Guard, *, raise_client_errors: bool = True):
         super().__init__()
         self.guard = guard
+        self.raise_client_errors = raise_client_errors
 
     def __repr__(self) -> str:
         return f"GuardedSession({self.guard.provider!r})"
@@ -211,6 +219,7 @@ class GuardedSession(requests.Session):
         return self.guard.send(
             lambda: super(GuardedSession, self).request(method, url, *args, **kwargs),
             lambda r: r.status_code, lambda r, h: r.headers.get(h), lambda r: r.text, what=what,
+            raise_client_errors=self.raise_client_errors,
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import polars as pl
 from werkzeug import Request, Response
@@ -138,3 +138,127 @@ class SamplePolygon:
 
 def frames_equal_ignoring_order(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     return a.sort(a.columns).equals(b.sort(b.columns))
+
+
+#: The sample's statement items under the names Yahoo's fundamentals-timeseries API uses.
+YAHOO_LINE_ITEMS = {"total_revenue": "TotalRevenue", "net_income": "NetIncome", "total_assets": "TotalAssets",
+                    "total_liabilities": "TotalLiabilitiesNetMinorityInterest", "operating_cash_flow": "OperatingCashFlow"}
+
+
+@dataclass
+class SampleYahoo:
+    """Yahoo's chart (`/v8/finance/chart/{T}`), quoteSummary and crumb endpoints over the sample market.
+
+    Served to yfinance through `YahooSession(base_url=...)`, which rewrites the *.yahoo.com hosts here.
+    """
+
+    market: SampleSource = field(default_factory=SampleSource)
+    chart_requests: list[dict] = field(default_factory=list)
+    summary_requests: list[str] = field(default_factory=list)
+    known: tuple[str, ...] = ("KO", "PEP", "XOM", "AAPL")
+
+    def chart(self, request: Request) -> Response:
+        from assets.calendar import sessions
+
+        symbol = request.path.rsplit("/", 1)[1]
+        args = request.args
+        self.chart_requests.append({"symbol": symbol, **args})
+        if symbol not in self.known:
+            body = {"chart": {"result": None, "error": {"code": "Not Found", "description": "No data found, symbol may be delisted"}}}
+            return Response(json.dumps(body), status=404, content_type="application/json")
+        if "period1" in args:
+            start, end = _utc(args["period1"] + "000"), _utc(args["period2"] + "000")
+        else:
+            start, end = datetime(2025, 3, 3, tzinfo=timezone.utc), datetime(2025, 3, 4, tzinfo=timezone.utc)
+        interval = args.get("interval", "1d")
+        frame = self.market.fetch_bars([symbol], "1h" if interval == "1h" else "1d", start, end)
+        quote = {"open": frame["open_px"].to_list(), "high": frame["high_px"].to_list(), "low": frame["low_px"].to_list(),
+                 "close": frame["close_px"].to_list(), "volume": frame["volume_qty"].to_list()}
+        days = sessions(start.date(), (end - timedelta(microseconds=1)).date())
+        periods = [[{"timezone": "EST", "gmtoffset": -18000, "start": int(o.timestamp()), "end": int(c.timestamp())}]
+                   for o, c in zip(days["open_ts"], days["close_ts"])]
+        meta = {"currency": "USD", "symbol": symbol, "exchangeName": "NYQ", "instrumentType": "EQUITY",
+                "gmtoffset": -18000, "timezone": "EST", "exchangeTimezoneName": "America/New_York",
+                "regularMarketPrice": quote["close"][-1] if frame.height else 1.0, "dataGranularity": interval,
+                "priceHint": 2, "tradingPeriods": periods or {"pre": [], "post": []}}
+        result = {"meta": meta, "timestamp": [int(t.timestamp()) for t in frame["bar_ts"]],
+                  "indicators": {"quote": [quote], "adjclose": [{"adjclose": quote["close"]}]}}
+        if not frame.height:  # Yahoo leaves out the series when a window has no bars
+            result = {"meta": meta, "indicators": {"quote": [{}], "adjclose": [{}]}}
+        splits = self.market.fetch_splits([symbol], start.date(), end.date())
+        if splits.height:
+            result["events"] = {"splits": {
+                str(ts): {"date": ts, "numerator": ratio, "denominator": 1.0, "splitRatio": f"{ratio}:1"}
+                for ts, ratio in ((int(datetime(d.year, d.month, d.day, 14, 30, tzinfo=timezone.utc).timestamp()), r)
+                                  for _, d, r in splits.iter_rows())}}
+        return Response(json.dumps({"chart": {"result": [result], "error": None}}), content_type="application/json")
+
+    def quote_summary(self, request: Request) -> Response:
+        from assets.sources.sample_fundamentals import sample_fundamentals
+
+        symbol = request.path.rsplit("/", 1)[1]
+        self.summary_requests.append(symbol)
+        if symbol not in self.known:
+            body = {"quoteSummary": {"result": None, "error": {"code": "Not Found", "description": "Quote not found for symbol: " + symbol}}}
+            return Response(json.dumps(body), status=404, content_type="application/json")
+        sectors = self.market.sectors()
+        info = sample_fundamentals("company_info", [symbol], sectors).row(0, named=True)
+        stats = sample_fundamentals("key_statistics", [symbol], sectors).row(0, named=True)
+        officers = sample_fundamentals("company_officers", [symbol], sectors).to_dicts()
+        holders = sample_fundamentals("institutional_holders", [symbol], sectors).to_dicts()
+        profile = {"sector": info["sector"], "industry": info["industry"], "country": info["country"],
+                   "website": info["website"], "fullTimeEmployees": info["employee_count"],
+                   "companyOfficers": [{"maxAge": 1, "name": o["officer_name"], "title": o["title"], "age": o["age"],
+                                        "fiscalYear": o["fiscal_year"], "totalPay": {"raw": o["total_pay"], "fmt": "x"}}
+                                       for o in officers]}
+        result = {
+            "assetProfile": profile,
+            "quoteType": {"exchange": info["exchange"], "shortName": info["short_name"], "symbol": symbol},
+            "summaryDetail": {"currency": info["currency"], "marketCap": stats["market_cap"], "beta": stats["beta"],
+                              "trailingPE": stats["trailing_pe"], "forwardPE": stats["forward_pe"],
+                              "dividendYield": stats["dividend_yield_pct"]},
+            "defaultKeyStatistics": {"enterpriseValue": stats["enterprise_value"], "priceToBook": stats["price_to_book"],
+                                     "profitMargins": stats["profit_margin_pct"],
+                                     "sharesOutstanding": stats["shares_outstanding_qty"],
+                                     "floatShares": stats["float_shares_qty"]},
+            "financialData": {"currentPrice": 10.0},
+            "institutionOwnership": {"maxAge": 1, "ownershipList": [
+                {"maxAge": 1, "reportDate": {"raw": int(datetime(h["report_date"].year, h["report_date"].month,
+                                                                 h["report_date"].day, tzinfo=timezone.utc).timestamp())},
+                 "organization": h["holder"], "pctHeld": {"raw": h["held_pct"]}, "position": {"raw": h["shares_qty"]},
+                 "value": {"raw": h["value"]}, "pctChange": {"raw": 0.01}} for h in holders]},
+        }
+        return Response(json.dumps({"quoteSummary": {"result": [result], "error": None}}), content_type="application/json")
+
+    def timeseries(self, request: Request) -> Response:
+        """`/ws/fundamentals-timeseries/...`: quarterly statement items of the sample fundamentals, by Yahoo key."""
+        from assets.sources.sample_fundamentals import sample_fundamentals
+
+        symbol = request.path.rsplit("/", 1)[1]
+        items = sample_fundamentals("financial_statements", [symbol], self.market.sectors())
+        by_key: dict[str, list] = {}
+        for row in items.iter_rows(named=True):
+            key = "quarterly" + YAHOO_LINE_ITEMS.get(row["line_item"], "")
+            by_key.setdefault(key, []).append(row)
+        results = []
+        for key in request.args.get("type", "").split(","):
+            rows = by_key.get(key, [])
+            entry = {"meta": {"symbol": [symbol], "type": [key]}}
+            if rows:
+                entry["timestamp"] = [int(datetime(r["period_end_date"].year, r["period_end_date"].month,
+                                                   r["period_end_date"].day, tzinfo=timezone.utc).timestamp()) for r in rows]
+                entry[key] = [{"asOfDate": r["period_end_date"].isoformat(), "periodType": "3M",
+                               "reportedValue": {"raw": r["value"], "fmt": "x"}} for r in rows]
+            results.append(entry)
+        return Response(json.dumps({"timeseries": {"result": results, "error": None}}), content_type="application/json")
+
+    def attach(self, server) -> None:
+        import re
+
+        server.no_handler_status_code = 404
+        server.expect_request(re.compile(r"^/v8/finance/chart/.+")).respond_with_handler(self.chart)
+        server.expect_request(re.compile(r"^/ws/fundamentals-timeseries/.+")).respond_with_handler(self.timeseries)
+        server.expect_request(re.compile(r"^/v10/finance/quoteSummary/.+")).respond_with_handler(self.quote_summary)
+        server.expect_request("/v7/finance/quote").respond_with_json({"quoteResponse": {"result": [], "error": None}})
+        server.expect_request("/v1/test/getcrumb").respond_with_data("crumb-local")
+        server.expect_request("/").respond_with_data("", status=404)
