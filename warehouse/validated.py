@@ -103,9 +103,11 @@ class ValidatedReader:
         attempts = self._attempts(asset, keys)
         for key in keys:
             self._validate(asset, key, attempts.get(key))
+        self._check_failed_checks(asset, attempts)
         newest = max(keys) if declared.is_partitioned else "all"
         self._check_freshness(asset, newest, attempts[newest])
-        return self._read_consistent(asset, keys, declared.is_partitioned)
+        expected = [VersionRead(asset, k, attempts[k]["version_id"], attempts[k]["data_version"]) for k in sorted(keys)]
+        return self._read_consistent(asset, keys, declared.is_partitioned, expected)
 
     def read_latest(self, asset: str, sessions_back: int = 1) -> ValidatedFrame:
         """The newest `sessions_back` partitions dated on or before `now` (an unpartitioned asset whole)."""
@@ -144,13 +146,18 @@ class ValidatedReader:
             raise QuarantinedAssetError(asset, key, attempt["version_id"], attempt["failed_checks"])
         if attempt["status"] != "published":
             raise MissingAssetError(asset, key, f"missing: latest version {attempt['version_id']} is {attempt['status']}")
+
+    def _check_failed_checks(self, asset: str, attempts: dict[str, dict]) -> None:
+        """A published version with a failed error-severity check is treated as quarantined."""
         failed = self.warehouse.query(
-            "SELECT check_name FROM lake.quarry.check_results WHERE version_id = ? AND severity = 'error' "
-            "AND NOT passed ORDER BY check_name",
-            [attempt["version_id"]],
+            "SELECT partition_key, version_id, string_agg(check_name, ', ' ORDER BY check_name) AS checks "
+            "FROM lake.quarry.check_results WHERE list_contains(?, version_id) AND severity = 'error' AND NOT passed "
+            "GROUP BY partition_key, version_id ORDER BY partition_key",
+            [[a["version_id"] for a in attempts.values()]],
         )
         if failed.height:
-            raise QuarantinedAssetError(asset, key, attempt["version_id"], ", ".join(failed["check_name"]))
+            key, version_id, checks = failed.row(0)
+            raise QuarantinedAssetError(asset, key, version_id, checks)
 
     def _check_freshness(self, asset: str, key: str, attempt: dict) -> None:
         freshness = self.graph[asset].freshness
@@ -160,15 +167,18 @@ class ValidatedReader:
         if age > freshness:
             raise StaleAssetError(asset, key, attempt["version_id"], age, freshness)
 
-    def _read_consistent(self, asset: str, keys: list[str], partitioned: bool) -> ValidatedFrame:
-        """Read the rows, then confirm no publish replaced a version in between (retry once if one did)."""
-        for _ in range(3):
-            before = self._published(asset, keys)
-            frame = self.warehouse.read(asset, keys if partitioned else None)
-            if before == self._published(asset, keys):
-                self.versions_read.extend(before)
-                return ValidatedFrame(frame, tuple(before))
-        raise MissingAssetError(asset, ",".join(keys), "missing: versions kept changing during the read")
+    def _read_consistent(self, asset: str, keys: list[str], partitioned: bool,
+                         expected: list[VersionRead]) -> ValidatedFrame:
+        """Read the rows, then confirm the validated versions are still the published ones.
+
+        A publish between the validation and the read would hand over rows nobody
+        validated; then the read fails closed, and the next cycle validates afresh.
+        """
+        frame = self.warehouse.read(asset, keys if partitioned else None)
+        if self._published(asset, keys) != expected:
+            raise MissingAssetError(asset, ",".join(keys), "missing: a new version was published during the read")
+        self.versions_read.extend(expected)
+        return ValidatedFrame(frame, tuple(expected))
 
     def _published(self, asset: str, keys: list[str]) -> list[VersionRead]:
         rows = self.warehouse.query(

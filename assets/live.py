@@ -1,0 +1,62 @@
+"""Live trading performance from the ledger, with the same metrics as the backtest's `strategy_performance`."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from assets.model import asset
+from quality.contracts import StrategyPerformance
+
+LIVE_MARK_SCHEMA = pl.Schema({
+    "pair_trade_id": pl.String, "pair_id": pl.String, "bar_ts": pl.Datetime("us", "UTC"), "pnl": pl.Float64,
+    "is_in_market": pl.Boolean, "is_open": pl.Boolean,
+})
+
+
+def fetch_ledger_marks(source, window) -> pl.DataFrame:
+    """The ledger's pair-trade marks; the ledger is the outside world of this asset, as a market source is of bars."""
+    from warehouse.ledger import Ledger, LedgerSettings, pair_marks, pair_trades
+
+    ledger = Ledger.open(LedgerSettings())
+    marks = ledger.rows(pair_marks)
+    status = {t["pair_trade_id"]: t["status"] for t in ledger.rows(pair_trades)}
+    return ledger_marks_frame(marks, status)
+
+
+def ledger_marks_frame(marks: list[dict], trade_status: dict[str, str]) -> pl.DataFrame:
+    """One row per pair trade and marked bar, with whether the trade is still open."""
+    rows = [
+        {"pair_trade_id": m["pair_trade_id"], "pair_id": m["pair_id"], "bar_ts": m["bar_ts"], "pnl": m["pnl"],
+         "is_in_market": m["is_in_market"],
+         "is_open": trade_status.get(m["pair_trade_id"]) in ("opening", "open", "closing")}
+        for m in marks
+    ]
+    return pl.DataFrame(rows, schema=LIVE_MARK_SCHEMA)
+
+
+@asset(
+    contract=StrategyPerformance,
+    grain=(),
+    tags=("trading", "performance"),
+    fetch=fetch_ledger_marks,
+    params={"periods_per_year": 252.0 * 7, "initial_capital": 1_000_000.0},
+)
+def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_capital: float) -> pl.DataFrame:
+    """One row per strategy (the live pairs book): the same return and trade metrics as `strategy_performance`, from the ledger's marked pair trades.
+
+    Each trade's marks carry its cumulative net P&L; the bar-to-bar change is the bar's
+    P&L, so live and backtest books are measured by one definition.
+    """
+    from assets.analytics.performance import strategy_performance as per_strategy
+
+    marks = fetched.sort("pair_trade_id", "bar_ts").with_columns(
+        net_pnl=pl.col("pnl").diff().over("pair_trade_id").fill_null(pl.col("pnl"))
+    )
+    pair_returns = marks.group_by("pair_id", "bar_ts").agg(pl.col("net_pnl").sum(), pl.col("is_in_market").any())
+    trades = marks.group_by("pair_trade_id").agg(
+        net_pnl=pl.col("pnl").last(), is_open=pl.col("is_open").last(),
+        bars_held=pl.col("is_in_market").sum().cast(pl.Int32),
+    )
+    return per_strategy(pair_returns, trades, initial_capital, periods_per_year).with_columns(
+        pl.col("n_periods").cast(pl.Int64)
+    )

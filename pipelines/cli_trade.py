@@ -1,0 +1,106 @@
+"""`quarry trade`: the trading flows' operations from the command line, with a dry run that explains itself."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _at(value: str | None) -> datetime:
+    """`--at` as an aware UTC time (ISO 8601); now when absent."""
+    if value is None:
+        return datetime.now(timezone.utc)
+    parsed = datetime.fromisoformat(value)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+AtOption = Annotated[Optional[str], typer.Option("--at", help="act as of this UTC time (ISO 8601); default now")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `trade` command group to the `quarry` app."""
+    trade = typer.Typer(help="Trade the pairs book from validated assets; orders, positions, risk.", no_args_is_help=True)
+    app.add_typer(trade, name="trade")
+
+    @trade.command("pairs")
+    def pairs(
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="decide and explain, place nothing")] = False,
+        at: AtOption = None,
+        ignore_clock: Annotated[bool, typer.Option("--ignore-clock", help="trade whatever the market clock says")] = False,
+    ) -> None:
+        """Run one intraday pairs cycle (the `intraday-pairs-trading` flow's work)."""
+        from pipelines.trading import operations as ops
+        from pipelines.trading.runtime import open_runtime
+
+        with open_runtime() as runtime:
+            report = ops.run_pairs_cycle(runtime, _at(at), dry_run=dry_run, check_market=False if ignore_clock else None)
+        table = Table(title=f"{report.cycle_id}: {report.status}" + (" (dry run)" if dry_run else ""))
+        for column in ("pair", "signal", "z-score", "action", "legs and sizes", "risk verdict"):
+            table.add_column(column)
+        for row in ops.cycle_rows(report):
+            z = "" if row["zscore"] is None else f"{row['zscore']:+.2f}"
+            table.add_row(row["pair"], row["signal"] or "", z, row["action"], row["legs"],
+                          f"{row['verdict']}: {row['reason']}")
+        console.print(table)
+        if report.reason:
+            console.print(f"[red]{report.status}[/]: {report.reason}")
+        console.print(f"regime: {report.regime}; asset versions: {ops.versions_text(report) or 'none'}")
+        if report.status == "blocked":
+            raise typer.Exit(1)
+
+    @trade.command("momentum")
+    def momentum(dry_run: Annotated[bool, typer.Option("--dry-run")] = False, at: AtOption = None) -> None:
+        """Run one daily momentum cycle."""
+        from pipelines.trading import operations as ops
+        from pipelines.trading.runtime import open_runtime
+
+        with open_runtime() as runtime:
+            report = ops.run_strategy_cycle(runtime, "momentum", _at(at), dry_run=dry_run)
+        for row in ops.cycle_rows(report):
+            console.print(f"{row['pair']}: {row['action']} {row['legs']} — {row['verdict']}: {row['reason']}")
+        console.print(f"{report.cycle_id}: {report.status} {report.reason or ''}")
+
+    @trade.command("kill-switch")
+    def kill_switch(state: Annotated[str, typer.Argument(help="on | off | status")] = "status") -> None:
+        """Block (on) or allow (off) every new entry; exits keep running."""
+        from warehouse.ledger import Ledger
+
+        ledger = Ledger.open()
+        if state not in ("on", "off", "status"):
+            console.print("[red]error[/]: expected on, off or status")
+            raise typer.Exit(2)
+        if state != "status":
+            ledger.set_kill_switch(state == "on")
+            ledger.raise_alert(at=datetime.now(timezone.utc), level="critical" if state == "on" else "info",
+                               source="kill-switch", message=f"kill switch turned {state} from the CLI")
+        console.print(f"kill switch: {'on' if ledger.kill_switch() else 'off'}")
+
+    def _simple(name: str, run, describe) -> None:
+        @trade.command(name)
+        def command(at: AtOption = None) -> None:
+            from pipelines.trading.runtime import open_runtime
+
+            with open_runtime() as runtime:
+                console.print(describe(run(runtime, _at(at))))
+
+        command.__doc__ = run.__doc__
+
+    from pipelines.trading import operations as ops
+
+    _simple("orders", ops.run_manage_orders, lambda counts: f"orders: {counts or 'none live'}")
+    _simple("positions", ops.run_update_positions,
+            lambda rows: "\n".join(f"{r['strategy']} {r['symbol']} {r['qty']:+g} @ {r['avg_cost_px']:.2f} "
+                                   f"unrealized {r['unrealized_pnl'] or 0:,.2f} realized {r['realized_pnl']:,.2f}"
+                                   for r in rows) or "no positions")
+    _simple("reconcile", ops.run_reconcile,
+            lambda report: "\n".join(report.discrepancies) or "ledger and broker agree")
+    _simple("risk", ops.run_monitor_portfolio_risk,
+            lambda breaches: "\n".join(b.reason for b in breaches) or "within every limit")
+    _simple("alerts", ops.run_generate_risk_alerts,
+            lambda alerts: "\n".join(f"[{a['level']}] {a['source']}: {a['message']}" for a in alerts) or "no new alerts")

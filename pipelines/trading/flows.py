@@ -1,0 +1,106 @@
+"""Prefect flows of the trading desk: the hourly pairs cycle, execution, orders, positions, reconciliation, risk."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from loguru import logger
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from pipelines.logs import route_to_prefect
+from pipelines.settings import Settings
+from pipelines.trading import operations as ops
+from pipelines.trading.runtime import open_runtime
+
+__all__ = [
+    "execute_trades",
+    "generate_risk_alerts",
+    "intraday_pairs_trading",
+    "manage_orders_flow",
+    "monitor_portfolio_risk_flow",
+    "reconcile_trades_flow",
+    "update_positions_flow",
+]
+
+
+def _now(now: datetime | None) -> datetime:
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+
+
+def _publish_cycle(report) -> None:
+    try:
+        rows = ops.cycle_rows(report)
+        if rows:
+            create_table_artifact(key="pairs-cycle", table=rows, description=f"cycle {report.cycle_id}")
+        create_markdown_artifact(
+            key="pairs-cycle-summary",
+            markdown=f"**{report.cycle_id}**: {report.status}"
+                     + (f" ({report.reason})" if report.reason else "")
+                     + f"\n\nversions: {ops.versions_text(report)}",
+        )
+    except Exception as error:  # artifacts are a view; a failure to write one must not fail the cycle
+        logger.warning("could not publish cycle artifacts: {}", error)
+
+
+@flow(name="intraday-pairs-trading", retries=1, timeout_seconds=600, log_prints=True)
+def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, check_market: bool = True):
+    """One hourly pairs cycle from validated assets; a retry re-runs the same cycle and reuses its orders."""
+    settings = Settings()
+    route_to_prefect(settings.log_level)
+    with open_runtime(settings) as runtime:
+        report = ops.run_pairs_cycle(runtime, _now(now), dry_run=dry_run, check_market=check_market)
+    _publish_cycle(report)
+    return report
+
+
+@flow(name="execute-trades", log_prints=True)
+def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run: bool = False):
+    """One cycle of the named strategy (`pairs` or `momentum`)."""
+    with open_runtime() as runtime:
+        report = ops.run_strategy_cycle(runtime, strategy, _now(now), dry_run=dry_run)
+    _publish_cycle(report)
+    return report
+
+
+@flow(name="manage-orders", log_prints=True)
+def manage_orders_flow(now: datetime | None = None):
+    """Refresh live orders, cancel timed-out remainders, settle or repair half-filled pairs."""
+    with open_runtime() as runtime:
+        return ops.run_manage_orders(runtime, _now(now))
+
+
+@flow(name="update-positions", log_prints=True)
+def update_positions_flow(now: datetime | None = None):
+    """Positions and P&L from fills, marked at validated prices."""
+    with open_runtime() as runtime:
+        return ops.run_update_positions(runtime, _now(now))
+
+
+@flow(name="reconcile-trades", log_prints=True)
+def reconcile_trades_flow(now: datetime | None = None):
+    """Ledger against broker: every discrepancy recorded and alerted, safe ones repaired."""
+    with open_runtime() as runtime:
+        return ops.run_reconcile(runtime, _now(now))
+
+
+@flow(name="monitor-portfolio-risk", log_prints=True)
+def monitor_portfolio_risk_flow(now: datetime | None = None):
+    """Book-level limits (exposure, daily loss, drawdown, open pairs) checked as the book stands."""
+    with open_runtime() as runtime:
+        return ops.run_monitor_portfolio_risk(runtime, _now(now))
+
+
+@flow(name="generate-risk-alerts", log_prints=True)
+def generate_risk_alerts(now: datetime | None = None):
+    """Hand over unacknowledged alerts as a Prefect artifact and the run log."""
+    with open_runtime() as runtime:
+        pending = ops.run_generate_risk_alerts(runtime, _now(now))
+    try:
+        if pending:
+            create_table_artifact(key="risk-alerts", table=[
+                {k: str(v) for k, v in a.items() if k in ("at", "level", "source", "subject", "message")}
+                for a in pending])
+    except Exception as error:
+        logger.warning("could not publish alert artifact: {}", error)
+    return pending

@@ -1,0 +1,114 @@
+"""The trading operations the flows and the CLI both call: one function per flow, over an open runtime."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from loguru import logger
+
+from pipelines.trading.lifecycle import ReconcileReport, manage_orders, reconcile_trades, update_positions
+from pipelines.trading.risk import Breach, monitor_portfolio_risk, record_breaches
+from pipelines.trading.runtime import TradingRuntime
+from pipelines.trading.strategy import CycleReport, book_state
+from warehouse import ledger as tables
+from warehouse.validated import UnusableAssetError
+
+__all__ = [
+    "run_generate_risk_alerts",
+    "run_manage_orders",
+    "run_monitor_portfolio_risk",
+    "run_pairs_cycle",
+    "run_reconcile",
+    "run_strategy_cycle",
+    "run_update_positions",
+]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run_pairs_cycle(runtime: TradingRuntime, now: datetime, dry_run: bool = False,
+                    check_market: bool | None = None) -> CycleReport:
+    """One pairs cycle, then (when it traded) the order lifecycle and positions of the same moment."""
+    report = runtime.pairs(check_market).run_cycle(now, dry_run=dry_run)
+    if not dry_run and report.status == "done":
+        run_manage_orders(runtime, now)
+        run_update_positions(runtime, now)
+    return report
+
+
+def run_strategy_cycle(runtime: TradingRuntime, strategy: str, now: datetime, dry_run: bool = False) -> CycleReport:
+    if strategy == "momentum":
+        return runtime.momentum().run_cycle(now, dry_run=dry_run)
+    return run_pairs_cycle(runtime, now, dry_run)
+
+
+def run_manage_orders(runtime: TradingRuntime, now: datetime) -> dict[str, int]:
+    prices, _ = _prices_or_last(runtime, now)
+    return manage_orders(runtime.ledger, runtime.broker(prices, now), now,
+                         timeout=timedelta(minutes=runtime.trading.order_timeout_minutes),
+                         half_fill_rule=runtime.trading.half_fill_rule)  # type: ignore[arg-type]
+
+
+def run_update_positions(runtime: TradingRuntime, now: datetime) -> list[dict]:
+    """Positions marked at validated prices; with unusable prices nothing is marked and an alert says why."""
+    try:
+        prices, bar_ts = runtime.validated_prices(now)
+    except UnusableAssetError as unusable:
+        runtime.ledger.raise_alert(at=now, level="warning", source="update-positions", subject=unusable.asset,
+                                   message=f"positions not marked: {unusable}")
+        return []
+    broker = runtime.broker(prices, now)
+    return update_positions(runtime.ledger, prices, now, bar_ts, cash=broker.account().cash)
+
+
+def run_reconcile(runtime: TradingRuntime, now: datetime) -> ReconcileReport:
+    prices, _ = _prices_or_last(runtime, now)
+    return reconcile_trades(runtime.ledger, runtime.broker(prices, now), now)
+
+
+def run_monitor_portfolio_risk(runtime: TradingRuntime, now: datetime) -> list[Breach]:
+    """Book-level limits as the book stands; every breach is a risk event and an alert."""
+    prices, _ = _prices_or_last(runtime, now)
+    state = book_state(runtime.ledger, runtime.broker(prices, now), prices, now)
+    breaches = monitor_portfolio_risk(state, runtime.limits())
+    record_breaches(runtime.ledger, breaches, at=now, verdict="breach", source="monitor-portfolio-risk")
+    return breaches
+
+
+def run_generate_risk_alerts(runtime: TradingRuntime, now: datetime) -> list[dict]:
+    """Unacknowledged alerts, newest first, marked acknowledged once handed over."""
+    pending = runtime.ledger.rows(tables.alerts, tables.alerts.c.is_acknowledged.is_(False),
+                                  order_by=tables.alerts.c.alert_id.desc())
+    if pending:
+        with runtime.ledger.engine.begin() as connection:
+            connection.execute(tables.alerts.update().where(
+                tables.alerts.c.alert_id.in_([a["alert_id"] for a in pending])).values(is_acknowledged=True))
+    for alert in pending:
+        logger.warning("[{}] {}: {}", alert["level"], alert["source"], alert["message"])
+    return pending
+
+
+def _prices_or_last(runtime: TradingRuntime, now: datetime) -> tuple[dict[str, float], object]:
+    """Validated prices when usable; otherwise the ledger's last marks (order status needs no fresh price)."""
+    try:
+        return runtime.validated_prices(now)
+    except UnusableAssetError:
+        marks = runtime.ledger.rows(tables.positions)
+        return {m["symbol"]: m["market_px"] for m in marks if m["market_px"] is not None}, None
+
+
+def cycle_rows(report: CycleReport) -> list[dict]:
+    """A cycle's decisions as plain rows for a table or an artifact."""
+    return [
+        {"pair": d.pair_id, "signal": d.signal, "zscore": d.zscore, "action": d.action, "verdict": d.verdict,
+         "reason": d.reason, "legs": ", ".join(f"{leg.symbol} {leg.signed_qty:+g} @ {leg.px:.2f}" for leg in d.legs),
+         "weight_pct": d.weight_pct}
+        for d in report.decisions
+    ]
+
+
+def versions_text(report: CycleReport) -> str:
+    return ", ".join(f"{v['asset']}[{v['partition_key']}]={v['version_id']}" for v in report.versions)
+
