@@ -1,0 +1,81 @@
+"""Every notebook runs headless against a real warehouse, read-only, and computes what it promises."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.notebooks.research_market import BAD_DAY, build_research_market
+
+pytestmark = pytest.mark.slow
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    built = build_research_market(tmp_path_factory.mktemp("research"))
+    assert built.market_run.status == "quarantined" and built.repair_run.exit_code == 0
+    yield built
+    built.warehouse.close()
+
+
+def run_notebook(name: str, market, monkeypatch) -> dict:
+    """Run a notebook's cells in order, as `python notebooks/NAME.py` does, and return its definitions."""
+    for variable, value in market.env().items():
+        monkeypatch.setenv(variable, value)
+    spec = importlib.util.spec_from_file_location(f"notebook_{name}", NOTEBOOKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, definitions = module.app.run()
+    explorer = definitions["explorer"]
+    assert explorer.warehouse.read_only
+    explorer.close()
+    return definitions
+
+
+def test_explore_assets_lists_every_asset_with_freshness(market, monkeypatch):
+    summary = run_notebook("explore_assets", market, monkeypatch)["summary"]
+    assert summary == {
+        "assets": 14, "built_assets": 14, "quarantined_partitions": 1, "unbuilt": [],
+        "daily_symbols": 20, "recent_versions": 20,
+    }
+
+
+def test_as_of_and_diff_finds_the_repaired_rows(market, monkeypatch):
+    summary = run_notebook("as_of_and_diff", market, monkeypatch)["summary"]
+    change = summary["latest_change"]
+    assert summary["asset"] == "bars_raw" and summary["versions"] == 145 and summary["superseded"] == 1
+    assert change["partition_key"] == BAD_DAY.isoformat()
+    assert (change["added"], change["removed"], change["changed"]) == (0, 0, 6) == (0, 0, summary["sql_diff_rows"])
+    assert change["column_changes"] == {"high_px": 6, "close_px": 6}
+    as_of = summary["as_of"]
+    assert as_of["rows_then"] == as_of["rows_superseded"] > 100 and as_of["then_is_superseded"]
+
+
+def test_pairs_research_finds_the_planted_pairs_and_draws_offline(market, monkeypatch):
+    definitions = run_notebook("pairs_research", market, monkeypatch)
+    summary = definitions["summary"]
+    assert {"KO/PEP", "CVX/XOM", "GS/MS", "MA/V"} <= set(summary["pairs"])
+    assert summary["bars"] > 250 and summary["charts"] == 3
+    assert summary["trades"] == summary["entries"] and summary["position_changes"] >= summary["entries"]
+    assert all("http" not in chart for chart in definitions["charts"])
+
+
+def test_data_quality_shows_the_quarantine_and_why(market, monkeypatch):
+    summary = run_notebook("data_quality", market, monkeypatch)["summary"]
+    assert summary["runs"] == 2 and summary["chart"]
+    assert ("bars_hourly", "bad_ticks_beyond_tolerance", "error") in summary["failing_checks"]
+    assert summary["quarantined"] == [("bars_hourly", BAD_DAY.isoformat())]
+    assert summary["quarantine_reasons"] == [("bars_hourly", "bad_ticks_beyond_tolerance", 6, 5)]
+    assert summary["sessions"] == 144
+
+
+def test_a_notebook_runs_as_a_plain_script(market):
+    env = {**os.environ, **market.env()}
+    done = subprocess.run(
+        [sys.executable, str(NOTEBOOKS / "data_quality.py")], env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
