@@ -24,6 +24,12 @@ def _pg_url(dsn: str) -> str:
     return str(url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
 
 
+@pytest.fixture(scope="session")
+def httpserver_listen_address():
+    """Stand-ins listen on the IPv4 loopback only."""
+    return ("127.0.0.1", 0)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request, tmp_path):
     """A migrated ledger; the PostgreSQL case gets a schema of its own and is dropped afterwards."""
