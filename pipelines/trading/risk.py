@@ -159,12 +159,12 @@ def _exposure_breaches(state: PortfolioState, limits: RiskLimits) -> list[Breach
 def _loss_breaches(state: PortfolioState, limits: RiskLimits) -> list[Breach]:
     found = []
     if state.day_start_equity:
-        loss = max(0.0, 1.0 - state.equity / state.day_start_equity)
+        loss = max(0.0, (state.day_start_equity - state.equity) / state.day_start_equity)
         if loss > limits.max_daily_loss_pct:
             found.append(Breach("daily_loss", loss, limits.max_daily_loss_pct,
                                 f"daily loss {loss:.2%} > limit {limits.max_daily_loss_pct:.2%}"))
     if state.peak_equity:
-        drawdown = max(0.0, 1.0 - state.equity / state.peak_equity)
+        drawdown = max(0.0, (state.peak_equity - state.equity) / state.peak_equity)
         if drawdown > limits.max_drawdown_pct:
             found.append(Breach("max_drawdown", drawdown, limits.max_drawdown_pct,
                                 f"drawdown {drawdown:.2%} > limit {limits.max_drawdown_pct:.2%}"))
