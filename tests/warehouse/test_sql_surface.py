@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -87,7 +88,9 @@ def test_the_script_works_in_a_plain_duckdb_connection(lake, tmp_path):
     assert printed.stdout == surface_script()
 
 
-def test_the_reference_lists_every_object():
+def test_the_reference_lists_every_object_and_the_docs_carry_it():
     reference = surface_markdown()
+    docs = Path(__file__).resolve().parents[2] / "docs" / "README_sections.md"
+    assert reference in docs.read_text()
     assert all(f"`{item.call}`" in reference for item in SURFACE)
     assert len({item.name for item in SURFACE}) == len(SURFACE) >= 9
