@@ -29,12 +29,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def backup() -> None:
         """Back up the warehouse (catalog + Parquet files) and the ledger under the backups directory."""
+        from pipelines.maintenance import ledger_file
         from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
         from warehouse.backup import backup as take_backup
 
         settings, ops = Settings(), OpsSettings()
-        taken = take_backup(settings.catalog, settings.data_path, ops.backups_dir, ops.ledger_path)
+        taken = take_backup(settings.catalog, settings.data_path, ops.backups_dir, ledger_file())
         console.print(f"backup {taken.path}: {len(taken.files)} files, {taken.total_bytes:,} bytes, "
                       f"snapshot {taken.latest_snapshot_id}" + (", ledger" if taken.ledger else ""))
 
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
         print(f"QUARRY_CATALOG={restored.catalog}")
         print(f"QUARRY_DATA_PATH={restored.data_path}")
         if restored.ledger_path:
-            print(f"QUARRY_LEDGER_PATH={restored.ledger_path}")
+            print(f"QUARRY_LEDGER_URL=sqlite:///{restored.ledger_path}")
 
     @app.command()
     def archive(

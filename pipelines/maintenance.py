@@ -65,11 +65,23 @@ def backup_databases_flow(keep: int = 8) -> dict:
     """A timestamped, consistent backup of the warehouse and the ledger under `backups/`; older ones beyond `keep` go."""
     settings, ops = Settings(), OpsSettings()
     _start(settings, ops)
-    taken = backup(settings.catalog, settings.data_path, ops.backups_dir, ops.ledger_path)
+    taken = backup(settings.catalog, settings.data_path, ops.backups_dir, ledger_file())
     removed = prune_backups(ops.backups_dir, keep)
     _table("backup", [{"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes,
                        "snapshot": taken.latest_snapshot_id, "ledger": taken.ledger}], "Backup taken")
     return {"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes, "pruned": removed}
+
+
+def ledger_file() -> Path | None:
+    """The ledger's SQLite file from `QUARRY_LEDGER_URL`; None for a server ledger (backed up by its own database)."""
+    import sqlalchemy as sa
+
+    from warehouse.ledger import LedgerSettings
+
+    url = sa.make_url(LedgerSettings().url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 def prune_backups(backups_dir: Path, keep: int) -> list[str]:

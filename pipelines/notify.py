@@ -245,17 +245,20 @@ ALERTS_DDL = (
 
 
 class AlertStore:
-    """A small SQLite file shared by every process: the throttle state, and alert rows until the ledger holds them."""
+    """A small SQLite file shared by every process: the throttle state, and alert rows where no ledger is given."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")  # concurrent flows read the throttle while one writes
             for ddl in ALERTS_DDL:
                 con.execute(ddl)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.execute("PRAGMA synchronous=NORMAL")
+        return con
 
     def record_alert(self, alert: Alert, delivery: str = "") -> None:
         """Store an alert row (the default `record_alert` while no ledger exists)."""
@@ -310,6 +313,23 @@ class AlertStore:
             con.close()
 
 
+def ledger_recorder() -> Callable[[Alert], None]:
+    """Store alerts as rows of the ledger's `alerts` table (opened lazily, on the first alert)."""
+    opened: list = []
+
+    def record(alert: Alert) -> None:
+        if not opened:
+            from warehouse.ledger import Ledger
+
+            opened.append(Ledger.open())
+        opened[0].raise_alert(
+            at=alert.created_at, level=alert.severity, source=f"notify:{alert.kind}", message=alert.body,
+            subject=alert.title,
+        )
+
+    return record
+
+
 @dataclass(frozen=True)
 class Delivery:
     status: DeliveryStatus
@@ -341,11 +361,12 @@ class Notifier:
 
     @classmethod
     def from_settings(cls, record_alert: Callable[[Alert], None] | None = None) -> Notifier:
+        """The configured notifier; alert rows go to the ledger's `alerts` table unless `record_alert` says otherwise."""
         from pipelines.ops_settings import OpsSettings
 
         ops = OpsSettings()
         policy = ThrottlePolicy(timedelta(minutes=ops.alert_dedupe_minutes), ops.alert_max_per_hour)
-        return cls(SmtpSettings(), AlertStore(ops.alerts_db), policy, record_alert)
+        return cls(SmtpSettings(), AlertStore(ops.alerts_db), policy, record_alert or ledger_recorder())
 
     def send(self, alert: Alert) -> Delivery:
         """Email the alert unless it repeats one already sent in the window or the hourly budget is spent."""

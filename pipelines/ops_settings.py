@@ -20,9 +20,8 @@ class OpsSettings(BaseSettings):
         90, ge=0, description="Superseded versions and DuckLake snapshots older than this are archived, then expired."
     )
     log_retention_days: float = Field(30, ge=0, description="Rotated log files older than this are deleted.")
-    ledger_path: Path = Field(Path("data/ledger.sqlite"), description="The SQLite ledger to back up, when present.")
     alerts_db: Path = Field(
-        Path("data/alerts.sqlite"), description="Alert throttle state (and the alert rows until the ledger holds them)."
+        Path("data/alerts.sqlite"), description="Alert throttle state shared by every process."
     )
     alert_dedupe_minutes: float = Field(60, ge=0, description="An alert with the same key is emailed once per window.")
     alert_max_per_hour: int = Field(20, ge=1, description="At most this many alert emails leave in any hour.")

@@ -62,6 +62,8 @@ def test_names_are_unique_and_the_design_schedules_are_there():
         "archive-old-data": ("0 2 * * 0", True), "backup-databases": ("0 4 * * 0", True),
         "cleanup-logs": ("0 1 * * *", True), "monitor-system-health": ("*/5 * * * *", True),
         "daily-report": ("0 18 * * 1-5", True), "daily-summary": ("0 19 * * 1-5", True),
+        "intraday-pairs": ("0 14-21 * * 1-5", True), "reconcile": ("0 */6 * * *", True),
+        "portfolio-risk": ("*/15 * * * *", True),
     }
     for name, (cron, active) in expected.items():
         assert (by_name[name].schedules[0].cron, by_name[name].schedules[0].active) == (cron, active), name

@@ -82,6 +82,7 @@ def test_alert_email_reaches_recipients_with_subject_text_and_html(smtp_server, 
     assert [a.dedup_key for a in recorded] == ["risk:gross_exposure"]
 
 
+@pytest.mark.slow
 def test_one_broken_feed_sends_one_email_not_five_hundred(smtp_server, smtp_settings, tmp_path):
     _, inbox = smtp_server
     store = AlertStore(tmp_path / "alerts.sqlite")
@@ -148,3 +149,19 @@ def test_throttle_decision(last_sent_minutes_ago, sent_last_hour, expected):
     now = datetime(2025, 3, 14, tzinfo=timezone.utc)
     last = None if last_sent_minutes_ago is None else now - timedelta(minutes=last_sent_minutes_ago)
     assert throttle_decision(ThrottlePolicy(timedelta(hours=1), 20), now, last, sent_last_hour) == expected
+
+
+def test_notifier_from_settings_stores_alert_rows_in_the_ledger(tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from warehouse.ledger import Ledger, alerts
+
+    monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    monkeypatch.setenv("QUARRY_ALERTS_DB", str(tmp_path / "alerts.sqlite"))
+    monkeypatch.setenv("QUARRY_SMTP_HOST", "")
+    notifier = Notifier.from_settings()
+    assert notifier.send(risk_alert("drawdown", "drawdown 12% beyond 10%")).status == "not-configured"
+    assert notifier.send(risk_alert("drawdown", "drawdown 12% beyond 10%")).status == "deduplicated"
+    with Ledger.open().engine.connect() as connection:
+        rows = connection.execute(sa.select(alerts.c.level, alerts.c.source, alerts.c.subject)).all()
+    assert [tuple(r) for r in rows] == [("critical", "notify:risk", "risk limit drawdown")]

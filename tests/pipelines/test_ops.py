@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -30,6 +31,11 @@ def cli(lake, tmp_path, monkeypatch):
     monkeypatch.setenv("QUARRY_BACKUPS_DIR", str(tmp_path / "backups"))
     monkeypatch.setenv("QUARRY_ARCHIVE_DIR", str(tmp_path / "archive"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    ledger = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(ledger) as con:
+        con.execute("CREATE TABLE orders (order_id TEXT)")
+    con.close()
+    monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{ledger}")
     app = typer.Typer()
     register(app)
     return app
@@ -47,6 +53,7 @@ def test_cli_backup_restore_archive_optimize_and_health(cli, lake, tmp_path):
     restored = runner.invoke(cli, ["restore", str(backup_dir), "--to", str(tmp_path / "restored")])
     assert restored.exit_code == 0, restored.output
     assert f"QUARRY_CATALOG=sqlite:{tmp_path / 'restored' / 'catalog.sqlite'}" in restored.output
+    assert f"QUARRY_LEDGER_URL=sqlite:///{tmp_path / 'restored' / 'ledger.sqlite'}" in restored.output
     refused = runner.invoke(cli, ["restore", str(backup_dir), "--to", str(tmp_path / "restored")])
     assert refused.exit_code == 2 and "is not empty" in _flat(refused.output)
 
