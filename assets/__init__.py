@@ -8,7 +8,7 @@ __all__ = ["Asset", "AssetGraph", "Check", "GraphError", "SelectionError", "asse
 
 def default_graph() -> AssetGraph:
     """Every asset Quarry ships, validated as one graph."""
-    from assets import backtests, bars, indicators, pairs
+    from assets import backtests, bars, fundamentals, indicators, pairs
 
     return AssetGraph.of(
         [
@@ -17,5 +17,6 @@ def default_graph() -> AssetGraph:
             pairs.pair_candidates, pairs.pair_spreads, pairs.pair_signals,
             backtests.backtest_trades, backtests.backtest_equity, backtests.pair_performance,
             backtests.strategy_performance,
+            *fundamentals.FUNDAMENTALS_ASSETS,
         ]
     )

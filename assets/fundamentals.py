@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import polars as pl
 
 from assets.model import Check, asset
@@ -60,14 +62,14 @@ def universe(fetched: pl.DataFrame) -> pl.DataFrame:
 
 
 @asset(contract=CompanyInfo, checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
-       fetch=fetch_fundamentals("company_info"))
+       fetch=fetch_fundamentals("company_info"), refresh_every=timedelta(days=7))
 def company_info(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol: name, sector, industry, country, exchange, currency and headcount as the provider lists them."""
     return _as_schema(fetched, "company_info")
 
 
 @asset(contract=KeyStatistics, checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
-       fetch=fetch_fundamentals("key_statistics"))
+       fetch=fetch_fundamentals("key_statistics"), refresh_every=timedelta(days=7))
 def key_statistics(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol: market cap, valuation ratios, beta, yield, margin and share counts; refreshed weekly."""
     return _as_schema(fetched, "key_statistics")
@@ -75,21 +77,23 @@ def key_statistics(fetched: pl.DataFrame) -> pl.DataFrame:
 
 @asset(contract=FinancialStatements, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "statement", "period_end_date", "line_item"),
        time_column="period_end_date", tags=("quarterly", "fundamentals", "source"),
-       fetch=fetch_fundamentals("financial_statements"))
+       fetch=fetch_fundamentals("financial_statements"), refresh_every=timedelta(days=91))
 def financial_statements(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol, statement (income, balance, cashflow), quarter end and line item; refreshed quarterly."""
     return _as_schema(fetched, "financial_statements")
 
 
 @asset(contract=InstitutionalHolders, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "holder"),
-       tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("institutional_holders"))
+       tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("institutional_holders"),
+       refresh_every=timedelta(days=30))
 def institutional_holders(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol and institutional holder: shares, value and share of the float at the report date; monthly."""
     return _as_schema(fetched, "institutional_holders")
 
 
 @asset(contract=CompanyOfficers, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "officer_name", "title"),
-       tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("company_officers"))
+       tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("company_officers"),
+       refresh_every=timedelta(days=30))
 def company_officers(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol, officer and title: age and total pay in the latest fiscal year; monthly."""
     return _as_schema(fetched, "company_officers")

@@ -59,6 +59,7 @@ class Asset:
     fetch: Fetch | None = None
     pinned_code_version: str | None = None
     lookback: Mapping[str, int] = field(default_factory=dict)
+    refresh_every: timedelta | None = None
 
     @property
     def is_partitioned(self) -> bool:
@@ -117,12 +118,15 @@ def asset(
     name: str | None = None,
     code_version: str | None = None,
     lookback: Mapping[str, int] | None = None,
+    refresh_every: timedelta | None = None,
 ) -> Callable[[Callable[..., pl.DataFrame]], Asset]:
     """Declare an asset from its transform; positional parameters name the upstream assets.
 
     The description is the transform's docstring and must state the grain ("One row per ...").
     `lookback` names upstreams read with that many earlier sessions alongside each partition
     (a rolling window's warm-up), which do not block a partition when they are missing.
+    `refresh_every` gives an unpartitioned source asset its own cadence (weekly fundamentals):
+    it is refetched when its last fetch is that old, not on every new session.
     """
 
     def declare(transform: Callable[..., pl.DataFrame]) -> Asset:
@@ -151,6 +155,7 @@ def asset(
             fetch=fetch,
             pinned_code_version=code_version,
             lookback=dict(lookback or {}),
+            refresh_every=refresh_every,
         )
 
     return declare

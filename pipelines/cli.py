@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from assets import SelectionError, default_graph
+from assets.sources import SourceError
 from pipelines.logs import configure_console
 from pipelines.materialize import RunSummary, plan_run
 from pipelines.runs import default_window, make_source
@@ -52,7 +53,7 @@ def materialize(
                 graph, warehouse, selection, window,
                 full_refresh=full_refresh, source_identity=make_source(settings).identity(),
             )
-        except (SelectionError, ValueError) as error:
+        except (SelectionError, SourceError, ValueError) as error:
             console.print(f"[red]error[/]: {error}")
             raise typer.Exit(2) from None
         last_run = warehouse.last_run()

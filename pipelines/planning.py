@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from bisect import bisect_left
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import polars as pl
 
@@ -23,6 +23,7 @@ NEW_SESSION = "new session"
 FORCED = "forced"
 UPSTREAM_PENDING = "upstream rebuilding"
 PREVIOUS_PENDING = "previous partition rebuilding"
+DUE = "due for refresh"
 
 #: How far back the run window keeps the calendar for look-backs (about two years of sessions).
 HISTORY_DAYS = 750
@@ -228,7 +229,7 @@ def plan_asset(
             continue
         if asset.is_source and source_identity is not None:
             inputs["@source"] = {"data_version": source_identity, "versions": []}
-        if asset.is_source and not asset.is_partitioned:
+        if asset.is_source and not asset.is_partitioned and asset.refresh_every is None:
             inputs["@window"] = {"data_version": window.partition_keys[-1] if window.partition_keys else "", "versions": []}
         if asset.is_stateful:
             inputs["@previous"] = _previous_partition(own, own_keys, key)
@@ -283,6 +284,8 @@ def _staleness(
             return UPSTREAM_CHANGED
     if asset.is_source and asset.is_partitioned and session_close is not None and published["created_at"] < session_close:
         return INCOMPLETE
+    if asset.refresh_every is not None and published["created_at"] + asset.refresh_every <= (now or datetime.now(timezone.utc)):
+        return DUE
     return None
 
 

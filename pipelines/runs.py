@@ -6,7 +6,6 @@ import json
 from datetime import date, datetime, timezone
 
 from assets.calendar import last_completed_session
-from assets.sources import SampleSource
 from pipelines.materialize import RunSummary
 from pipelines.planning import RunWindow
 from pipelines.settings import Settings
@@ -22,9 +21,11 @@ def default_window(settings: Settings, start: date | None = None, end: date | No
 
 def make_source(settings: Settings):
     """The configured market-data source; `sample` needs no keys and no network."""
-    if settings.source == "sample":
-        return SampleSource(seed=settings.sample_seed, n_symbols=settings.sample_symbols)
-    raise ValueError(f"QUARRY_SOURCE={settings.source!r}: unknown source (available: sample)")
+    from assets.sources.registry import SourceSettings, build_source
+
+    return build_source(
+        settings.source, SourceSettings(sample_seed=settings.sample_seed, sample_symbols=settings.sample_symbols)
+    )
 
 
 def _strategy_equity(warehouse: Warehouse, summary: RunSummary):

@@ -78,6 +78,11 @@ class SampleSource:
             bars = _daily(bars)
         return bars.sort("symbol", "bar_ts")
 
+    def fetch_fundamentals(self, dataset: str, symbols: list[str]) -> pl.DataFrame:
+        from assets.sources.sample_fundamentals import sample_fundamentals
+
+        return sample_fundamentals(dataset, symbols, self.sectors())
+
     def fetch_splits(self, symbols: list[str], start: date, end: date) -> pl.DataFrame:
         rows = [s for s in split_schedule(self.n_symbols) if s[0] in symbols and start <= s[1] <= end]
         return pl.DataFrame(rows, schema=SPLIT_SCHEMA, orient="row").sort("symbol", "ex_date")

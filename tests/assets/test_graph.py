@@ -39,7 +39,8 @@ def test_description_must_state_grain():
         ("+bars_hourly", ["bars_raw", "splits", "bars_hourly"]),
         ("bars_daily+", ["bars_daily", "indicators_daily", "market_regime"]),
         ("+pair_signals", ["bars_raw", "splits", "bars_hourly", "pair_candidates", "pair_spreads", "pair_signals"]),
-        ("tag:source", ["bars_raw", "splits"]),
+        ("tag:source", ["bars_raw", "company_info", "company_officers", "financial_statements",
+                        "institutional_holders", "key_statistics", "splits", "universe"]),
         ("splits,bars_daily", ["splits", "bars_daily"]),
         ("tag:performance", ["pair_performance", "strategy_performance"]),
     ],
@@ -50,7 +51,7 @@ def test_selection(selection, expected):
 
 def test_empty_selection_is_everything_in_dependency_order():
     names = [a.name for a in default_graph().select(None)]
-    assert len(names) == 14
+    assert len(names) == 20
     for a in default_graph():
         assert all(names.index(dep) < names.index(a.name) for dep in a.deps)
 
@@ -58,8 +59,8 @@ def test_empty_selection_is_everything_in_dependency_order():
 def test_unknown_selection_is_named():
     with pytest.raises(SelectionError, match="no asset named 'bars_weekly'"):
         default_graph().select("bars_weekly")
-    with pytest.raises(SelectionError, match="no asset has tag 'monthly'"):
-        default_graph().select("tag:monthly")
+    with pytest.raises(SelectionError, match="no asset has tag 'hourlyish'"):
+        default_graph().select("tag:hourlyish")
 
 
 def test_code_version_follows_source_and_params():
@@ -90,7 +91,16 @@ def test_default_graph_snapshot():
         "backtest_equity": (("pair_signals", "bars_hourly", "pair_candidates"), "none", False),
         "pair_performance": (("backtest_equity", "backtest_trades"), "none", False),
         "strategy_performance": (("backtest_equity", "backtest_trades"), "none", False),
+        "universe": ((), "none", False),
+        "company_info": ((), "none", False),
+        "key_statistics": ((), "none", False),
+        "financial_statements": ((), "none", False),
+        "institutional_holders": ((), "none", False),
+        "company_officers": ((), "none", False),
     }
+    cadence = {a.name: a.refresh_every.days for a in graph if a.refresh_every}
+    assert cadence == {"company_info": 7, "key_statistics": 7, "financial_statements": 91,
+                       "institutional_holders": 30, "company_officers": 30}
     for a in graph:
         assert a.description.startswith("One row per"), a.name
         assert a.contract is not None, a.name
