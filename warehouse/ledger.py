@@ -295,7 +295,7 @@ class Ledger:
     def insert_pair_trade(self, values: Mapping[str, Any]) -> bool:
         try:
             with self.engine.begin() as connection:
-                connection.execute(pair_trades.insert().values(updated_at=_utcnow(), **values))
+                connection.execute(pair_trades.insert().values({**values, "updated_at": _utcnow()}))
             return True
         except IntegrityError:
             return False

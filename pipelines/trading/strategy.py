@@ -280,7 +280,7 @@ class PairsStrategy:
         """Both legs, each at most once; the pair trade row is written before any order."""
         if decision.action not in ("open", "close"):
             return []
-        if decision.action == "open":
+        if decision.action == "open" and self.ledger.pair_trade(trade["pair_trade_id"]) is None:
             self.ledger.insert_pair_trade(trade)
         elif trade["status"] == "open":
             self.ledger.update_pair_trade(trade["pair_trade_id"], status="closing", closed_cycle_id=cycle_id,

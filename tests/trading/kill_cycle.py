@@ -1,0 +1,29 @@
+"""Run one pairs cycle in a process of its own and stop dead inside the first order submit (for the kill test)."""
+
+import sys
+import time
+from datetime import datetime
+
+from assets import default_graph
+from pipelines.trading.brokers import BrokerSettings, PaperBroker
+from pipelines.trading.risk import RiskSettings
+from pipelines.trading.runtime import TradingRuntime, TradingSettings
+from warehouse import Warehouse
+from warehouse.ledger import Ledger, LedgerSettings
+
+catalog, data_path, ledger_url, paper_url, at = sys.argv[1:6]
+original = PaperBroker.submit_order
+
+
+def submit_then_hang(self, request):
+    order = original(self, request)
+    print("SUBMITTED", request.client_order_id, flush=True)
+    time.sleep(600)  # the parent kills this process here: the broker has the order, the ledger says `new`
+    return order
+
+
+PaperBroker.submit_order = submit_then_hang
+with Warehouse.open(catalog, data_path, read_only=True) as warehouse:
+    runtime = TradingRuntime(warehouse, default_graph(), Ledger.open(LedgerSettings(url=ledger_url)),
+                             BrokerSettings(paper_url=paper_url), RiskSettings(), TradingSettings())
+    runtime.pairs(check_market=False).run_cycle(datetime.fromisoformat(at))

@@ -1,0 +1,188 @@
+"""Trading cycles on a real lake and ledger with the paper broker: fail-closed reads, a session that opens and
+closes pair trades, live performance, the dry run, and a cycle killed mid-way then re-run.
+
+One warehouse is built per module over nine months of the sample market (active pairs need 500 bars).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from assets import AssetGraph, Check, default_graph
+from assets.live import live_performance
+from assets.sources import SampleSource
+from pipelines.materialize import run_materialization, thread_submitter
+from pipelines.planning import RunWindow
+from pipelines.trading import operations as ops
+from pipelines.trading.brokers import BrokerSettings, paper_engine, paper_orders
+from pipelines.trading.lifecycle import reconcile_trades
+from pipelines.trading.risk import RiskSettings
+from pipelines.trading.runtime import TradingRuntime, TradingSettings
+from tests.trading.conftest import START, build_lake
+from warehouse import ledger as tables
+from warehouse.ledger import Ledger, LedgerSettings
+
+pytestmark = pytest.mark.slow
+OPEN_AT = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)  # GS/MS enters long on the 13:00 bar
+CLOSE_AT = datetime(2025, 9, 5, 14, tzinfo=timezone.utc)  # and exits on the next session's first bar
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trading-lake")
+    warehouse = build_lake(root)
+    yield warehouse, root
+    warehouse.close()
+
+
+def make_runtime(warehouse, tmp_path: Path, **risk) -> TradingRuntime:
+    return TradingRuntime(
+        warehouse, default_graph(), Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
+        BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskSettings(**risk),
+        TradingSettings(check_market_clock=False),
+    )
+
+
+def session_hours(start: datetime, end: datetime):
+    at = start
+    while at <= end:
+        if at.weekday() < 5 and 14 <= at.hour <= 20:
+            yield at
+        at += timedelta(hours=1)
+
+
+def assert_blocked(runtime: TradingRuntime, report, reason: str) -> None:
+    assert report.status == "blocked" and reason in report.reason
+    ledger = runtime.ledger
+    assert ledger.count(tables.orders) == 0
+    [decision] = ledger.rows(tables.decisions)
+    assert decision["verdict"] == "blocked" and reason in decision["reason"] and "pair_signals" in decision["reason"]
+    [alert] = ledger.rows(tables.alerts)
+    assert alert["level"] == "critical" and reason in alert["message"]
+    assert len(paper_engine(runtime.broker_settings.paper_url).connect().execute(paper_orders.select()).all()) == 0
+
+
+def test_stale_signals_place_no_order(lake, tmp_path):
+    runtime = make_runtime(lake[0], tmp_path)
+    report = ops.run_pairs_cycle(runtime, datetime(2025, 10, 9, 17, tzinfo=timezone.utc))
+    assert_blocked(runtime, report, "stale by")
+
+
+def test_missing_signals_place_no_order(lake, tmp_path):
+    runtime = make_runtime(lake[0], tmp_path)
+    report = ops.run_pairs_cycle(runtime, datetime(2024, 12, 2, 17, tzinfo=timezone.utc))
+    assert_blocked(runtime, report, "missing")
+
+
+def test_session_opens_and_closes_pair_trades_and_live_performance_reports_them(lake, tmp_path, monkeypatch):
+    warehouse, _ = lake
+    runtime = make_runtime(warehouse, tmp_path)
+    reports = [ops.run_pairs_cycle(runtime, at) for at in session_hours(OPEN_AT, CLOSE_AT)]
+    assert all(r.status == "done" for r in reports)
+    trades = pl.DataFrame(runtime.ledger.rows(tables.pair_trades))
+    gs_ms = trades.filter(pl.col("pair_id") == "GS/MS")
+    assert gs_ms.height == 1 and gs_ms["status"][0] == "closed" and gs_ms["realized_pnl"][0] != 0
+    orders = runtime.ledger.rows(tables.orders)
+    assert len({o["client_order_id"] for o in orders}) == len(orders) >= 4
+    decisions = runtime.ledger.rows(tables.decisions)
+    assert all("pair_signals" in d["asset_versions"] and "bars_hourly" in d["asset_versions"] for d in decisions)
+    assert reconcile_trades(runtime.ledger, runtime.broker({}, CLOSE_AT), CLOSE_AT).discrepancies == []
+
+    monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
+    graph = AssetGraph.of([*default_graph(), live_performance])
+    submit, shutdown = thread_submitter(2)
+    try:
+        summary = run_materialization(graph, warehouse, SampleSource(), selection="live_performance",
+                                      window=RunWindow.between(START, date(2025, 9, 30)), run_id="live",
+                                      submit=submit)
+    finally:
+        shutdown()
+    assert summary.exit_code == 0
+    live = warehouse.read("live_performance")
+    assert live.height == 1 and live["trade_count"][0] == trades.filter(pl.col("status") == "closed").height >= 1
+    assert live["total_return_pct"][0] == pytest.approx(trades["realized_pnl"].drop_nulls().sum() / 1_000_000, rel=1e-6)
+
+
+def test_dry_run_explains_each_pair_and_places_nothing(lake, tmp_path, monkeypatch):
+    warehouse, root = lake
+    from pipelines.cli_trade import register
+
+    env = {"QUARRY_CATALOG": f"sqlite:{root}/catalog.sqlite", "QUARRY_DATA_PATH": f"{root}/lake/",
+           "QUARRY_LEDGER_URL": f"sqlite:///{tmp_path}/ledger.sqlite",
+           "QUARRY_BROKER_PAPER_URL": f"sqlite:///{tmp_path}/paper.sqlite", "COLUMNS": "220"}
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["trade", "pairs", "--dry-run", "--ignore-clock", "--at", OPEN_AT.isoformat()],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    assert "GS/MS" in result.output and "enter_long" in result.output and "approved" in result.output
+    assert "GS +" in result.output and "MS -" in result.output  # both legs with their sizes
+    signals_version = warehouse.current_versions(["pair_signals"]).filter(pl.col("partition_key") == "2025-09-04")
+    assert signals_version["version_id"][0] in result.output
+    assert Ledger.open(LedgerSettings(url=env["QUARRY_LEDGER_URL"])).count(tables.orders) == 0
+
+    killed = CliRunner().invoke(app, ["trade", "kill-switch", "on"], env=env)
+    assert "kill switch: on" in killed.output
+    blocked = CliRunner().invoke(app, ["trade", "pairs", "--dry-run", "--ignore-clock", "--at", OPEN_AT.isoformat()],
+                                 env=env)
+    assert "kill switch is on" in blocked.output
+
+
+def test_killed_cycle_rerun_places_no_duplicate_and_leaves_a_consistent_ledger(lake, tmp_path):
+    warehouse, root = lake
+    runtime = make_runtime(warehouse, tmp_path)
+    script = Path(__file__).with_name("kill_cycle.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), f"sqlite:{root}/catalog.sqlite", f"{root}/lake/",
+         runtime.ledger.engine.url.render_as_string(), runtime.broker_settings.paper_url, OPEN_AT.isoformat()],
+        cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("SUBMITTED"), line
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    [half] = runtime.ledger.rows(tables.orders)
+    assert half["status"] == "new"  # submitted at the broker, never confirmed in the ledger
+
+    report = ops.run_pairs_cycle(runtime, OPEN_AT)  # the retry of the same cycle
+    assert report.status == "done"
+    orders = runtime.ledger.rows(tables.orders)
+    broker_orders = paper_engine(runtime.broker_settings.paper_url).connect().execute(paper_orders.select()).all()
+    assert len(orders) == len(broker_orders) == 2 and len({o["client_order_id"] for o in orders}) == 2
+    assert all(o["status"] == "filled" for o in orders) and runtime.ledger.count(tables.fills) == 2
+    [trade] = runtime.ledger.rows(tables.pair_trades)
+    assert trade["status"] == "open"
+    assert reconcile_trades(runtime.ledger, runtime.broker({}, OPEN_AT), OPEN_AT).discrepancies == []
+
+
+def test_quarantined_signals_place_no_order(lake, tmp_path):
+    """Last: it materializes one more session whose pair_signals fail an error check."""
+    warehouse, _ = lake
+    failing = Check("always_fails_on_2025_10_01", "error",
+                    lambda frame: frame.filter(pl.col("partition_key") == "2025-10-01").head(1))
+    graph = AssetGraph.of([
+        dataclasses.replace(a, checks=(*a.checks, failing)) if a.name == "pair_signals" else a for a in default_graph()
+    ])
+    submit, shutdown = thread_submitter(2)
+    try:
+        run_materialization(graph, warehouse, SampleSource(), selection="+pair_signals",
+                            window=RunWindow.between(START, date(2025, 10, 1)), run_id="bad-day", submit=submit)
+    finally:
+        shutdown()
+    runtime = make_runtime(warehouse, tmp_path)
+    report = ops.run_pairs_cycle(runtime, datetime(2025, 10, 1, 18, tzinfo=timezone.utc))
+    assert_blocked(runtime, report, "quarantined by always_fails_on_2025_10_01")
