@@ -1,0 +1,60 @@
+"""Order lifecycle on the paper broker: partial fills time out and are cancelled, a half-filled pair is unwound
+or completed, and reconciliation records and repairs a ledger that fell behind the broker."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipelines.trading.brokers import BrokerSettings, PaperBroker, paper_engine
+from pipelines.trading.execution import OrderIntent, place_order
+from pipelines.trading.lifecycle import manage_orders, reconcile_trades, update_positions
+from warehouse import ledger as tables
+
+NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
+PRICES = {"KO": 60.0, "PEP": 150.0}
+
+
+def open_pair(ledger, broker, y_qty=10.0, x_qty=-4.0):
+    trade_id = "pairs:KO/PEP:c1"
+    ledger.insert_pair_trade(dict(
+        pair_trade_id=trade_id, strategy="pairs", pair_id="KO/PEP", side="long_spread", status="opening",
+        symbol_y="KO", symbol_x="PEP", hedge_ratio=1.0, target_y_qty=y_qty, target_x_qty=x_qty, entry_ts=NOW,
+        opened_cycle_id="c1"))
+    for leg, symbol, qty in (("y", "KO", y_qty), ("x", "PEP", x_qty)):
+        place_order(ledger, broker, OrderIntent("c1", "pairs", "KO/PEP", leg, "open", symbol,
+                                                "buy" if qty > 0 else "sell", abs(qty), trade_id), NOW)
+    return trade_id
+
+
+@pytest.mark.parametrize("rule, final_status, orders", [("unwind", "unwound", 4), ("complete", "open", 4)])
+def test_half_filled_pair_is_repaired_by_rule(ledger, tmp_path, rule, final_status, orders):
+    partial = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite", partial_fill_pct=1.0)
+    broker = PaperBroker(paper_engine(partial.paper_url), PRICES.get, NOW, partial)
+    trade_id = open_pair(ledger, broker)
+    assert {o["status"] for o in ledger.rows(tables.orders)} == {"partially_filled"}
+    assert manage_orders(ledger, broker, NOW + timedelta(minutes=5), half_fill_rule=rule) == {"partially_filled": 2}
+
+    full = PaperBroker(broker.engine, PRICES.get, NOW, BrokerSettings(paper_url=partial.paper_url))
+    later = NOW + timedelta(minutes=31)
+    counts = manage_orders(ledger, full, later, half_fill_rule=rule)
+    assert counts["cancelled_on_timeout"] == 2 and counts[{"unwind": "unwound", "complete": "completed"}[rule]] == 1
+    assert ledger.pair_trade(trade_id)["status"] == final_status
+    assert ledger.count(tables.orders) == orders and len(broker.orders()) == orders
+    positions = {r["symbol"]: r["qty"] for r in update_positions(ledger, PRICES, later)}
+    assert positions == ({"KO": 0.0, "PEP": 0.0} if rule == "unwind" else {"KO": 10.0, "PEP": -4.0})
+    assert reconcile_trades(ledger, full, later).discrepancies == []
+
+
+def test_reconcile_records_and_repairs_a_ledger_behind_the_broker(ledger, tmp_path):
+    settings = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
+    broker = PaperBroker(paper_engine(settings.paper_url), PRICES.get, NOW, settings)
+    open_pair(ledger, broker)
+    ledger.update_order("q-c1-KO.PEP-y-open", status="accepted", filled_qty=0.0, avg_fill_px=None)
+    with ledger.engine.begin() as connection:
+        connection.execute(tables.fills.delete().where(tables.fills.c.client_order_id == "q-c1-KO.PEP-y-open"))
+    report = reconcile_trades(ledger, broker, NOW)
+    assert len(report.repaired) == 1 and "took the broker's" in report.repaired[0]
+    assert ledger.order("q-c1-KO.PEP-y-open")["status"] == "filled"
+    assert {e["rule"] for e in ledger.rows(tables.risk_events)} == {"reconcile_order_state"}
+    assert ledger.count(tables.alerts) == 1
+    assert reconcile_trades(ledger, broker, NOW).discrepancies == []
