@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from assets import default_graph
 from tests.warehouse.edited_market import EDITED_DAY, _at, build_two_versions
 from warehouse import Warehouse, attach_sql
 from warehouse.diff import diff_asset
@@ -82,7 +83,7 @@ def test_the_script_works_in_a_plain_duckdb_connection(lake, tmp_path):
     con.execute(attach_sql(lake.catalog, lake.data_path, read_only=True))
     for statement in script.read_text().split(";\n\n"):
         con.execute(statement)
-    assert con.execute("SELECT count(*) FROM asset_catalog").fetchone()[0] == 14
+    assert con.execute("SELECT count(*) FROM asset_catalog").fetchone()[0] == len(default_graph().assets)
     assert con.execute("SELECT count(*) FROM version_diff('bars_daily', 'v-none', 'v-none')").fetchone()[0] == 0
     printed = subprocess.run([sys.executable, "-m", "warehouse.sql_surface"], capture_output=True, text=True, check=True)
     assert printed.stdout == surface_script()
