@@ -8,7 +8,7 @@ __all__ = ["Asset", "AssetGraph", "Check", "GraphError", "SelectionError", "asse
 
 def default_graph() -> AssetGraph:
     """Every asset Quarry ships, validated as one graph."""
-    from assets import backtests, bars, fundamentals, indicators, pairs
+    from assets import backtests, bars, fundamentals, indicators, live, pairs
 
     return AssetGraph.of(
         [
@@ -18,5 +18,6 @@ def default_graph() -> AssetGraph:
             backtests.backtest_trades, backtests.backtest_equity, backtests.pair_performance,
             backtests.strategy_performance,
             *fundamentals.FUNDAMENTALS_ASSETS,
+            live.live_performance,
         ]
     )

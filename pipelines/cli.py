@@ -231,7 +231,10 @@ def history(
 
 
 @app.command()
-def lineage(asset: str) -> None:
+def lineage(
+    asset: str,
+    svg: Annotated[Optional[Path], typer.Option("--svg", help="also draw the lineage to this SVG file")] = None,
+) -> None:
     """Upstream and downstream of an asset, with the versions the latest build read."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
@@ -254,14 +257,21 @@ def lineage(asset: str) -> None:
     console.print(up)
     down = sorted(graph.downstream(asset))
     console.print(f"[bold]downstream[/]: {', '.join(down) if down else 'nothing'}")
+    if svg:
+        from pipelines.cli_explore import draw_lineage
+
+        console.print(f"Lineage drawn to {draw_lineage(asset, svg)}")
 
 
 @app.command()
 def sql(query: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Run SQL against the attached warehouse (the lake is attached as `lake` and in use)."""
     settings = Settings()
+    from warehouse.sql_surface import install_sql_surface
+
     with _open(settings) as warehouse:
         cur = warehouse.cursor()
+        install_sql_surface(cur)
         cur.execute(f"USE {LAKE}")
         try:
             result = cur.execute(query)
@@ -352,6 +362,18 @@ def report(
     print(path)
     if open_it:
         webbrowser.open(path.as_uri())
+
+
+def _register_command_groups() -> None:
+    """Commands that live beside their libraries: exploration, operations, trading."""
+    from pipelines import cli_explore, cli_ops, cli_trade
+
+    cli_explore.register(app)
+    cli_ops.register(app)
+    cli_trade.register(app)
+
+
+_register_command_groups()
 
 
 def main() -> None:

@@ -43,7 +43,7 @@ def test_materialize_then_noop_then_explore(workdir):
     started = time.perf_counter()
     noop = quarry(workdir, "materialize", "--to", "2025-03-07")
     assert noop.returncode == 0
-    assert re.search(r"Everything up to date: \d+ partitions across 20 assets", noop.stdout), noop.stdout
+    assert re.search(r"Everything up to date: \d+ partitions across 21 assets", noop.stdout), noop.stdout
     assert "Starting temporary server" not in noop.stdout + noop.stderr
     assert time.perf_counter() - started < 30  # a no-op never starts Prefect; the benchmark measures the real figure
 
@@ -55,7 +55,7 @@ def test_materialize_then_noop_then_explore(workdir):
 
     assets = json.loads(quarry(workdir, "assets", "--json").stdout)
     by_name = {a["asset"]: a for a in assets}
-    assert len(assets) == 20 and by_name["bars_daily"]["published_partitions"] == 5
+    assert len(assets) == 21 and by_name["bars_daily"]["published_partitions"] == 5
     assert by_name["bars_daily"]["stale"]  # `assets` looks up to the last completed session, past --to
 
     report = quarry(workdir, "report")

@@ -249,6 +249,9 @@ class Warehouse:
         """An asset as it was published: as of one version (its partition) or as of a timestamp (all of it)."""
         if (version_id is None) == (at is None):
             raise WarehouseError("read_as_of needs exactly one of version_id or at")
+        from warehouse.archive import raise_if_archived
+
+        raise_if_archived(self, version_id=version_id, at=at)
         if version_id is not None:
             row = self.version(version_id)
             if row["asset"] != asset:

@@ -42,7 +42,7 @@ def test_description_must_state_grain():
         ("tag:source", ["bars_raw", "company_info", "company_officers", "financial_statements",
                         "institutional_holders", "key_statistics", "splits", "universe"]),
         ("splits,bars_daily", ["splits", "bars_daily"]),
-        ("tag:performance", ["pair_performance", "strategy_performance"]),
+        ("tag:performance", ["live_performance", "pair_performance", "strategy_performance"]),
     ],
 )
 def test_selection(selection, expected):
@@ -51,7 +51,7 @@ def test_selection(selection, expected):
 
 def test_empty_selection_is_everything_in_dependency_order():
     names = [a.name for a in default_graph().select(None)]
-    assert len(names) == 20
+    assert len(names) == 21
     for a in default_graph():
         assert all(names.index(dep) < names.index(a.name) for dep in a.deps)
 
@@ -97,6 +97,7 @@ def test_default_graph_snapshot():
         "financial_statements": ((), "none", False),
         "institutional_holders": ((), "none", False),
         "company_officers": ((), "none", False),
+        "live_performance": ((), "none", False),
     }
     cadence = {a.name: a.refresh_every.days for a in graph if a.refresh_every}
     assert cadence == {"company_info": 7, "key_statistics": 7, "financial_statements": 91,

@@ -7,7 +7,6 @@ from datetime import date
 
 import polars as pl
 import pytest
-from pydantic import SecretStr
 
 from assets import default_graph
 from assets.fundamentals import FUNDAMENTALS_ASSETS
@@ -27,7 +26,7 @@ SELECTION = ",".join(NAMES)
 
 
 def graph() -> AssetGraph:
-    return AssetGraph.of([*default_graph(), *FUNDAMENTALS_ASSETS])
+    return default_graph()
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,35 @@ def test_offline_fundamentals_publish_and_an_unknown_symbol_is_a_warning(lake, t
     assert all(again.outcomes[n].up_to_date == ["all"] for n in NAMES)
 
 
+class BarsOnly:
+    """A source with bars and splits but no fundamentals, as Alpaca and Polygon are."""
+
+    name = "bars-only"
+
+    def __init__(self):
+        self._market = SampleSource()
+
+    def identity(self) -> str:
+        return "bars-only"
+
+    def symbols(self):
+        return self._market.symbols()
+
+    def sectors(self):
+        return self._market.sectors()
+
+    def fetch_bars(self, *args):
+        return self._market.fetch_bars(*args)
+
+    def fetch_splits(self, *args):
+        return self._market.fetch_splits(*args)
+
+
 def test_a_source_without_fundamentals_fails_the_asset_not_the_run(lake):
-    summary = lake.materialize("company_info,universe", source=SampleSource(), graph=graph())
+    summary = lake.materialize("company_info,universe", source=BarsOnly(), graph=graph())
     assert summary.outcomes["universe"].built == ["all"]
     (key, why), = summary.outcomes["company_info"].failed
-    assert "sample: has no fundamentals" in why
+    assert "bars-only: has no fundamentals" in why
 
 
 @pytest.mark.slow
