@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import sqlalchemy as sa
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import IntegrityError
 
@@ -51,9 +51,17 @@ class BrokerSettings(BaseSettings):
     partial_fill_ratio: float = Field(0.5, gt=0, lt=1)
     reject_pct: float = Field(0.0, ge=0, le=1, description="Share of orders the paper broker rejects.")
     seed: int = 7
-    alpaca_api_key: SecretStr | None = None
-    alpaca_secret_key: SecretStr | None = None
-    alpaca_url: str | None = Field(None, description="Override of the Alpaca paper endpoint (a proxy or a stand-in).")
+    alpaca_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ALPACA_API_KEY", "QUARRY_BROKER_ALPACA_API_KEY", "alpaca_api_key")
+    )
+    alpaca_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ALPACA_SECRET_KEY", "QUARRY_BROKER_ALPACA_SECRET_KEY", "alpaca_secret_key")
+    )
+    alpaca_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("QUARRY_ALPACA_TRADING_URL", "QUARRY_BROKER_ALPACA_URL", "alpaca_url"),
+        description="Override of the Alpaca paper endpoint (a proxy or a stand-in).",
+    )
     http_timeout_seconds: float = Field(10.0, gt=0)
     retry_wait_seconds: int = Field(3, ge=0)
 
@@ -315,7 +323,7 @@ class AlpacaBroker:
         from requests.adapters import HTTPAdapter
 
         if settings.alpaca_api_key is None or settings.alpaca_secret_key is None:
-            raise BrokerError("the alpaca broker needs QUARRY_BROKER_ALPACA_API_KEY and QUARRY_BROKER_ALPACA_SECRET_KEY")
+            raise BrokerError("the alpaca broker needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
         self.client = TradingClient(
             settings.alpaca_api_key.get_secret_value(), settings.alpaca_secret_key.get_secret_value(),
             paper=True, url_override=settings.alpaca_url,

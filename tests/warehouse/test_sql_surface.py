@@ -91,7 +91,7 @@ def test_the_script_works_in_a_plain_duckdb_connection(lake, tmp_path):
 
 def test_the_reference_lists_every_object_and_the_docs_carry_it():
     reference = surface_markdown()
-    docs = Path(__file__).resolve().parents[2] / "docs" / "README_sections.md"
+    docs = Path(__file__).resolve().parents[2] / "README.md"
     assert reference in docs.read_text()
     assert all(f"`{item.call}`" in reference for item in SURFACE)
     assert len({item.name for item in SURFACE}) == len(SURFACE) >= 9
