@@ -76,7 +76,9 @@ def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFram
     """One row per pair: total and annualized return, Sharpe, Sortino, max drawdown, Calmar, win rate, profit factor, holding time, exposure and trade count (empyrical definitions, annualized by 252 × 7 hourly bars)."""
     from assets.analytics.performance import pair_performance as per_pair
 
-    return per_pair(backtest_equity, backtest_trades, periods_per_year).with_columns(pl.col("n_periods").cast(pl.Int64))
+    return per_pair(backtest_equity, backtest_trades, periods_per_year).with_columns(
+        pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)
+    )
 
 
 @asset(
@@ -90,5 +92,5 @@ def strategy_performance(
     from assets.analytics.performance import strategy_performance as per_strategy
 
     return per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year).with_columns(
-        pl.col("n_periods").cast(pl.Int64)
+        pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)  # undefined metrics are null, not NaN
     )

@@ -58,5 +58,5 @@ def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_
         bars_held=pl.col("is_in_market").sum().cast(pl.Int32),
     )
     return per_strategy(pair_returns, trades, initial_capital, periods_per_year).with_columns(
-        pl.col("n_periods").cast(pl.Int64)
+        pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)  # an empty book has undefined metrics
     )
