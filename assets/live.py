@@ -23,6 +23,19 @@ def fetch_ledger_marks(source, window) -> pl.DataFrame:
     return ledger_marks_frame(marks, status)
 
 
+def ledger_watermark() -> str:
+    """How far the ledger's book has moved: marks recorded and trade statuses, cheap to ask before every run."""
+    import hashlib
+
+    from warehouse.ledger import Ledger, LedgerSettings, pair_marks, pair_trades
+
+    ledger = Ledger.open(LedgerSettings())
+    marks = ledger.rows(pair_marks)
+    statuses = sorted((t["pair_trade_id"], t["status"]) for t in ledger.rows(pair_trades))
+    latest = max((str(m["bar_ts"]) for m in marks), default="")
+    return hashlib.sha256(f"{len(marks)}|{latest}|{statuses}".encode()).hexdigest()[:16]
+
+
 def ledger_marks_frame(marks: list[dict], trade_status: dict[str, str]) -> pl.DataFrame:
     """One row per pair trade and marked bar, with whether the trade is still open."""
     rows = [
@@ -39,6 +52,7 @@ def ledger_marks_frame(marks: list[dict], trade_status: dict[str, str]) -> pl.Da
     grain=(),
     tags=("trading", "performance"),
     fetch=fetch_ledger_marks,
+    watermark=ledger_watermark,
     params={"periods_per_year": 252.0 * 7, "initial_capital": 1_000_000.0},
 )
 def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_capital: float) -> pl.DataFrame:

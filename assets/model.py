@@ -60,6 +60,7 @@ class Asset:
     pinned_code_version: str | None = None
     lookback: Mapping[str, int] = field(default_factory=dict)
     refresh_every: timedelta | None = None
+    watermark: Callable[[], str] | None = None
 
     @property
     def is_partitioned(self) -> bool:
@@ -119,6 +120,7 @@ def asset(
     code_version: str | None = None,
     lookback: Mapping[str, int] | None = None,
     refresh_every: timedelta | None = None,
+    watermark: Callable[[], str] | None = None,
 ) -> Callable[[Callable[..., pl.DataFrame]], Asset]:
     """Declare an asset from its transform; positional parameters name the upstream assets.
 
@@ -127,6 +129,8 @@ def asset(
     (a rolling window's warm-up), which do not block a partition when they are missing.
     `refresh_every` gives an unpartitioned source asset its own cadence (weekly fundamentals):
     it is refetched when its last fetch is that old, not on every new session.
+    `watermark` is a cheap probe of a source that changes under us (the trading ledger):
+    when its answer differs from the one recorded at the last build, the asset is stale.
     """
 
     def declare(transform: Callable[..., pl.DataFrame]) -> Asset:
@@ -156,6 +160,7 @@ def asset(
             pinned_code_version=code_version,
             lookback=dict(lookback or {}),
             refresh_every=refresh_every,
+            watermark=watermark,
         )
 
     return declare

@@ -144,6 +144,7 @@ def run_materialization(
         plan = plan_asset(
             graph, asset, catalog_state(warehouse, names), window,
             full_refresh=full_refresh, source_identity=identity,
+            watermark=asset.watermark() if asset.watermark else None,
         )
         outcome = summary.outcomes[asset.name]
         outcome.up_to_date = list(plan.up_to_date)

@@ -24,6 +24,7 @@ FORCED = "forced"
 UPSTREAM_PENDING = "upstream rebuilding"
 PREVIOUS_PENDING = "previous partition rebuilding"
 DUE = "due for refresh"
+NEW_AT_SOURCE = "new data at source"
 
 #: How far back the run window keeps the calendar for look-backs (about two years of sessions).
 HISTORY_DAYS = 750
@@ -174,6 +175,7 @@ def plan_asset(
     source_identity: str | None = None,
     now: datetime | None = None,
     pending_upstream: dict[str, set[str]] | None = None,
+    watermark: str | None = None,
 ) -> AssetPlan:
     """Decide, per partition in the window, whether `asset` must be built and why.
 
@@ -231,6 +233,8 @@ def plan_asset(
             inputs["@source"] = {"data_version": source_identity, "versions": []}
         if asset.is_source and not asset.is_partitioned and asset.refresh_every is None:
             inputs["@window"] = {"data_version": window.partition_keys[-1] if window.partition_keys else "", "versions": []}
+        if watermark is not None:
+            inputs["@watermark"] = {"data_version": watermark, "versions": []}
         if asset.is_stateful:
             inputs["@previous"] = _previous_partition(own, own_keys, key)
         input_versions[key] = inputs
@@ -277,6 +281,8 @@ def _staleness(
         return SOURCE_CHANGED
     if "@window" in inputs and recorded.get("@window", {}).get("data_version") != inputs["@window"]["data_version"]:
         return NEW_SESSION
+    if "@watermark" in inputs and recorded.get("@watermark", {}).get("data_version") != inputs["@watermark"]["data_version"]:
+        return NEW_AT_SOURCE
     for name, current in inputs.items():
         if (not name.startswith("@") or name == "@previous") and recorded.get(name, {}).get(
             "data_version"
@@ -305,6 +311,7 @@ def plan_selection(
         plan = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=source_identity, pending_upstream=pending,
+            watermark=asset.watermark() if asset.watermark else None,
         )
         pending[asset.name] = {w.partition_key for w in plan.to_build}
         plans.append(plan)

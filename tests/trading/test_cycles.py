@@ -20,7 +20,6 @@ import typer
 from typer.testing import CliRunner
 
 from assets import AssetGraph, Check, default_graph
-from assets.live import live_performance
 from assets.sources import SampleSource
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
@@ -100,7 +99,7 @@ def test_session_opens_and_closes_pair_trades_and_live_performance_reports_them(
     assert reconcile_trades(runtime.ledger, runtime.broker({}, CLOSE_AT), CLOSE_AT).discrepancies == []
 
     monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
-    graph = AssetGraph.of([*default_graph(), live_performance])
+    graph = default_graph()
     submit, shutdown = thread_submitter(2)
     try:
         summary = run_materialization(graph, warehouse, SampleSource(), selection="live_performance",
