@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from loguru import logger
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset as PrefectAsset
 from prefect.assets import add_asset_metadata, materialize as prefect_materialize
 from prefect.cache_policies import NO_CACHE
@@ -98,5 +99,10 @@ def publish_artifacts(summary: RunSummary, report) -> None:
     try:
         create_markdown_artifact(key="quality-report", markdown=report.markdown, description="Quarry data-quality report")
         create_table_artifact(key="materialization", table=report.asset_rows, description="Per-asset outcome")
+        if summary.report_path:
+            create_link_artifact(
+                key="quality-report-html", link=Path(summary.report_path).resolve().as_uri(),
+                link_text="HTML quality report", description="The self-contained run report (opens offline)",
+            )
     except Exception as error:  # artifacts are a view; a failure to write one must not fail the run
         logger.warning("could not publish artifacts: {}", error)

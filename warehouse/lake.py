@@ -363,6 +363,16 @@ class Warehouse:
                 f"drop the table (quarry sql 'DROP TABLE {LAKE}.main.{name}') and rebuild with --full-refresh"
             )
 
+    def record_checks(self, check_rows: pl.DataFrame) -> None:
+        """Append check results that belong to no publish (a validation sweep of published data)."""
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.register("swept_checks", check_rows)
+            cur.execute(f"INSERT INTO {LAKE}.quarry.check_results BY NAME SELECT * FROM swept_checks")
+            cur.unregister("swept_checks")
+
+        self._retrying(write, "record checks")
+
     def record_run(self, run: dict) -> None:
         """Insert or replace the run's row in `quarry.runs`."""
         frame = pl.DataFrame([run])

@@ -61,4 +61,4 @@ def test_flow_materializes_and_emits_asset_events_with_upstream_links(prefect_ha
         assert any("bars_hourly: published 5 partitions" in log.message for log in logs)
         artifacts = client.read_artifacts()
         keys = {a.key for a in artifacts if a.flow_run_id == flow_run.id}
-        assert {"quality-report", "materialization"} <= keys
+        assert {"quality-report", "materialization", "quality-report-html"} <= keys

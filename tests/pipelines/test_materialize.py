@@ -176,3 +176,26 @@ def test_attach_error_names_the_paths(lake):
 
     with pytest.raises(WarehouseError, match="data path"):
         Warehouse.open(lake.catalog, str(lake.root / "elsewhere") + "/")
+
+
+def test_validation_sweep_reaudits_published_data_with_todays_checks(lake):
+    from assets import Check
+    from pipelines.validation import sweep
+
+    lake.materialize(BARS, run_id="built")
+    clean = sweep(default_graph(), lake.warehouse, BARS, "sweep-1")
+    assert clean.filter(~pl.col("passed") & (pl.col("severity") == "error")).is_empty()
+    assert set(clean["asset"]) == {"bars_raw", "splits", "bars_hourly", "bars_daily"}
+
+    def volume_under_a_million(frame):
+        return frame.filter(pl.col("volume_qty") >= 1_000_000).select("partition_key", "symbol", "session_date")
+
+    graph = default_graph()
+    tightened = dict(graph.assets)
+    tightened["bars_daily"] = replace(graph["bars_daily"], checks=(Check("daily_volume_cap", "error", volume_under_a_million),))
+    swept = sweep(AssetGraph.of(tightened.values()), lake.warehouse, "bars_daily", "sweep-2")
+    failing = swept.filter(~pl.col("passed"))
+    assert set(failing["check_name"]) == {"daily_volume_cap"} and failing.height == SESSIONS
+    stored = lake.warehouse.check_results("sweep-2")
+    assert stored.height == swept.height and stored["version_id"].null_count() == 0
+    assert _current(lake, "bars_daily")["status"].unique().to_list() == ["published"]
