@@ -8,7 +8,7 @@ import polars as pl
 
 from assets.calendar import hourly_bar_starts
 from assets.model import asset
-from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA
+from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, ohlcv_aggregates
 from quality.checks import BARS_HOURLY_CHECKS
 from quality.contracts import BarsDaily, BarsHourly, BarsRaw, Splits
 
@@ -114,14 +114,6 @@ def bars_daily(bars_hourly: pl.DataFrame) -> pl.DataFrame:
     return (
         bars_hourly.sort("symbol", "bar_ts")
         .group_by("symbol", "session_date")
-        .agg(
-            pl.col("open_px").first(),
-            pl.col("high_px").max(),
-            pl.col("low_px").min(),
-            pl.col("close_px").last(),
-            pl.col("volume_qty").sum(),
-            ((pl.col("vwap_px") * pl.col("volume_qty")).sum() / pl.col("volume_qty").sum()).alias("vwap_px"),
-            pl.len().cast(pl.Int64).alias("bar_count"),
-        )
+        .agg(*ohlcv_aggregates(), pl.len().cast(pl.Int64).alias("bar_count"))
         .sort("symbol", "session_date")
     )

@@ -228,10 +228,22 @@ def gather_daily_summary(warehouse: Warehouse, graph: AssetGraph, now: datetime,
     )
 
 
+def ledger_book(since: datetime, now: datetime) -> tuple[Mapping[str, float], int]:
+    """Realized P&L by strategy of the pair trades closed in [since, now), and the fills in it, from the ledger."""
+    from warehouse.ledger import Ledger, LedgerSettings, fills, pair_trades
+
+    ledger = Ledger.open(LedgerSettings())
+    closed = ledger.rows(pair_trades, pair_trades.c.exit_ts >= since, pair_trades.c.exit_ts < now)
+    pnl: dict[str, float] = {}
+    for trade in closed:
+        pnl[trade["strategy"]] = pnl.get(trade["strategy"], 0.0) + (trade["realized_pnl"] or 0.0)
+    return pnl, ledger.count(fills, fills.c.filled_at >= since, fills.c.filled_at < now)
+
+
 def _summary(now: datetime | None = None) -> DailySummary:
     settings = Settings()
     with Warehouse.open(settings.catalog, settings.data_path, read_only=True) as warehouse:
-        return gather_daily_summary(warehouse, default_graph(), now or datetime.now(timezone.utc))
+        return gather_daily_summary(warehouse, default_graph(), now or datetime.now(timezone.utc), book=ledger_book)
 
 
 @flow(name="daily-report", log_prints=True)

@@ -30,6 +30,19 @@ SPLIT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def ohlcv_aggregates() -> list[pl.Expr]:
+    """How bars roll up into a longer bar (rows sorted by time): first open, extreme high and low,
+    last close, summed volume and the volume-weighted VWAP."""
+    return [
+        pl.col("open_px").first(),
+        pl.col("high_px").max(),
+        pl.col("low_px").min(),
+        pl.col("close_px").last(),
+        pl.col("volume_qty").sum(),
+        ((pl.col("vwap_px") * pl.col("volume_qty")).sum() / pl.col("volume_qty").sum()).alias("vwap_px"),
+    ]
+
+
 class SourceError(RuntimeError):
     """A provider could not deliver; the message names the provider and what to do."""
 

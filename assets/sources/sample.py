@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from assets.calendar import hourly_bar_starts, sessions
-from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe
+from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe, ohlcv_aggregates
 
 ORIGIN = date(2019, 1, 2)
 BARS_PER_YEAR = 252 * 7
@@ -117,12 +117,7 @@ def _daily(hourly: pl.DataFrame) -> pl.DataFrame:
         .group_by("symbol", pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
         .agg(
             pl.col("bar_ts").first(),
-            pl.col("open_px").first(),
-            pl.col("high_px").max(),
-            pl.col("low_px").min(),
-            pl.col("close_px").last(),
-            pl.col("volume_qty").sum(),
-            ((pl.col("vwap_px") * pl.col("volume_qty")).sum() / pl.col("volume_qty").sum()).alias("vwap_px"),
+            *ohlcv_aggregates(),
             pl.col("trade_count").sum(),
         )
         .select(BAR_SCHEMA.keys())
