@@ -185,3 +185,20 @@ def test_quarantined_signals_place_no_order(lake, tmp_path):
     runtime = make_runtime(warehouse, tmp_path)
     report = ops.run_pairs_cycle(runtime, datetime(2025, 10, 1, 18, tzinfo=timezone.utc))
     assert_blocked(runtime, report, "quarantined by always_fails_on_2025_10_01")
+
+
+def test_daily_momentum_is_a_second_strategy_on_the_same_ledger(lake, tmp_path):
+    """The Strategy interface admits another strategy: momentum on indicators_daily buys the strongest names once a session."""
+    warehouse, _ = lake
+    runtime = make_runtime(warehouse, tmp_path)
+    first_day = datetime(2025, 9, 29, 21, 30, tzinfo=timezone.utc)
+    report = runtime.momentum().run_cycle(first_day)
+    assert report.status == "done", report
+    assert {v["asset"] for v in report.versions} == {"indicators_daily"}
+    momentum_orders = runtime.ledger.rows(tables.orders, tables.orders.c.strategy == "momentum")
+    assert 1 <= len(momentum_orders) <= 3 and {o["side"] for o in momentum_orders} == {"buy"}
+
+    again = runtime.momentum().run_cycle(first_day)  # a retried cycle reuses its client order ids
+    assert runtime.ledger.count(tables.orders, tables.orders.c.strategy == "momentum") == len(momentum_orders)
+    assert again.cycle_id == report.cycle_id
+    assert runtime.ledger.count(tables.orders, tables.orders.c.strategy == "pairs") == 0
