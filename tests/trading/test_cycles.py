@@ -202,3 +202,23 @@ def test_daily_momentum_is_a_second_strategy_on_the_same_ledger(lake, tmp_path):
     assert runtime.ledger.count(tables.orders, tables.orders.c.strategy == "momentum") == len(momentum_orders)
     assert again.cycle_id == report.cycle_id
     assert runtime.ledger.count(tables.orders, tables.orders.c.strategy == "pairs") == 0
+
+
+def test_trading_flows_run_under_prefect(prefect_harness, lake, tmp_path, monkeypatch):
+    """The hourly cycle, position update and reconciliation as Prefect flows, configured only by settings."""
+    from pipelines.trading.flows import intraday_pairs_trading, reconcile_trades_flow, update_positions_flow
+
+    _, root = lake
+    monkeypatch.setenv("QUARRY_CATALOG", f"sqlite:{root}/catalog.sqlite")
+    monkeypatch.setenv("QUARRY_DATA_PATH", f"{root}/lake/")
+    monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
+    monkeypatch.setenv("QUARRY_BROKER_PAPER_URL", f"sqlite:///{tmp_path}/paper.sqlite")
+    intraday_pairs_trading(now=OPEN_AT, check_market=False)
+    update_positions_flow(now=OPEN_AT + timedelta(minutes=5))
+    reconcile_trades_flow(now=OPEN_AT + timedelta(minutes=10))
+
+    ledger = Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite"))
+    orders = ledger.rows(tables.orders)
+    assert orders and {o["strategy"] for o in orders} == {"pairs"}
+    assert {t["pair_id"] for t in ledger.rows(tables.pair_trades)} >= {"GS/MS"}
+    assert not [a for a in ledger.rows(tables.alerts) if a["level"] == "critical"]
