@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import webbrowser
 from datetime import date
@@ -23,6 +24,9 @@ from pipelines.materialize import RunSummary, plan_run
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
 from warehouse import LAKE, Warehouse, WarehouseError, attach_sql
+
+# The embedded setup runs with no network: Prefect's temporary server must not try to send telemetry.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True)
 console = Console()
