@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -48,22 +51,52 @@ class Lake:
             shutdown()
 
 
+def catalog_kinds() -> list[str]:
+    """The catalogs a parity test runs on: SQLite always, PostgreSQL when one is configured (always in CI)."""
+    if os.environ.get("QUARRY_TEST_PG_DSN"):
+        return ["sqlite", "postgres"]
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("CI must run the PostgreSQL suites: QUARRY_TEST_PG_DSN is not set (.ci/run sets it)")
+    return ["sqlite"]
+
+
+@contextmanager
+def postgres_catalog_database(dsn: str):
+    """A fresh, empty PostgreSQL database for one DuckLake catalog, dropped afterwards."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = f"quarry_lake_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    params = {**conninfo_to_dict(dsn), "dbname": name}
+    try:
+        yield " ".join(f"{key}={value}" for key, value in params.items() if key in ("dbname", "host", "port", "user", "password"))
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def make_lake(tmp_path: Path):
-    """Factory for real DuckLake warehouses (SQLite catalog, Parquet under tmp_path)."""
+    """Factory for real DuckLake warehouses: a SQLite catalog (default) or a PostgreSQL one, Parquet under tmp_path."""
     opened: list[Warehouse] = []
+    with ExitStack() as databases:
 
-    def make(name: str = "lake") -> Lake:
-        root = tmp_path / name
-        catalog = f"sqlite:{root}/catalog.sqlite"
-        data_path = f"{root}/lake/"
-        warehouse = Warehouse.open(catalog, data_path)
-        opened.append(warehouse)
-        return Lake(root, catalog, data_path, warehouse)
+        def make(name: str = "lake", catalog_kind: str = "sqlite") -> Lake:
+            root = tmp_path / name
+            if catalog_kind == "postgres":
+                catalog = "postgres:" + databases.enter_context(postgres_catalog_database(os.environ["QUARRY_TEST_PG_DSN"]))
+            else:
+                catalog = f"sqlite:{root}/catalog.sqlite"
+            data_path = f"{root}/lake/"
+            warehouse = Warehouse.open(catalog, data_path)
+            opened.append(warehouse)
+            return Lake(root, catalog, data_path, warehouse)
 
-    yield make
-    for warehouse in opened:
-        warehouse.close()
+        yield make
+        for warehouse in opened:
+            warehouse.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import catalog_kinds
 from warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,12 @@ def _snapshot(warehouse: Warehouse) -> dict:
     rows = warehouse.query("SELECT * FROM lake.bars_raw ORDER BY symbol, bar_ts")
     return {"versions": versions, "rows": rows}
 
+
+
+@pytest.fixture(params=catalog_kinds())
+def lake(request, make_lake):
+    """The parity suite: every test here runs on a SQLite and (when configured, always in CI) a PostgreSQL catalog."""
+    return make_lake(catalog_kind=request.param)
 
 def test_sigkill_mid_publish_leaves_published_state_unchanged_and_next_run_completes(lake):
     lake.materialize("+bars_daily", run_id="before")

@@ -4,13 +4,14 @@ from dataclasses import replace
 from datetime import date
 
 import polars as pl
+import pytest
 
 from assets import AssetGraph, default_graph
 from assets.bars import bars_hourly
 from assets.sources import SampleSource
 from pipelines.materialize import plan_run
 from pipelines.planning import RunWindow
-from tests.conftest import WINDOW_END, WINDOW_START
+from tests.conftest import WINDOW_END, WINDOW_START, catalog_kinds
 
 SESSIONS = 10
 BAD_DAY = "2025-03-06"
@@ -20,6 +21,12 @@ BARS = "+bars_daily"  # the bar assets; the analytics graph has its own tests
 def _current(lake, asset):
     return lake.warehouse.current_versions([asset]).sort("partition_key")
 
+
+
+@pytest.fixture(params=catalog_kinds())
+def lake(request, make_lake):
+    """The parity suite: every test here runs on a SQLite and (when configured, always in CI) a PostgreSQL catalog."""
+    return make_lake(catalog_kind=request.param)
 
 def test_first_run_builds_everything_then_nothing_then_identical_on_full_refresh(lake):
     first = lake.materialize(BARS, run_id="r1")
