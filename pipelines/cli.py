@@ -29,7 +29,8 @@ from warehouse import LAKE, Warehouse, WarehouseError, attach_sql
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True)
-console = Console()
+# piped output (logs, CI) gets a width that fits the summary table instead of rich's 80 columns
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _open(settings: Settings, read_only: bool = False) -> Warehouse:
@@ -141,7 +142,7 @@ def _print_plan(plans) -> None:
 def _print_summary(summary: RunSummary) -> None:
     table = Table(title=f"Run {summary.run_id}: {summary.status}")
     for column in ("asset", "built", "up to date", "quarantined", "skipped", "failed", "rows", "seconds"):
-        table.add_column(column, justify="left" if column == "asset" else "right")
+        table.add_column(column, justify="left" if column == "asset" else "right", no_wrap=column == "asset")
     for o in summary.outcomes.values():
         table.add_row(
             o.asset, str(len(o.built)), str(len(o.up_to_date)),
