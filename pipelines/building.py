@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -69,6 +71,7 @@ class BatchResult:
     failed_checks: dict[str, list[str]]
     warnings: int
     seconds: dict[str, float]
+    worker: str = ""
 
     def metadata(self) -> dict:
         return {
@@ -148,6 +151,7 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
         failed_checks=failed,
         warnings=warnings,
         seconds=timings,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
     )
 
 

@@ -85,9 +85,7 @@ def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int]) ->
     from loguru import logger
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    from pipelines.flows import RunNotClean, materialize_flow
+    from pipelines.flows import RunNotClean, materialize_flow, task_runner
 
     progress = Progress(
         TextColumn("[bold]materialize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -109,7 +107,7 @@ def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int]) ->
     try:
         with progress, temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             try:
-                flow = materialize_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=Settings().max_workers))
+                flow = materialize_flow.with_options(task_runner=task_runner(Settings()))
                 return flow(selection=selection, start=start, end=end, full_refresh=full_refresh)
             except RunNotClean as not_clean:
                 return not_clean.summary

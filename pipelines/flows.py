@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -35,8 +37,54 @@ def _materialize_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork
     return result
 
 
-def prefect_submitter():
-    """Submit each batch as a Prefect materializing task, so the server records asset events and lineage."""
+@dataclass(frozen=True)
+class WarehouseAddress:
+    """Where a batch running in another process finds the warehouse: it opens its own connection."""
+
+    catalog: str
+    data_path: str
+
+
+#: One open warehouse per worker process and address; a Dask worker runs many batches.
+_WORKER_WAREHOUSES: dict[WarehouseAddress, Warehouse] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def _warehouse_at(address: WarehouseAddress) -> Warehouse:
+    with _WORKER_LOCK:
+        if address not in _WORKER_WAREHOUSES:
+            _WORKER_WAREHOUSES[address] = Warehouse.open(address.catalog, address.data_path)
+        return _WORKER_WAREHOUSES[address]
+
+
+def _materialize_remote_batch(
+    address: WarehouseAddress, ctx: BuildContext, asset_name: str, work: list[PartitionWork]
+) -> BatchResult:
+    """A batch in another process: the asset graph is rebuilt there from code, never shipped as pickled functions
+    (a code version is a digest of source the worker must be able to read)."""
+    graph = default_graph()
+    result = build_batch(replace(ctx, graph=graph, warehouse=_warehouse_at(address)), graph[asset_name], work)
+    add_asset_metadata(asset_key(asset_name), {**result.metadata(), "worker": result.worker})
+    return result
+
+
+def task_runner(settings: Settings):
+    """The flow's task runner from settings: bounded threads, or Dask through prefect-dask."""
+    if settings.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if settings.dask_address:
+            return DaskTaskRunner(address=settings.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": settings.dask_workers, "threads_per_worker": 1, "processes": True})
+    return ThreadPoolTaskRunner(max_workers=settings.max_workers)
+
+
+def prefect_submitter(remote: WarehouseAddress | None = None):
+    """Submit each batch as a Prefect materializing task, so the server records asset events and lineage.
+
+    With `remote`, batches may run in other processes (Dask workers): the context travels
+    without its warehouse connection and each worker opens the warehouse at that address.
+    """
 
     def submit(ctx: BuildContext, asset: Asset, work: list[PartitionWork]):
         materializing = prefect_materialize(
@@ -45,9 +93,12 @@ def prefect_submitter():
             name=f"materialize-{asset.name}",
             cache_policy=NO_CACHE,
             persist_result=False,
-        )(_materialize_batch)
+        )(_materialize_batch if remote is None else _materialize_remote_batch)
         partitions = f"{work[0].partition_key}..{work[-1].partition_key}"
-        return materializing.with_options(task_run_name=f"{asset.name}[{partitions}]").submit(ctx, asset, work)
+        task = materializing.with_options(task_run_name=f"{asset.name}[{partitions}]")
+        if remote is None:
+            return task.submit(ctx, asset, work)
+        return task.submit(remote, replace(ctx, graph=None, warehouse=None), asset.name, work)
 
     return submit
 
@@ -72,7 +123,9 @@ def materialize_flow(
             selection=selection,
             window=window,
             run_id=run_id,
-            submit=prefect_submitter(),
+            submit=prefect_submitter(
+                WarehouseAddress(settings.catalog, settings.data_path) if settings.task_runner == "dask" else None
+            ),
             full_refresh=full_refresh,
             batch_partitions=settings.batch_partitions,
         )

@@ -44,12 +44,14 @@ class AssetOutcome:
     seconds: float = 0.0
     warnings: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    workers: set[str] = field(default_factory=set)
 
     def absorb(self, result: BatchResult) -> None:
         self.built.extend(result.published)
         self.quarantined.extend(result.quarantined)
         self.rows += result.rows_written
         self.warnings += result.warnings
+        self.workers.add(result.worker)
         for stage, seconds in result.seconds.items():
             self.timings[stage] = self.timings.get(stage, 0.0) + seconds
 

@@ -31,4 +31,9 @@ class Settings(BaseSettings):
     batch_partitions: int = Field(
         260, ge=1, description="Partitions per task: a year of sessions is one Prefect task."
     )
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="Where batches run: a thread pool here, or a Dask cluster (large backfills)."
+    )
+    dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster; unset starts a local one.")
+    dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 import polars as pl
-import sqlalchemy as sa
 from loguru import logger
 
 from pipelines.trading.brokers import Broker
