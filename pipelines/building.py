@@ -16,7 +16,7 @@ from assets.calendar import sessions as exchange_sessions
 from assets.graph import AssetGraph
 from assets.model import UNPARTITIONED, Asset
 from pipelines.planning import PartitionWork
-from quality.audit import RESULT_SCHEMA, audit, failed_partitions
+from quality.audit import RESULT_SCHEMA, audit, failed_checks_by_partition
 from warehouse import PublishBatch, Warehouse
 from warehouse.versions import data_versions_by_partition, new_id
 
@@ -119,21 +119,16 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
         results = pl.concat([results, _empty_partitions(staged, keys)], how="vertical")
     if asset.is_stateful:
         results = pl.concat([results, _after_a_failure(results, keys)], how="vertical")
-    quarantined = failed_partitions(results)
+    failed = failed_checks_by_partition(results)
+    quarantined = set(failed)
     timings["audit"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    batch = _publish_batch(ctx, asset, work, staged, results, quarantined, sum(timings.values()))
+    batch = _publish_batch(ctx, asset, work, staged, results, failed, sum(timings.values()))
     ctx.warehouse.publish(batch)
     timings["publish"] = time.perf_counter() - mark
 
     published = tuple(k for k in keys if k not in quarantined)
-    failed = {
-        key: sorted(set(group["check_name"].to_list()))
-        for (key,), group in results.filter(~pl.col("passed") & (pl.col("severity") == "error")).group_by(
-            "partition_key"
-        )
-    }
     warnings = results.filter(~pl.col("passed") & (pl.col("severity") == "warn")).height
     versions = dict(zip(batch.version_rows["partition_key"], batch.version_rows["version_id"]))
     data_versions = dict(zip(batch.version_rows["partition_key"], batch.version_rows["data_version"]))
@@ -189,18 +184,14 @@ def _sessions_for(keys: list[str]) -> pl.DataFrame:
 
 def _after_a_failure(results: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     """In a stateful batch, every partition after a failed one resumed from unpublished state: fail it too."""
-    failed = set(results.filter(~pl.col("passed") & (pl.col("severity") == "error"))["partition_key"].to_list())
-    first_failure = min(failed) if failed else None
-    return pl.DataFrame(
-        [
-            (k, "previous_partition_published", "error", not (first_failure and k > first_failure),
-             int(bool(first_failure and k > first_failure)), None,
-             f"resumes from {first_failure}, which was quarantined" if first_failure and k > first_failure else "")
-            for k in keys
-        ],
-        schema=RESULT_SCHEMA,
-        orient="row",
-    )
+    first_failure = min(failed_checks_by_partition(results), default=None)
+
+    def row(key: str) -> tuple:
+        resumed_from_failure = first_failure is not None and key > first_failure
+        reason = f"resumes from {first_failure}, which was quarantined" if resumed_from_failure else ""
+        return (key, "previous_partition_published", "error", not resumed_from_failure, int(resumed_from_failure), None, reason)
+
+    return pl.DataFrame([row(k) for k in keys], schema=RESULT_SCHEMA, orient="row")
 
 
 def _empty_partitions(staged: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -223,20 +214,15 @@ def _publish_batch(
     work: list[PartitionWork],
     staged: pl.DataFrame,
     results: pl.DataFrame,
-    quarantined: set[str],
+    failed: dict[str, list[str]],
     seconds: float,
 ) -> PublishBatch:
     now = datetime.now(timezone.utc)
     batch_id = new_id("b")
     keys = [w.partition_key for w in work]
+    quarantined = set(failed)
     data_versions = data_versions_by_partition(staged)
     row_counts = dict(staged.group_by("partition_key").len().iter_rows())
-    failed_checks = {
-        key: ",".join(sorted(set(group["check_name"].to_list())))
-        for (key,), group in results.filter(~pl.col("passed") & (pl.col("severity") == "error")).group_by(
-            "partition_key"
-        )
-    }
     version_ids = {key: new_id("v") for key in keys}
     upstream = {k: dict(ctx.input_versions.get(asset.name, {}).get(k, {})) for k in keys}
     if asset.is_stateful:
@@ -262,7 +248,7 @@ def _publish_batch(
             "created_at": now,
             "published_at": [None if k in quarantined else now for k in keys],
             "superseded_at": pl.Series([None] * len(keys), dtype=pl.Datetime("us", "UTC")),
-            "failed_checks": [failed_checks.get(k) for k in keys],
+            "failed_checks": [",".join(failed[k]) if k in failed else None for k in keys],
         },
         schema_overrides={"published_at": pl.Datetime("us", "UTC"), "created_at": pl.Datetime("us", "UTC")},
     )

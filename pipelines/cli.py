@@ -20,7 +20,8 @@ from rich.tree import Tree
 from assets import SelectionError, default_graph
 from assets.sources import SourceError
 from pipelines.logs import configure_console
-from pipelines.materialize import RunSummary, plan_run
+from pipelines.materialize import RunSummary, catalog_state, plan_run
+from pipelines.planning import plan_selection
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
 from warehouse import LAKE, Warehouse, WarehouseError, attach_sql
@@ -170,9 +171,12 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     graph = default_graph()
     window = default_window(settings)
     with _open(settings) as warehouse:
-        plans = {p.asset: p for p in plan_run(graph, warehouse, None, window, source_identity=make_source(settings).identity())}
-        current = warehouse.current_versions()
-        latest = warehouse.latest_attempts()
+        state = catalog_state(warehouse, sorted(graph.assets))
+    plans = {
+        p.asset: p
+        for p in plan_selection(graph, graph.select(None), state, window, source_identity=make_source(settings).identity())
+    }
+    current, latest = state.published, state.latest
     rows = []
     for a in graph:
         mine = current.filter(pl.col("asset") == a.name).sort("created_at")

@@ -192,6 +192,7 @@ def plan_asset(
     deps = [graph[d] for d in asset.deps]
     dep_published = {d.name: state.published_map(d.name) for d in deps}
     dep_quarantined = {d.name: state.quarantined_keys(d.name) for d in deps}
+    dep_published_keys = {name: sorted(published) for name, published in dep_published.items()}
     closes = window.closes()
     to_build: list[PartitionWork] = []
     up_to_date: list[str] = []
@@ -205,8 +206,7 @@ def plan_asset(
         pending = False
         block_reason = None
         for dep in deps:
-            published_keys = sorted(dep_published[dep.name])
-            required, optional = input_keys(asset, dep, key, published_keys, window)
+            required, optional = input_keys(asset, dep, key, dep_published_keys[dep.name], window)
             dep_pending = pending_upstream.get(dep.name, set())
             if any(k in dep_pending for k in required + optional) or (not asset.is_partitioned and dep_pending):
                 pending = True
@@ -238,7 +238,7 @@ def plan_asset(
         if asset.is_stateful:
             inputs["@previous"] = _previous_partition(own, own_keys, key)
         input_versions[key] = inputs
-        reason = _staleness(asset, own.get(key), inputs, closes.get(key), window, full_refresh, pending, now)
+        reason = _staleness(asset, own.get(key), inputs, closes.get(key), full_refresh, pending, now)
         if asset.is_stateful and cascading and not reason:
             reason = PREVIOUS_PENDING
         if reason:
@@ -263,7 +263,6 @@ def _staleness(
     published: dict | None,
     inputs: dict[str, dict],
     session_close: datetime | None,
-    window: RunWindow,
     full_refresh: bool,
     pending: bool,
     now: datetime | None,

@@ -28,10 +28,10 @@ def audit(asset: Asset, staged: pl.DataFrame, partition_keys: list[str]) -> pl.D
     return pl.concat(results, how="vertical")
 
 
-def failed_partitions(results: pl.DataFrame) -> set[str]:
-    """Partitions with at least one failing error-severity check: these are quarantined."""
+def failed_checks_by_partition(results: pl.DataFrame) -> dict[str, list[str]]:
+    """The error-severity checks each failing partition failed: those partitions are quarantined."""
     failing = results.filter(~pl.col("passed") & (pl.col("severity") == "error"))
-    return set(failing["partition_key"].to_list())
+    return {key: sorted(set(group["check_name"].to_list())) for (key,), group in failing.group_by("partition_key")}
 
 
 def _contract_results(asset: Asset, staged: pl.DataFrame, partition_keys: list[str]) -> pl.DataFrame:

@@ -90,7 +90,7 @@ def lineage_svg(
     parts = [
         f"<svg{namespace} role='img' aria-label='{html.escape(title)}' viewBox='0 0 {width} {height}' "
         f"width='{width}' height='{height}' style='max-width:100%;height:auto' font-family='system-ui,sans-serif'>",
-        f"<rect width='100%' height='100%' fill='#fbfcfe'/>",
+        "<rect width='100%' height='100%' fill='#fbfcfe'/>",
         f"<text x='{MARGIN}' y='{MARGIN + 4}' font-size='13' fill='#1d2433'>{html.escape(title)}</text>",
     ]
     for node in placed.values():

@@ -73,6 +73,11 @@ def use_write_ahead_log(catalog_file: Path) -> None:
     connection.close()
 
 
+def _backoff(attempt: int) -> float:
+    """Seconds before retry `attempt`: exponential up to 2 s, with jitter so writers spread out."""
+    return min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+
+
 def is_commit_conflict(error: Exception) -> bool:
     text = str(error)
     return any(
@@ -139,7 +144,7 @@ class Warehouse:
                     if attempt == COMMIT_RETRIES or "database is locked" not in str(error):
                         raise
                     logger.debug("read found the catalog locked (attempt {}); retrying", attempt)
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            time.sleep(_backoff(attempt))
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -170,7 +175,7 @@ class Warehouse:
                         pass
                     if attempt == COMMIT_RETRIES or not is_commit_conflict(error):
                         raise
-                    pause = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                    pause = _backoff(attempt)
                     logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, attempt, error, pause)
                     time.sleep(pause)
 
