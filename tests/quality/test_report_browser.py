@@ -1,5 +1,6 @@
 """A real run's HTML report in headless Chromium: renders without console errors, offline, with every chart drawn."""
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -38,7 +39,9 @@ def test_the_page_holds_no_url_and_every_section(report_page):
 
 def test_chromium_renders_it_offline_without_console_errors(report_page, tmp_path):
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        if os.environ.get("CI") == "true":  # .ci/run installs it: in CI a missing browser is a failure
+            pytest.fail(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed here (apt-get install chromium to run the browser test)")
     from playwright.sync_api import sync_playwright
 
     console_errors, page_errors, requests = [], [], []
