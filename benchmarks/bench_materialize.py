@@ -1,25 +1,32 @@
-"""Materialize 500 symbols × 5 years of hourly bars: Quarry on Prefect vs. the same build without Prefect vs. a plain script.
+"""Quarry's cost in CPU seconds against a plain script running the same transforms on the same inputs.
 
-Run: .venv/bin/python benchmarks/bench_materialize.py [--symbols 500] [--years 5]
+Run: .venv/bin/python benchmarks/bench_materialize.py [--scenarios default,5y] [--keep]
 
-Every phase runs in its own process so peak memory (ru_maxrss) is its own. Phases:
-  prefect   the materialize flow against a running Prefect server (started here)
-  threads   the same materializer on a thread pool, no Prefect: the difference is Prefect's overhead
-  plain     the same transforms writing Parquet, no versions, audit or catalog: the cost of Quarry's guarantees
-  day       a one-day incremental `quarry materialize` process against the running server
-  noop      `quarry materialize` with nothing to do, whole process (vs. bare `python -c pass`)
-  cold      a tiny first build with Prefect's temporary server vs. against the running server
+Scenarios (20 sample symbols each; the last session is fixed so runs compare):
+  default   the embedded default window (2025-01-02 .. END), about two years
+  5y        five years to END
+For each: `quarry materialize` in a fresh directory against a Prefect server started here (CPU of the
+process and its children, plus the server's own CPU while it records the run), then the plain baseline
+in a fresh process: every asset's transform once over the whole window in dependency order, the same
+contracts and checks, Parquet files; no versions, catalog, transactions or Prefect. The default
+scenario then measures a one-session update (the build stops a session short; the update adds END
+and rebuilds what depends on it) and a no-op run.
+
+Overhead share = (Quarry CPU − plain CPU) / Quarry CPU. CPU seconds are user + system time from
+getrusage (children included), not wall time: the machine may be shared. Progress goes to stderr as
+the phases run; the last line on stdout is one JSON object. A failing phase prints its output's tail,
+keeps the scratch directory and still ends with a JSON line (with "error"), exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,116 +37,106 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 END = date(2026, 11, 27)
+DEFAULT_START = date(2025, 1, 2)
+SYMBOLS = 20
 
 
-def _settings_env(workdir: Path, symbols: int, start: date) -> dict[str, str]:
-    return {
-        "QUARRY_CATALOG": f"sqlite:{workdir}/data/catalog.sqlite",
-        "QUARRY_DATA_PATH": f"{workdir}/data/lake/",
-        "QUARRY_REPORTS_DIR": f"{workdir}/reports",
-        "QUARRY_SAMPLE_SYMBOLS": str(symbols),
-        "QUARRY_START_DATE": start.isoformat(),
-    }
+class PhaseFailed(RuntimeError):
+    """A phase's process failed; the message carries the tail of its output."""
 
 
-# ---- phases (run inside a child process) ---------------------------------------------------
-
-SELECTION = "+bars_daily"  # the bar assets: the analytics graph has its own benchmarks
-
-
-def phase_prefect(end: date) -> dict:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from pipelines.flows import materialize_flow
-
-    started = time.perf_counter()
-    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        summary = materialize_flow(selection=SELECTION, end=end)
-    return _summary_figures(summary, time.perf_counter() - started)
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def phase_threads(end: date) -> dict:
-    from assets import default_graph
-    from pipelines.materialize import run_materialization, thread_submitter
-    from pipelines.runs import default_window, make_source
-    from pipelines.settings import Settings
-    from warehouse import Warehouse
+# ---- the plain baseline (runs in its own process) ------------------------------------------
 
-    settings = Settings()
-    started = time.perf_counter()
-    submit, shutdown = thread_submitter(settings.max_workers)
-    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
-        summary = run_materialization(
-            default_graph(), warehouse, make_source(settings), selection=SELECTION,
-            window=default_window(settings, None, end), run_id="bench-threads", submit=submit,
-            batch_partitions=settings.batch_partitions,
-        )
-    shutdown()
-    return _summary_figures(summary, time.perf_counter() - started)
-
-
-def phase_plain(end: date) -> dict:
-    """The baseline: fetch, the same transforms, Parquet files; no versions, audit, catalog or Prefect."""
-    from datetime import datetime, timezone
-
+def phase_plain(start: date, end: date, out: Path) -> dict:
+    """Every asset's transform once over the whole window, the same audit, Parquet out; no engine."""
     import polars as pl
 
-    from assets.bars import bars_daily, bars_hourly, bars_raw, splits
-    from assets.calendar import sessions
-    from pipelines.settings import Settings
+    from assets import default_graph
+    from assets.calendar import sessions as exchange_sessions
+    from assets.model import UNPARTITIONED
+    from pipelines.building import SourceWindow, partition_keys_of
+    from pipelines.planning import RunWindow
     from pipelines.runs import make_source
+    from pipelines.settings import Settings
+    from quality.audit import audit
 
-    settings = Settings()
-    source = make_source(settings)
-    out = Path(settings.data_path)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    window = sessions(settings.start_date, end)
-    split_frame = splits.build({"fetched": source.fetch_splits(source.symbols(), settings.start_date, end + timedelta(days=400))})
+    source = make_source(Settings())
+    window = RunWindow.between(start, end)
+    sessions = exchange_sessions(start, end)
+    frames: dict[str, pl.DataFrame] = {}
+    cpu = {"transform": 0.0, "audit": 0.0, "write": 0.0}
     rows = 0
-    for year in sorted(window["session_date"].dt.year().unique().to_list()):
-        year_sessions = window.filter(pl.col("session_date").dt.year() == year)
-        fetched = source.fetch_bars(
-            source.symbols(), "1h", year_sessions["open_ts"].min().replace(minute=0), year_sessions["close_ts"].max()
-        )
-        raw = bars_raw.build({"fetched": fetched})
-        hourly = bars_hourly.build({"bars_raw": raw, "splits": split_frame, "sessions": year_sessions})
-        daily = bars_daily.build({"bars_hourly": hourly})
-        raw.write_parquet(out / f"bars_raw_{year}.parquet")
-        hourly.write_parquet(out / f"bars_hourly_{year}.parquet")
-        daily.write_parquet(out / f"bars_daily_{year}.parquet")
-        rows += raw.height + hourly.height + daily.height
-    return {"wall_s": time.perf_counter() - started, "rows_written": rows, "at": datetime.now(timezone.utc).isoformat()}
+    out.mkdir(parents=True, exist_ok=True)
+    for asset in default_graph():
+        mark = time.process_time()
+        inputs = {dep: frames[dep] for dep in asset.deps}
+        for name in asset.context_inputs:
+            if name == "fetched":
+                inputs["fetched"] = asset.fetch(source, SourceWindow(sessions))
+            elif name == "sessions":
+                inputs["sessions"] = sessions
+            elif name == "partition_keys":
+                inputs["partition_keys"] = window.keys_for(asset)
+            elif name == "previous":
+                inputs["previous"] = None
+        output = asset.build(inputs)
+        frames[asset.name] = output
+        cpu["transform"] += time.process_time() - mark
+
+        mark = time.process_time()
+        keyed = output.with_columns(partition_key=partition_keys_of(asset, output))
+        keys = keyed["partition_key"].unique().to_list() if asset.is_partitioned else [UNPARTITIONED]
+        audit(asset, keyed, keys)
+        cpu["audit"] += time.process_time() - mark
+
+        mark = time.process_time()
+        output.write_parquet(out / f"{asset.name}.parquet")
+        cpu["write"] += time.process_time() - mark
+        rows += output.height
+    return {"rows": rows, "stage_cpu_s": {k: round(v, 2) for k, v in cpu.items()}}
 
 
-def _summary_figures(summary, wall: float) -> dict:
-    stages: dict[str, float] = {}
-    for outcome in summary.outcomes.values():
-        for stage, seconds in outcome.timings.items():
-            stages[stage] = stages.get(stage, 0.0) + seconds
-    return {"wall_s": wall, "totals": summary.totals, "stage_s": stages, "exit_code": summary.exit_code}
+# ---- measuring processes -------------------------------------------------------------------
+
+def _tree_cpu(pid: int) -> float:
+    """User + system seconds of a live process and its live descendants, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
-# ---- the driver ---------------------------------------------------------------------------
-
-def _child(phase: str, env: dict[str, str], cwd: Path, end: date) -> tuple[dict, float]:
-    """Run one phase in a fresh interpreter; return its figures and its peak RSS in MB."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--end", end.isoformat()]
+def measured(label: str, command: list[str], env: dict[str, str], cwd: Path, server_pid: int | None) -> dict:
+    """Run one command to completion; its CPU seconds (children included) and the server's meanwhile."""
+    say(f"{label}: started")
+    log_path = cwd / f"{label.replace(' ', '_')}.log"
+    server_before = _tree_cpu(server_pid) if server_pid else 0.0
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"phase {phase} failed")
-    figures = json.loads(out.strip().splitlines()[-1])
-    figures["process_s"] = time.perf_counter() - started
-    return figures, usage.ru_maxrss / 1024
-
-
-def _timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    server = (_tree_cpu(server_pid) - server_before) if server_pid else 0.0
+    code = os.waitstatus_to_exitcode(status)
+    output = log_path.read_text(errors="replace")
+    if code not in (0,):
+        tail = "\n".join(output.splitlines()[-30:])
+        raise PhaseFailed(f"{label}: exit status {code}; last lines of {log_path}:\n{tail}")
+    cpu = usage.ru_utime + usage.ru_stime
+    say(f"{label}: {cpu:.2f} CPU-s in the process (+{server:.2f} on the Prefect server), {wall:.1f} s wall")
+    return {"cpu_s": round(cpu, 2), "server_cpu_s": round(server, 2), "wall_s": round(wall, 1), "output": output}
 
 
 def _free_port() -> int:
@@ -148,94 +145,168 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(home: Path) -> tuple[subprocess.Popen, str]:
+def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env={**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/api"
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while time.time() < deadline:
+        if server.poll() is not None:
+            raise PhaseFailed(f"the Prefect server exited with status {server.returncode} while starting")
         try:
             urllib.request.urlopen(f"{url}/health", timeout=2)
             return server, url
         except OSError:
-            time.sleep(0.5)
+            time.sleep(1)
     server.kill()
-    raise SystemExit("Prefect server did not start")
+    raise PhaseFailed("the Prefect server did not answer within 300 s")
+
+
+def catalog_figures(workdir: Path) -> dict:
+    """Rows and partitions published, and a digest of every (asset, partition, data version)."""
+    from warehouse import Warehouse
+
+    with Warehouse.open(f"sqlite:{workdir}/data/catalog.sqlite", f"{workdir}/data/lake/", read_only=True) as lake:
+        current = lake.current_versions().sort("asset", "partition_key")
+    text = "\n".join(f"{a}|{p}|{d}" for a, p, d in current.select("asset", "partition_key", "data_version").iter_rows())
+    return {
+        "rows": int(current["row_count"].sum()),
+        "partitions": current.height,
+        "data_versions_sha256": hashlib.sha256(text.encode()).hexdigest()[:16],
+        "data_versions": text,
+    }
+
+
+def previous_session(day: date) -> date:
+    from assets.calendar import sessions as exchange_sessions
+
+    return exchange_sessions(day - timedelta(days=10), day - timedelta(days=1))["session_date"].max()
+
+
+# ---- scenarios -----------------------------------------------------------------------------
+
+def run_scenario(name: str, start: date, scratch: Path, base_env: dict[str, str], api_url: str, server_pid: int,
+                 with_update: bool) -> dict:
+    workdir = scratch / name
+    workdir.mkdir()
+    env = {
+        **base_env,
+        "QUARRY_CATALOG": f"sqlite:{workdir}/data/catalog.sqlite",
+        "QUARRY_DATA_PATH": f"{workdir}/data/lake/",
+        "QUARRY_REPORTS_DIR": f"{workdir}/reports",
+        "QUARRY_LEDGER_URL": f"sqlite:///{workdir}/data/ledger.sqlite",
+        "QUARRY_SAMPLE_SYMBOLS": str(SYMBOLS),
+        "QUARRY_START_DATE": start.isoformat(),
+        "PREFECT_API_URL": api_url,
+    }
+    quarry = [sys.executable, "-c", "from pipelines.cli import main; main()", "materialize"]
+    build_end = previous_session(END) if with_update else END
+    say(f"{name}: {SYMBOLS} symbols, {start} .. {build_end}")
+    build = measured(f"{name} quarry build", [*quarry, "--to", build_end.isoformat()], env, workdir, server_pid)
+    published = catalog_figures(workdir)
+    plain = measured(
+        f"{name} plain script",
+        [sys.executable, str(Path(__file__).resolve()), "--phase", "plain", "--from", start.isoformat(),
+         "--to", build_end.isoformat(), "--out", str(workdir / "plain")],
+        env, workdir, None,
+    )
+    plain_figures = json.loads(plain["output"].strip().splitlines()[-1])
+    quarry_cpu = build["cpu_s"] + build["server_cpu_s"]
+    result = {
+        "window": f"{start}..{build_end}",
+        "symbols": SYMBOLS,
+        "partitions_published": published["partitions"],
+        "rows_published": published["rows"],
+        "quarry_cpu_s": round(quarry_cpu, 2),
+        "quarry_process_cpu_s": build["cpu_s"],
+        "prefect_server_cpu_s": build["server_cpu_s"],
+        "plain_cpu_s": plain["cpu_s"],
+        "plain_stage_cpu_s": plain_figures["stage_cpu_s"],
+        "plain_rows": plain_figures["rows"],
+        "overhead_share": round((quarry_cpu - plain["cpu_s"]) / quarry_cpu, 3),
+        "quarry_cpu_ms_per_row": round(1000 * quarry_cpu / max(published["rows"], 1), 4),
+        "data_versions_sha256": published["data_versions_sha256"],
+        "wall_s": {"quarry": build["wall_s"], "plain": plain["wall_s"]},
+    }
+    (scratch / f"{name}-data-versions.txt").write_text(published["data_versions"])
+    say(f"{name}: overhead share {result['overhead_share']:.1%} "
+        f"(Quarry {quarry_cpu:.1f} CPU-s vs plain {plain['cpu_s']:.1f}); {published['rows']:,} rows published")
+    if with_update:
+        update = measured(f"{name} one-session update", [*quarry, "--to", END.isoformat()], env, workdir, server_pid)
+        updated = catalog_figures(workdir)
+        (scratch / f"{name}-updated-data-versions.txt").write_text(updated["data_versions"])
+        noop = measured(f"{name} no-op", [*quarry, "--to", END.isoformat()], env, workdir, server_pid)
+        if "up to date" not in noop["output"]:
+            raise PhaseFailed(f"{name} no-op: expected 'Everything up to date', got:\n{noop['output'][-2000:]}")
+        result["update_cpu_s"] = round(update["cpu_s"] + update["server_cpu_s"], 2)
+        result["update_server_cpu_s"] = update["server_cpu_s"]
+        result["update_data_versions_sha256"] = updated["data_versions_sha256"]
+        result["noop_cpu_s"] = round(noop["cpu_s"] + noop["server_cpu_s"], 2)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--symbols", type=int, default=500)
-    parser.add_argument("--years", type=int, default=5)
-    parser.add_argument("--phase", choices=["prefect", "threads", "plain"])
-    parser.add_argument("--end", type=date.fromisoformat, default=END)
+    parser.add_argument("--scenarios", default="default,5y", help="comma list of: default, 5y")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (data-version lists)")
+    parser.add_argument("--phase", choices=["plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--from", dest="start", type=date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--to", dest="end", type=date.fromisoformat, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.phase:
-        figures = {"prefect": phase_prefect, "threads": phase_threads, "plain": phase_plain}[args.phase](args.end)
-        print(json.dumps(figures, default=str))
+    if args.phase == "plain":
+        print(json.dumps(phase_plain(args.start, args.end, args.out)))
         return
 
-    start = date(args.end.year - args.years, args.end.month, args.end.day) + timedelta(days=2)
+    scenarios = {"default": DEFAULT_START, "5y": date(END.year - 5, END.month, END.day)}
+    wanted = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in scenarios]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(scenarios)}")
     scratch = Path(tempfile.mkdtemp(prefix="quarry-bench-"))
-    server, api_url = _start_server(scratch / "prefect-home")
-    quarry = str(Path(sys.executable).with_name("quarry"))
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("QUARRY_", "PREFECT_"))}
-    base["PYTHONPATH"] = str(ROOT)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("QUARRY_", "PREFECT_"))}
+    base_env.update(PYTHONPATH=str(ROOT), PREFECT_HOME=str(scratch / "prefect-home"),
+                    PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    results: dict = {"end": END.isoformat(), "source": str(ROOT)}
+    server = None
+    failed = False
     try:
-        day_before = args.end - timedelta(days=1)
-        while day_before.weekday() >= 5:
-            day_before -= timedelta(days=1)
-        results = {}
-        for phase in ("prefect", "threads", "plain"):
-            workdir = scratch / phase
-            workdir.mkdir()
-            env = {**base, **_settings_env(workdir, args.symbols, start), "PREFECT_HOME": str(scratch / "prefect-home"), "PREFECT_API_URL": api_url}
-            # the Prefect build stops a session short so the incremental phase has one to add
-            results[phase] = _child(phase, env, workdir, day_before if phase == "prefect" else args.end)
-        prefect_env = {**base, **_settings_env(scratch / "prefect", args.symbols, start), "PREFECT_HOME": str(scratch / "prefect-home"), "PREFECT_API_URL": api_url}
-        day_s = _timed([quarry, "materialize", SELECTION, "--to", args.end.isoformat()], prefect_env, scratch / "prefect")
-        noop_runs = [_timed([quarry, "materialize", SELECTION, "--to", args.end.isoformat()], prefect_env, scratch / "prefect") for _ in range(5)]
-        bare_runs = [_timed([sys.executable, "-c", "pass"], prefect_env, scratch) for _ in range(5)]
-
-        cold_dir = scratch / "cold"
-        cold_dir.mkdir()
-        tiny = {**base, **_settings_env(cold_dir, 20, args.end), "PREFECT_HOME": str(scratch / "cold-home")}
-        cold_s = _timed([quarry, "materialize", SELECTION, "--from", args.end.isoformat(), "--to", args.end.isoformat()], tiny, cold_dir)
-        warm_dir = scratch / "warm"
-        warm_dir.mkdir()
-        tiny_warm = {**base, **_settings_env(warm_dir, 20, args.end), "PREFECT_HOME": str(scratch / "prefect-home"), "PREFECT_API_URL": api_url}
-        warm_s = _timed([quarry, "materialize", SELECTION, "--from", args.end.isoformat(), "--to", args.end.isoformat()], tiny_warm, warm_dir)
+        say(f"scratch directory {scratch}; starting a Prefect server")
+        server, api_url = start_server(scratch / "prefect-home", base_env)
+        for name in wanted:
+            results[name] = run_scenario(name, scenarios[name], scratch, base_env, api_url, server.pid,
+                                         with_update=name == "default")
+        if "default" in results and "5y" in results:
+            results["cpu_per_row_5y_over_default"] = round(
+                results["5y"]["quarry_cpu_ms_per_row"] / results["default"]["quarry_cpu_ms_per_row"], 3
+            )
+    except (PhaseFailed, OSError, ValueError, KeyError) as error:
+        failed = True
+        say(f"FAILED: {error}")
+        results["error"] = str(error).splitlines()[0]
+    except KeyboardInterrupt:
+        failed = True
+        results["error"] = "interrupted"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(scratch, ignore_errors=True)
-
-    (prefect, prefect_mb), (threads, threads_mb), (plain, plain_mb) = results["prefect"], results["threads"], results["plain"]
-    rows = threads["totals"]["rows_written"]
-    stage = prefect["stage_s"]
-    task_time = sum(stage.values())
-    overhead = max(prefect["wall_s"] - threads["wall_s"], 0.0)
-    print(f"# Materialize {args.symbols} symbols × {args.years} years (to {args.end}): {rows:,} rows written over 3 daily assets")
-    print(f"{'phase':<44}{'wall s':>10}{'peak RSS MB':>14}")
-    print(f"{'Quarry on a Prefect server (one session short)':<44}{prefect['wall_s']:>10.2f}{prefect_mb:>14.0f}")
-    print(f"{'Quarry on threads, no Prefect':<44}{threads['wall_s']:>10.2f}{threads_mb:>14.0f}")
-    print(f"{'plain script: transforms + Parquet':<44}{plain['wall_s']:>10.2f}{plain_mb:>14.0f}")
-    print(f"ratio Quarry (threads) / plain script: {threads['wall_s'] / plain['wall_s']:.2f}×  (versions, audit, catalog, transactions)")
-    print(f"ratio Quarry on Prefect / on threads: {prefect['wall_s'] / threads['wall_s']:.2f}×  (Prefect overhead {overhead:.2f} s)")
-    print("share of task time in the Prefect build (tasks run 4 at a time, so these sum past wall time):")
-    for name in ("read", "transform", "audit", "publish"):
-        label = {"read": "fetch + read inputs", "audit": "contract + checks", "publish": "publish transactions"}.get(name, name)
-        print(f"  {label:<24}{stage.get(name, 0.0):>8.2f} s  {stage.get(name, 0.0) / task_time:>6.1%}")
-    print(f"  Prefect overhead on wall time: {overhead / prefect['wall_s']:.1%}")
-    print(f"incremental one-day `quarry materialize` process against the running server: {day_s:.2f} s")
-    print(f"no-op `quarry materialize` process: median {statistics.median(noop_runs):.2f} s "
-          f"(bare interpreter {statistics.median(bare_runs):.2f} s, ratio {statistics.median(noop_runs) / statistics.median(bare_runs):.1f}×)")
-    print(f"tiny first build with Prefect's temporary server: {cold_s:.2f} s vs. against the running server {warm_s:.2f} s "
-          f"→ temporary-server cold start ≈ {cold_s - warm_s:.2f} s")
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if failed or args.keep:
+            say(f"scratch directory kept: {scratch}")
+            results["scratch"] = str(scratch)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    results["driver_cpu_s"] = round(own.ru_utime + own.ru_stime, 2)
+    print(json.dumps(results))
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
