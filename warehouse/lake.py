@@ -15,7 +15,8 @@ import duckdb
 import polars as pl
 from loguru import logger
 
-from warehouse.versions import CATALOG_DDL, PublishBatch
+from warehouse import catalog_migrations
+from warehouse.versions import PublishBatch
 
 LAKE = "lake"
 EXTENSIONS = ("ducklake", "sqlite_scanner", "postgres_scanner")
@@ -112,8 +113,35 @@ class Warehouse:
                 "or set QUARRY_CATALOG and QUARRY_DATA_PATH to absolute paths."
             ) from error
         self._publish_lock = threading.Lock()
-        if not read_only:
-            self._retrying(lambda cur: [cur.execute(ddl) for ddl in CATALOG_DDL], "create catalog")
+        try:
+            self._upgrade_catalog()
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _upgrade_catalog(self) -> None:
+        """Bring the catalog tables to this code's schema version (see `warehouse.catalog_migrations`).
+
+        A read-only open upgrades nothing; any open refuses a catalog newer than this code.
+        """
+        with self._cursor() as cur:
+            found = catalog_migrations.schema_version(cur)
+        latest = catalog_migrations.latest_version()
+        if found > latest:
+            raise WarehouseError(
+                f"catalog {self.catalog!r} is at schema version {found}, newer than this Quarry's {latest}: "
+                "upgrade Quarry to open it"
+            )
+        if found == latest or self.read_only:
+            return
+        applied = self._retrying(catalog_migrations.upgrade, "upgrade the catalog")
+        if applied:
+            logger.info("catalog upgraded to schema version {} ({})", latest, ", ".join(step.name for step in applied))
+
+    def schema_version(self) -> int:
+        """The last numbered catalog migration applied to this warehouse."""
+        with self._cursor() as cur:
+            return catalog_migrations.schema_version(cur)
 
     @classmethod
     def open(cls, catalog: str, data_path: str, read_only: bool = False) -> Warehouse:

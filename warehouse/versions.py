@@ -10,26 +10,6 @@ from datetime import datetime
 
 import polars as pl
 
-CATALOG_DDL = (
-    "CREATE SCHEMA IF NOT EXISTS lake.quarry",
-    "CREATE SCHEMA IF NOT EXISTS lake.quarantine",
-    """CREATE TABLE IF NOT EXISTS lake.quarry.versions (
-        version_id VARCHAR, asset VARCHAR, partition_key VARCHAR, status VARCHAR,
-        code_version VARCHAR, data_version VARCHAR, upstream_versions VARCHAR,
-        row_count BIGINT, run_id VARCHAR, batch_id VARCHAR, snapshot_id BIGINT,
-        build_seconds DOUBLE, created_at TIMESTAMPTZ, published_at TIMESTAMPTZ,
-        superseded_at TIMESTAMPTZ, failed_checks VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS lake.quarry.runs (
-        run_id VARCHAR, flow_run_id VARCHAR, selection VARCHAR, status VARCHAR,
-        started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, built BIGINT, up_to_date BIGINT,
-        quarantined BIGINT, skipped BIGINT, failed BIGINT, rows_written BIGINT,
-        report_path VARCHAR, summary VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS lake.quarry.check_results (
-        run_id VARCHAR, version_id VARCHAR, asset VARCHAR, partition_key VARCHAR,
-        check_name VARCHAR, severity VARCHAR, passed BOOLEAN, failing_rows BIGINT,
-        sample VARCHAR, message VARCHAR, checked_at TIMESTAMPTZ)""",
-)
-
 VERSION_STATUSES = ("published", "quarantined", "superseded")
 
 

@@ -1,0 +1,211 @@
+"""Catalog migrations: a warehouse written before numbered migrations upgrades in place and keeps its rows."""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from tests.conftest import WINDOW_START, catalog_kinds, postgres_catalog_database
+from warehouse import Warehouse, WarehouseError
+from warehouse.catalog_migrations import latest_version, steps
+from warehouse.lake import attach_sql, load_extensions, use_write_ahead_log
+
+# The catalog exactly as Quarry created it before numbered migrations (warehouse/versions.py, CATALOG_DDL).
+PREVIOUS_SCHEMA = (
+    "CREATE SCHEMA IF NOT EXISTS lake.quarry",
+    "CREATE SCHEMA IF NOT EXISTS lake.quarantine",
+    """CREATE TABLE IF NOT EXISTS lake.quarry.versions (
+        version_id VARCHAR, asset VARCHAR, partition_key VARCHAR, status VARCHAR,
+        code_version VARCHAR, data_version VARCHAR, upstream_versions VARCHAR,
+        row_count BIGINT, run_id VARCHAR, batch_id VARCHAR, snapshot_id BIGINT,
+        build_seconds DOUBLE, created_at TIMESTAMPTZ, published_at TIMESTAMPTZ,
+        superseded_at TIMESTAMPTZ, failed_checks VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS lake.quarry.runs (
+        run_id VARCHAR, flow_run_id VARCHAR, selection VARCHAR, status VARCHAR,
+        started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, built BIGINT, up_to_date BIGINT,
+        quarantined BIGINT, skipped BIGINT, failed BIGINT, rows_written BIGINT,
+        report_path VARCHAR, summary VARCHAR)""",
+    """CREATE TABLE IF NOT EXISTS lake.quarry.check_results (
+        run_id VARCHAR, version_id VARCHAR, asset VARCHAR, partition_key VARCHAR,
+        check_name VARCHAR, severity VARCHAR, passed BOOLEAN, failing_rows BIGINT,
+        sample VARCHAR, message VARCHAR, checked_at TIMESTAMPTZ)""",
+)
+WRITTEN_AT = datetime(2026, 1, 5, 21, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=catalog_kinds())
+def address(request, tmp_path: Path):
+    """Where a warehouse lives: a SQLite catalog, or (when configured, always in CI) a PostgreSQL one."""
+    with ExitStack() as stack:
+        if request.param == "postgres":
+            catalog = "postgres:" + stack.enter_context(postgres_catalog_database(os.environ["QUARRY_TEST_PG_DSN"]))
+        else:
+            catalog = f"sqlite:{tmp_path}/catalog.sqlite"
+        (tmp_path / "lake").mkdir()
+        yield catalog, f"{tmp_path}/lake/"
+
+
+def _attached(catalog: str, data_path: str) -> duckdb.DuckDBPyConnection:
+    """A bare DuckDB connection with the lake attached, as any DuckLake client would have it."""
+    if catalog.startswith("sqlite:"):
+        use_write_ahead_log(Path(catalog.removeprefix("sqlite:")))
+    con = duckdb.connect()
+    load_extensions(con, catalog)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(attach_sql(catalog, data_path))
+    return con
+
+
+def write_previous_schema_warehouse(catalog: str, data_path: str) -> None:
+    """A warehouse as the previous Quarry left it: its catalog tables, one published asset, a run and a check."""
+    con = _attached(catalog, data_path)
+    for statement in PREVIOUS_SCHEMA:
+        con.execute(statement)
+    con.execute("CREATE TABLE lake.main.legacy_prices (symbol VARCHAR, close_px DOUBLE, partition_key VARCHAR)")
+    con.execute("INSERT INTO lake.main.legacy_prices VALUES ('KO', 61.5, 'all'), ('PEP', 170.25, 'all')")
+    con.execute(
+        "INSERT INTO lake.quarry.versions VALUES ('v-old', 'legacy_prices', 'all', 'superseded', 'c0', 'd0', '{}', "
+        "2, 'run-0', 'b0', 1, 0.1, ?, ?, ?, NULL)",
+        [WRITTEN_AT, WRITTEN_AT, WRITTEN_AT],
+    )
+    con.execute(
+        "INSERT INTO lake.quarry.versions VALUES ('v-1', 'legacy_prices', 'all', 'published', 'c1', 'd1', '{}', "
+        "2, 'run-1', 'b1', 2, 0.2, ?, ?, NULL, NULL)",
+        [WRITTEN_AT, WRITTEN_AT],
+    )
+    con.execute(
+        "INSERT INTO lake.quarry.runs VALUES ('run-1', NULL, '*', 'completed', ?, ?, 1, 0, 0, 0, 0, 2, "
+        "'reports/run-1.html', '[]')",
+        [WRITTEN_AT, WRITTEN_AT],
+    )
+    con.execute(
+        "INSERT INTO lake.quarry.check_results VALUES ('run-1', 'v-1', 'legacy_prices', 'all', 'positive_close', "
+        "'error', true, 0, NULL, NULL, ?)",
+        [WRITTEN_AT],
+    )
+    con.close()
+
+
+def test_steps_are_numbered_one_to_n_and_say_what_they_change():
+    found = steps()
+    assert [s.number for s in found] == list(range(1, len(found) + 1))
+    assert latest_version() == len(found) >= 1
+    assert all(s.summary and s.name.startswith(f"v{s.number:04d}_") for s in found)
+
+
+def test_step_one_is_the_previous_schema_exactly(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    previous = _attached(f"sqlite:{tmp_path}/a.sqlite", f"{tmp_path}/a/")
+    for statement in PREVIOUS_SCHEMA:
+        previous.execute(statement)
+    migrated = _attached(f"sqlite:{tmp_path}/b.sqlite", f"{tmp_path}/b/")
+    steps()[0].migrate(migrated)
+
+    def columns(con, tables):
+        return con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+            "WHERE database_name = 'lake' AND schema_name = 'quarry' AND list_contains(?, table_name) "
+            "ORDER BY table_name, column_index",
+            [tables],
+        ).fetchall()
+
+    core = ["versions", "runs", "check_results"]
+    assert columns(migrated, core) == columns(previous, core)
+    # the archive tables the previous code created on first use are part of step one
+    assert {r[0] for r in columns(migrated, ["archived_versions", "archive_runs"])} == {"archived_versions", "archive_runs"}
+
+
+def test_a_warehouse_written_by_the_previous_schema_upgrades_in_place_and_keeps_its_rows(address):
+    catalog, data_path = address
+    write_previous_schema_warehouse(catalog, data_path)
+
+    with Warehouse.open(catalog, data_path, read_only=True) as reader:
+        assert reader.schema_version() == 0  # a read-only open changes nothing
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        history = warehouse.query("SELECT version, step FROM lake.quarry.schema_version ORDER BY version")
+        assert history["step"].to_list() == [s.name for s in steps()]
+
+        assert sorted(warehouse.versions("legacy_prices")["version_id"].to_list()) == ["v-1", "v-old"]
+        assert warehouse.current_versions(["legacy_prices"])["version_id"].to_list() == ["v-1"]
+        assert warehouse.read("legacy_prices").sort("symbol").to_dict(as_series=False) == {
+            "symbol": ["KO", "PEP"], "close_px": [61.5, 170.25]
+        }
+        assert warehouse.run("run-1")["rows_written"] == 2
+        assert warehouse.check_results("run-1")["check_name"].to_list() == ["positive_close"]
+        assert warehouse.query("SELECT count(*) AS n FROM lake.quarry.archived_versions")["n"][0] == 0
+
+    # opening again applies nothing twice
+    with Warehouse.open(catalog, data_path) as again:
+        assert again.query("SELECT count(*) AS n FROM lake.quarry.schema_version")["n"][0] == latest_version()
+
+
+@pytest.mark.slow
+def test_the_upgraded_warehouse_materializes_on_top_of_its_old_rows(address, tmp_path: Path):
+    from tests.conftest import Lake
+
+    catalog, data_path = address
+    write_previous_schema_warehouse(catalog, data_path)
+    with Warehouse.open(catalog, data_path) as warehouse:
+        summary = Lake(tmp_path, catalog, data_path, warehouse).materialize("bars_raw", start=WINDOW_START, end=WINDOW_START)
+        assert summary.status == "completed" and summary.outcomes["bars_raw"].built == [WINDOW_START.isoformat()]
+        published = warehouse.current_versions()
+        assert set(published["asset"].to_list()) == {"legacy_prices", "bars_raw"}
+        assert warehouse.read("legacy_prices").height == 2
+
+
+def test_two_processes_opening_an_old_warehouse_at_once_upgrade_it_once(address):
+    catalog, data_path = address
+    write_previous_schema_warehouse(catalog, data_path)
+    opened: list[Warehouse] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(Warehouse.open(catalog, data_path))
+        except BaseException as error:  # reported below, with the other opener's outcome
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not errors
+        history = opened[0].query("SELECT version FROM lake.quarry.schema_version ORDER BY version")
+        assert history["version"].to_list() == list(range(1, latest_version() + 1))
+        assert opened[1].current_versions(["legacy_prices"])["version_id"].to_list() == ["v-1"]
+    finally:
+        for warehouse in opened:
+            warehouse.close()
+
+
+def test_a_catalog_newer_than_this_code_is_refused_with_one_line(address):
+    catalog, data_path = address
+    Warehouse.open(catalog, data_path).close()
+    con = _attached(catalog, data_path)
+    con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, 'v9999_from_the_future', now())", [latest_version() + 1])
+    con.close()
+    for read_only in (False, True):
+        with pytest.raises(WarehouseError, match=rf"schema version {latest_version() + 1}, newer than .* upgrade Quarry"):
+            Warehouse.open(catalog, data_path, read_only=read_only)
+
+
+def test_a_new_warehouse_starts_at_the_latest_schema_version(lake):
+    assert lake.warehouse.schema_version() == latest_version()
+    tables = lake.warehouse.query(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake' AND schema_name = 'quarry'"
+    )
+    assert {"versions", "runs", "check_results", "schema_version"} <= set(tables["table_name"].to_list())
+    assert isinstance(lake.warehouse.current_versions(), pl.DataFrame)

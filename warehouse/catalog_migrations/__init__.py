@@ -1,0 +1,103 @@
+"""Numbered migrations of Quarry's own catalog tables (`lake.quarry.*`), applied in order when a warehouse opens.
+
+A step is a module `vNNNN_<what>.py` in this package: a one-line docstring saying what
+changes and `migrate(cur)`, which runs its statements on the cursor it is given (tables
+are named `lake.quarry.<table>`). `lake.quarry.schema_version` records each step applied.
+Opening a warehouse for writing applies the steps it lacks in one DuckLake transaction
+together with their `schema_version` rows, so a crash leaves the catalog at its old
+version, and a second process upgrading at the same moment conflicts, retries and finds
+nothing left to do.
+
+To change the catalog, add the next number (`v0003_<what>.py`) and never edit a step that
+has shipped. Give existing rows what the change needs (a column default, a backfill
+UPDATE). Numbers run 1, 2, 3… with no gap or repeat (two branches adding the same number
+fail `tests/warehouse/test_catalog_migrations.py` until one renumbers). Use SQL DuckLake
+runs on SQLite and PostgreSQL catalogs alike (CREATE TABLE, ALTER TABLE … ADD COLUMN,
+UPDATE, INSERT); that test upgrades a warehouse written before migrations existed on both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import duckdb
+
+SCHEMA_VERSION_TABLE = "lake.quarry.schema_version"
+_STEP_NAME = re.compile(r"v(\d{4})_\w+")
+
+
+class MigrationError(RuntimeError):
+    """The catalog's migrations are misnumbered, or the catalog is newer than this code."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One numbered change to the catalog tables."""
+
+    number: int
+    name: str
+    summary: str
+    migrate: Callable[[duckdb.DuckDBPyConnection], None]
+
+
+@cache
+def steps() -> tuple[Step, ...]:
+    """Every step in this package, in order; refuses a gap or a repeated number."""
+    found = []
+    for module in pkgutil.iter_modules(__path__):
+        matched = _STEP_NAME.fullmatch(module.name)
+        if not matched:
+            continue
+        loaded = importlib.import_module(f"{__name__}.{module.name}")
+        summary = (loaded.__doc__ or "").strip().splitlines()[0] if loaded.__doc__ else ""
+        found.append(Step(int(matched.group(1)), module.name, summary, loaded.migrate))
+    found.sort(key=lambda step: (step.number, step.name))
+    numbers = [step.number for step in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise MigrationError(
+            f"catalog migrations must be numbered 1..{len(found)} with no gap or repeat; found "
+            + ", ".join(step.name for step in found)
+        )
+    return tuple(found)
+
+
+def latest_version() -> int:
+    return len(steps())
+
+
+def schema_version(cur: duckdb.DuckDBPyConnection) -> int:
+    """The last step applied to this catalog: 0 for a new lake or one written before migrations existed."""
+    recorded = cur.execute(
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE database_name = 'lake' AND schema_name = 'quarry' AND table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not recorded:
+        return 0
+    return cur.execute(f"SELECT coalesce(max(version), 0) FROM {SCHEMA_VERSION_TABLE}").fetchone()[0]
+
+
+def upgrade(cur: duckdb.DuckDBPyConnection) -> list[Step]:
+    """Apply, inside the caller's transaction, every step the catalog lacks; returns the steps applied."""
+    current = schema_version(cur)
+    if current > latest_version():
+        raise MigrationError(
+            f"the catalog is at schema version {current} but this Quarry knows only {latest_version()}: "
+            "upgrade Quarry before opening this warehouse"
+        )
+    pending = [step for step in steps() if step.number > current]
+    if pending and current:
+        # Appends alone never conflict in DuckLake; rewriting the current row makes two
+        # upgrades from the same version collide at commit, so the loser retries and finds none left.
+        cur.execute(f"UPDATE {SCHEMA_VERSION_TABLE} SET applied_at = applied_at WHERE version = ?", [current])
+    for step in pending:
+        step.migrate(cur)
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        cur.execute(f"INSERT INTO {SCHEMA_VERSION_TABLE} VALUES (?, ?, now())", [step.number, step.name])
+    return pending
