@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -18,6 +19,13 @@ def _at(value: str | None) -> datetime:
         return datetime.now(timezone.utc)
     parsed = datetime.fromisoformat(value)
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+def _exit_if_failed(report) -> None:
+    """A cycle the broker stopped: one line naming the call and what to check, exit code 1."""
+    if report.status == "failed":
+        console.print(f"[red]cycle {report.cycle_id} failed[/]: {escape(report.reason or '')}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 AtOption = Annotated[Optional[str], typer.Option("--at", help="act as of this UTC time (ISO 8601); default now")]
@@ -40,6 +48,7 @@ def register(app: typer.Typer) -> None:
 
         with open_runtime() as runtime:
             report = ops.run_pairs_cycle(runtime, _at(at), dry_run=dry_run, check_market=False if ignore_clock else None)
+        _exit_if_failed(report)
         table = Table(title=f"{report.cycle_id}: {report.status}" + (" (dry run)" if dry_run else ""))
         for column in ("pair", "signal", "z-score", "action", "legs and sizes", "risk verdict"):
             table.add_column(column)
@@ -62,6 +71,7 @@ def register(app: typer.Typer) -> None:
 
         with open_runtime() as runtime:
             report = ops.run_strategy_cycle(runtime, "momentum", _at(at), dry_run=dry_run)
+        _exit_if_failed(report)
         for row in ops.cycle_rows(report):
             console.print(f"{row['pair']}: {row['action']} {row['legs']} — {row['verdict']}: {row['reason']}")
         console.print(f"{report.cycle_id}: {report.status} {report.reason or ''}")
@@ -86,8 +96,15 @@ def register(app: typer.Typer) -> None:
         def command(at: AtOption = None) -> None:
             from pipelines.trading.runtime import open_runtime
 
+            from pipelines.trading.brokers import BrokerError
+
             with open_runtime() as runtime:
-                console.print(describe(run(runtime, _at(at))))
+                try:
+                    result = run(runtime, _at(at))
+                except BrokerError as error:
+                    console.print(f"[red]{name} failed[/]: {escape(str(error))}", soft_wrap=True)
+                    raise typer.Exit(1) from None
+                console.print(describe(result))
 
         command.__doc__ = run.__doc__
 

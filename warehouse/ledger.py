@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-TERMINAL_ORDER_STATUSES = frozenset({"filled", "cancelled", "expired", "rejected"})
+#: `not_submitted`: the broker never received it (not found by client order id after the grace period).
+TERMINAL_ORDER_STATUSES = frozenset({"filled", "cancelled", "expired", "rejected", "not_submitted"})
 ACTIVE_ORDER_STATUSES = frozenset({"new", "accepted", "partially_filled", "pending_cancel"})
 KILL_SWITCH = "kill_switch"
 

@@ -15,6 +15,7 @@ from alpaca.data.requests import CorporateActionsRequest, StockBarsRequest
 from alpaca.data.timeframe import TimeFrame
 from pydantic import SecretStr
 
+from assets.sources import bar_values
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, SourceError, Timeframe
 from assets.sources.universe_file import Member, universe_digest
 from assets.sources.resilience import Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RetryPolicy
@@ -121,26 +122,31 @@ def describe_symbols(symbols: list[str], shown: int = 5) -> str:
 
 
 def bars_frame(raw: Any, start: datetime, end: datetime, guard: Guard, symbols: list[str]) -> pl.DataFrame:
-    """Alpaca's `{symbol: [{t, o, h, l, c, v, n, vw}]}` as BAR_SCHEMA rows inside [start, end)."""
+    """Alpaca's `{symbol: [{t, o, h, l, c, v, n, vw}]}` as BAR_SCHEMA rows inside [start, end).
+
+    Every value is checked as it is read: a string price, an unparseable timestamp or a
+    fractional volume is a ProviderError naming symbol, field and value, never a cast.
+    """
     if not isinstance(raw, dict):
         raise guard.malformed(f"bars for {describe_symbols(symbols)}", f"expected an object, got {type(raw).__name__}")
     rows = []
-    try:
-        for symbol, bars in raw.items():
-            for bar in bars:
-                rows.append((symbol, bar["t"], bar["o"], bar["h"], bar["l"], bar["c"], bar["v"],
-                             bar.get("vw"), bar.get("n")))
-    except (KeyError, TypeError) as error:
-        raise guard.malformed(f"bars for {describe_symbols(symbols)}", f"bar without {error}") from None
+    for symbol, bars in raw.items():
+        if not isinstance(bars, list):
+            raise guard.malformed(f"bars for {symbol}", f"expected a list of bars, got {type(bars).__name__}")
+        for bar in bars:
+            if not isinstance(bar, dict) or any(key not in bar for key in ("t", "o", "h", "l", "c", "v")):
+                raise guard.malformed(f"bars for {symbol}", f"bar without t/o/h/l/c/v: {bar!r}")
+            rows.append((
+                symbol, bar_values.timestamp(PROVIDER, symbol, "t", bar["t"]),
+                *(bar_values.price(PROVIDER, symbol, key, bar[key]) for key in ("o", "h", "l", "c")),
+                bar_values.whole(PROVIDER, symbol, "v", bar["v"]),
+                bar_values.price(PROVIDER, symbol, "vw", bar.get("vw"), optional=True),
+                bar_values.whole(PROVIDER, symbol, "n", bar.get("n"), optional=True),
+            ))
     if not rows:
         return pl.DataFrame(schema=BAR_SCHEMA)
-    frame = pl.DataFrame(
-        rows, orient="row",
-        schema=["symbol", "bar_ts", "open_px", "high_px", "low_px", "close_px", "volume_qty", "vwap_px", "trade_count"],
-    )
     return (
-        frame.with_columns(pl.col("bar_ts").str.to_datetime(time_zone="UTC", time_unit="us"))
-        .select(pl.col(name).cast(dtype) for name, dtype in BAR_SCHEMA.items())
+        pl.DataFrame(rows, orient="row", schema=BAR_SCHEMA)
         .filter(pl.col("bar_ts") >= start, pl.col("bar_ts") < end)
         .sort("symbol", "bar_ts")
     )

@@ -10,6 +10,7 @@ import urllib3
 from massive import RESTClient
 from massive.exceptions import BadResponse
 
+from assets.sources import bar_values
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe
 from assets.sources.universe_file import Member, universe_digest
 from assets.sources.resilience import Guard, GuardedPool, ProviderError, RateLimiter, Redactor, RetryPolicy
@@ -116,13 +117,18 @@ class PolygonSource:
 
 
 def aggs_frame(symbol: str, aggs: list, guard: Guard) -> pl.DataFrame:
-    """Polygon aggregates (`t` in epoch milliseconds) as BAR_SCHEMA rows."""
+    """Polygon aggregates (`t` in epoch milliseconds) as BAR_SCHEMA rows; a value of the wrong kind (a string
+    price, a fractional volume) is a ProviderError naming symbol, field and value, never a cast."""
     rows = []
     for agg in aggs:
         if agg.timestamp is None or None in (agg.open, agg.high, agg.low, agg.close, agg.volume):
             raise guard.malformed(f"aggregates for {symbol}", f"bar without t/o/h/l/c/v: {agg!r}")
-        rows.append((symbol, agg.timestamp * 1000, agg.open, agg.high, agg.low, agg.close,
-                     int(round(agg.volume)), agg.vwap, agg.transactions))
+        rows.append((symbol, bar_values.whole(PROVIDER, symbol, "t", agg.timestamp) * 1000,
+                     *(bar_values.price(PROVIDER, symbol, key, getattr(agg, name))
+                       for key, name in (("o", "open"), ("h", "high"), ("l", "low"), ("c", "close"))),
+                     bar_values.whole(PROVIDER, symbol, "v", agg.volume),
+                     bar_values.price(PROVIDER, symbol, "vw", agg.vwap, optional=True),
+                     bar_values.whole(PROVIDER, symbol, "n", agg.transactions, optional=True)))
     frame = pl.DataFrame(
         rows, orient="row",
         schema={"symbol": pl.String, "bar_ts": pl.Int64, "open_px": pl.Float64, "high_px": pl.Float64,

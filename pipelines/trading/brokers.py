@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import sqlalchemy as sa
+from loguru import logger
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +23,9 @@ from warehouse.ledger import UtcDateTime
 __all__ = [
     "AlpacaBroker",
     "BrokerAccount",
+    "BrokerAuthError",
     "BrokerError",
+    "BrokerMalformed",
     "BrokerOrder",
     "BrokerPosition",
     "BrokerSettings",
@@ -63,11 +67,12 @@ class BrokerSettings(BaseSettings):
         description="Override of the Alpaca paper endpoint (a proxy or a stand-in).",
     )
     http_timeout_seconds: float = Field(10.0, gt=0)
-    retry_wait_seconds: int = Field(3, ge=0)
+    request_attempts: int = Field(4, ge=1, description="Attempts per broker call before the cycle gives up.")
+    retry_wait_seconds: float = Field(1.0, ge=0, description="First backoff between attempts; doubles, capped at 30 s.")
 
 
 class BrokerError(RuntimeError):
-    """The broker refused or failed an operation."""
+    """The broker refused or failed an operation; the message names the call and what to check."""
 
 
 class OrderRejected(BrokerError):
@@ -75,7 +80,15 @@ class OrderRejected(BrokerError):
 
 
 class BrokerUnavailable(BrokerError):
-    """The broker did not answer (timeout, connection, 5xx): the order's fate is unknown until looked up."""
+    """The broker did not answer (timeout, connection, 429, 5xx): the order's fate is unknown until looked up."""
+
+
+class BrokerAuthError(BrokerError):
+    """The broker refused Quarry's keys (401/403): nothing works until they are fixed."""
+
+
+class BrokerMalformed(BrokerError):
+    """The broker answered something that is not its documented payload."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +230,7 @@ class PaperBroker:
             with self.engine.begin() as connection:
                 connection.execute(paper_orders.insert().values(**row))
         except IntegrityError:
-            raise OrderRejected(f"client order id {request.client_order_id} already exists") from None
+            pass  # an earlier attempt placed it: the book's order is the answer, as after Alpaca's 422
         found = self.get_order(request.client_order_id)
         if found.status == "rejected":
             raise OrderRejected(found.reason or "rejected")
@@ -305,15 +318,28 @@ _ALPACA_STATUS = {
     "filled": "filled", "canceled": "cancelled", "pending_cancel": "pending_cancel", "expired": "expired",
     "rejected": "rejected", "replaced": "cancelled",
 }
+CHECK_KEYS = "check ALPACA_API_KEY and ALPACA_SECRET_KEY (paper keys for the paper endpoint)"
+CHECK_URL = "check that QUARRY_ALPACA_TRADING_URL (if set) points at Alpaca's trading API"
+CHECK_BROKER = ("check Alpaca's status and the network; an order whose outcome is unknown is looked up by its "
+                "client order id on the next cycle")
+MAX_WAIT_SECONDS = 30.0
+
+
+class _RateLimited(BrokerUnavailable):
+    """Alpaca's 429: the request was refused before it was read, so it certainly placed nothing."""
+
+
+class _DuplicateClientOrderId(Exception):
+    """Alpaca's 422 "client_order_id must be unique": an earlier attempt reached it, whatever we were told."""
 
 
 class AlpacaBroker:
     """Alpaca's trading API through alpaca-py's `TradingClient` (paper endpoint unless overridden).
 
-    alpaca-py sends requests with no timeout and sleeps a fixed 3 s between 429 retries; the
-    session gets the configured timeout and the client the configured retry wait. A submit
-    that times out may still have reached Alpaca, so it is looked up by client order id
-    before anyone may submit it again.
+    Quarry owns every retry: alpaca-py's own loop is off (`_retry = 0`), reads are retried here
+    with backoff, and a submit whose outcome is ambiguous (timeout, lost connection, 5xx, a
+    malformed answer, 422 duplicate client order id) is looked up by its client order id before
+    anything else, so it is adopted when Alpaca has it and never sent twice.
     """
 
     name = "alpaca"
@@ -323,11 +349,13 @@ class AlpacaBroker:
         from requests.adapters import HTTPAdapter
 
         if settings.alpaca_api_key is None or settings.alpaca_secret_key is None:
-            raise BrokerError("the alpaca broker needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
+            raise BrokerAuthError("the alpaca broker needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
+        self.settings = settings
         self.client = TradingClient(
             settings.alpaca_api_key.get_secret_value(), settings.alpaca_secret_key.get_secret_value(),
             paper=True, url_override=settings.alpaca_url,
         )
+        self.client._retry = 0  # one HTTP request per call: every retry is Quarry's, below
         timeout = settings.http_timeout_seconds
 
         class TimeoutAdapter(HTTPAdapter):
@@ -337,31 +365,64 @@ class AlpacaBroker:
 
         for prefix in ("https://", "http://"):
             self.client._session.mount(prefix, TimeoutAdapter())
-        self.client._retry_wait = settings.retry_wait_seconds
 
-    def _call(self, what: str, call):
+    # ---- one call, classified -----------------------------------------------------------
+
+    def _once(self, endpoint: str, call, *, refusal: type[BrokerError] = BrokerError):
+        """One alpaca-py call whose every failure leaves as a BrokerError naming the endpoint and what to check."""
         import requests
         from alpaca.common.exceptions import APIError
 
         try:
             return call()
         except APIError as error:
-            status = error.status_code
-            if status is not None and status >= 500 or status == 429:
-                raise BrokerUnavailable(f"alpaca {what}: HTTP {status}: {error}") from error
-            raise OrderRejected(f"alpaca {what}: HTTP {status}: {_api_message(error)}") from error
+            status, said = error.status_code, _api_message(error)
+            if status == 401 or status == 403 and refusal is BrokerError:
+                raise BrokerAuthError(f"alpaca {endpoint}: HTTP {status} ({said}): {CHECK_KEYS}") from None
+            if status == 422 and "client_order_id" in said and "unique" in said:
+                raise _DuplicateClientOrderId(said) from None
+            if status == 429:
+                raise _RateLimited(f"alpaca {endpoint}: HTTP 429 ({said}): {CHECK_BROKER}") from None
+            if status is None or status >= 500:
+                raise BrokerUnavailable(f"alpaca {endpoint}: HTTP {status} ({said}): {CHECK_BROKER}") from None
+            raise refusal(f"alpaca {endpoint}: HTTP {status}: {said}") from None
+        except requests.exceptions.JSONDecodeError as error:
+            raise BrokerMalformed(f"alpaca {endpoint}: the answer is not JSON ({error}): {CHECK_URL}") from None
         except requests.RequestException as error:
-            raise BrokerUnavailable(f"alpaca {what}: {type(error).__name__}: {error}") from error
+            raise BrokerUnavailable(f"alpaca {endpoint}: {type(error).__name__}: {CHECK_BROKER}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as error:  # pydantic's ValidationError included
+            detail = " ".join(str(error).split())[:200]
+            raise BrokerMalformed(f"alpaca {endpoint}: malformed answer ({detail}): {CHECK_URL}") from None
+
+    def _read(self, endpoint: str, call):
+        """A call that changes nothing, retried with backoff while Alpaca is rate-limiting or not answering."""
+        for attempt in range(1, self.settings.request_attempts + 1):
+            try:
+                return self._once(endpoint, call)
+            except BrokerUnavailable:
+                if attempt == self.settings.request_attempts:
+                    raise
+                self._backoff(attempt)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> None:
+        time.sleep(min(self.settings.retry_wait_seconds * 2 ** (attempt - 1), MAX_WAIT_SECONDS))
+
+    # ---- the Broker protocol ------------------------------------------------------------
 
     def clock(self, now: datetime) -> MarketClock:
-        clock = self._call("clock", self.client.get_clock)
-        return MarketClock(clock.is_open, clock.timestamp, clock.next_open, clock.next_close)
+        return self._read("GET /v2/clock", lambda: _clock(self.client.get_clock()))
 
     def account(self) -> BrokerAccount:
-        account = self._call("account", self.client.get_account)
-        return BrokerAccount(float(account.equity), float(account.cash), float(account.buying_power))
+        return self._read("GET /v2/account", lambda: _account(self.client.get_account()))
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Alpaca's order for this client order id, whether this call or an earlier one placed it.
+
+        A 429 is retried (Alpaca refused it before looking at it); any ambiguous outcome is
+        followed by a lookup, and only when Alpaca does not know the id is it posted again.
+        Raises OrderRejected when refused, BrokerUnavailable when the outcome is still unknown.
+        """
         from alpaca.trading.enums import OrderSide, TimeInForce
         from alpaca.trading.requests import MarketOrderRequest
 
@@ -369,66 +430,129 @@ class AlpacaBroker:
             symbol=request.symbol, qty=request.qty, side=OrderSide.BUY if request.side == "buy" else OrderSide.SELL,
             time_in_force=TimeInForce.DAY, client_order_id=request.client_order_id,
         )
-        try:
-            return _alpaca_order(self._call(f"submit {request.client_order_id}", lambda: self.client.submit_order(order)))
-        except BrokerUnavailable:
-            existing = self.get_order(request.client_order_id)
-            if existing is not None:
-                return existing
-            raise
+        endpoint = f"POST /v2/orders ({request.client_order_id})"
+        last: BrokerError | None = None
+        for attempt in range(1, self.settings.request_attempts + 1):
+            try:
+                return self._once(endpoint, lambda: _alpaca_order(self.client.submit_order(order)),
+                                  refusal=OrderRejected)
+            except _DuplicateClientOrderId:
+                last = BrokerUnavailable(f"alpaca {endpoint}: HTTP 422 client_order_id must be unique, "
+                                         f"yet the lookup does not find it: {CHECK_BROKER}")
+            except _RateLimited as error:
+                last = error  # refused unread: nothing to look up
+                if attempt < self.settings.request_attempts:
+                    self._backoff(attempt)
+                continue
+            except BrokerUnavailable as error:
+                last = error
+            except BrokerMalformed as error:
+                last = error
+            found = self.get_order(request.client_order_id)
+            if found is not None:
+                return found
+            if attempt < self.settings.request_attempts:
+                self._backoff(attempt)
+        raise BrokerUnavailable(f"{last} (gave up after {self.settings.request_attempts} attempts)")
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None:
+        endpoint = f"GET /v2/orders:by_client_order_id ({client_order_id})"
         try:
-            found = self._call(f"get {client_order_id}", lambda: self.client.get_order_by_client_id(client_order_id))
-        except OrderRejected as error:
+            return self._read(endpoint, lambda: _alpaca_order(self.client.get_order_by_client_id(client_order_id)))
+        except BrokerError as error:
             if "HTTP 404" in str(error):
                 return None
             raise
-        return _alpaca_order(found)
 
     def orders(self) -> list[BrokerOrder]:
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
-        found = self._call("orders", lambda: self.client.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500)))
-        return [_alpaca_order(o) for o in found]
+        request = GetOrdersRequest(status=QueryOrderStatus.ALL, limit=500)
+        return self._read("GET /v2/orders", lambda: [_alpaca_order(o) for o in self.client.get_orders(request)])
 
     def cancel_order(self, client_order_id: str) -> BrokerOrder | None:
+        """Ask once; whatever the answer, the order's state is what a lookup says afterwards."""
         found = self.get_order(client_order_id)
         if found is None or found.is_terminal:
             return found
-        self._call(f"cancel {client_order_id}", lambda: self.client.cancel_order_by_id(found.broker_order_id))
+        try:
+            self._once(f"DELETE /v2/orders/{found.broker_order_id}",
+                       lambda: self.client.cancel_order_by_id(found.broker_order_id))
+        except (BrokerUnavailable, BrokerMalformed, _DuplicateClientOrderId) as error:
+            logger.warning("cancel of {} unconfirmed: {}", client_order_id, error)
+        except BrokerError as error:
+            if isinstance(error, BrokerAuthError):
+                raise
+            logger.warning("cancel of {} refused: {}", client_order_id, error)
         return self.get_order(client_order_id)
 
     def positions(self) -> list[BrokerPosition]:
-        found = self._call("positions", self.client.get_all_positions)
-        return [
-            BrokerPosition(p.symbol, float(p.qty), float(p.avg_entry_price),
-                           float(p.current_price) if p.current_price is not None else None)
-            for p in found
-        ]
+        return self._read("GET /v2/positions", lambda: [_position(p) for p in self.client.get_all_positions()])
 
     def close_position(self, symbol: str) -> BrokerOrder | None:
-        return _alpaca_order(self._call(f"close {symbol}", lambda: self.client.close_position(symbol)))
+        return self._once(f"DELETE /v2/positions/{symbol}", lambda: _alpaca_order(self.client.close_position(symbol)))
 
 
 def _api_message(error) -> str:
     try:
-        return error.message
+        return str(error.message)
     except Exception:
-        return str(error)
+        return " ".join(str(error).split())[:200]
+
+
+def _clock(clock) -> MarketClock:
+    if not isinstance(clock.is_open, bool) or clock.timestamp is None:
+        raise ValueError(f"clock without is_open/timestamp: {clock!r}")
+    return MarketClock(clock.is_open, clock.timestamp, clock.next_open, clock.next_close)
+
+
+def _account(account) -> BrokerAccount:
+    return BrokerAccount(_number(account.equity, "equity"), _number(account.cash, "cash"),
+                         _number(account.buying_power, "buying_power"))
+
+
+def _position(position) -> BrokerPosition:
+    return BrokerPosition(
+        _text(position.symbol, "symbol"), _number(position.qty, "qty"),
+        _number(position.avg_entry_price, "avg_entry_price"),
+        _number(position.current_price, "current_price") if position.current_price is not None else None,
+    )
 
 
 def _alpaca_order(order) -> BrokerOrder:
-    status = getattr(order.status, "value", str(order.status))
-    side = getattr(order.side, "value", str(order.side))
+    """Alpaca's order as Quarry's; a field that is missing or not what Alpaca documents is a ValueError."""
+    status = getattr(order.status, "value", order.status)
+    side = getattr(order.side, "value", order.side)
+    if status not in _ALPACA_STATUS:
+        raise ValueError(f"order status {status!r}")
+    if side not in ("buy", "sell"):
+        raise ValueError(f"order side {side!r}")
     return BrokerOrder(
-        client_order_id=order.client_order_id, broker_order_id=str(order.id), symbol=order.symbol, side=side,
-        qty=float(order.qty or 0), filled_qty=float(order.filled_qty or 0),
-        avg_fill_px=float(order.filled_avg_price) if order.filled_avg_price is not None else None,
-        status=_ALPACA_STATUS.get(status, "accepted"),
+        client_order_id=_text(order.client_order_id, "client_order_id"), broker_order_id=_text(order.id, "id"),
+        symbol=_text(order.symbol, "symbol"), side=side, qty=_number(order.qty or 0, "qty"),
+        filled_qty=_number(order.filled_qty or 0, "filled_qty"),
+        avg_fill_px=_number(order.filled_avg_price, "filled_avg_price") if order.filled_avg_price is not None else None,
+        status=_ALPACA_STATUS[status],
         submitted_at=order.submitted_at.astimezone(timezone.utc) if order.submitted_at else None,
     )
+
+
+def _number(value, field_name: str) -> float:
+    """A finite number from Alpaca's numeric strings; anything else names the field."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field_name} = {value!r} is not a number") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{field_name} = {value!r} is not a finite number")
+    return number
+
+
+def _text(value, field_name: str) -> str:
+    if value is None or str(value) == "":
+        raise ValueError(f"{field_name} is missing")
+    return str(value)
 
 
 def make_broker(settings: BrokerSettings, quote: Quote, now: datetime) -> Broker:

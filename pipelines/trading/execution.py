@@ -8,7 +8,7 @@ from datetime import datetime
 
 from loguru import logger
 
-from pipelines.trading.brokers import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, OrderRequest
+from pipelines.trading.brokers import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
 from warehouse.ledger import Ledger
 
 __all__ = ["OrderIntent", "client_order_id", "place_order", "sync_order"]
@@ -43,8 +43,9 @@ def place_order(ledger: Ledger, broker: Broker, intent: OrderIntent, now: dateti
     """Submit an order at most once, whatever crashed or timed out before.
 
     The ledger row is written first (status `new`), then the broker is asked for the client
-    order id, and only when it has never seen it is the order submitted. A crash anywhere
-    leaves a `new` row that the next attempt resolves the same way.
+    order id, and only when it has never seen it is the order submitted. A crash or an
+    unknown outcome anywhere leaves a `new` row: the retried cycle resolves it the same way,
+    and a later cycle resolves it by lookup (`lifecycle.resolve_unknown_orders`).
     """
     cid = intent.client_order_id
     row = ledger.order(cid)
@@ -64,8 +65,8 @@ def place_order(ledger: Ledger, broker: Broker, intent: OrderIntent, now: dateti
             ledger.update_order(cid, status="rejected", reason=str(rejected), updated_at=now)
             logger.warning("order {} rejected: {}", cid, rejected)
             return ledger.order(cid)
-        except BrokerUnavailable as unavailable:
-            ledger.update_order(cid, reason=f"submit outcome unknown: {unavailable}", updated_at=now)
+        except BrokerError as unknown:
+            ledger.update_order(cid, reason=f"submit outcome unknown: {unknown}", updated_at=now)
             raise
     return sync_order(ledger, existing, now)
 

@@ -43,6 +43,12 @@ def _publish_cycle(report) -> None:
         logger.warning("could not publish cycle artifacts: {}", error)
 
 
+def _raise_if_failed(report) -> None:
+    """A cycle the broker stopped fails its flow run too, so Prefect retries it (the same cycle resumes)."""
+    if report.status == "failed":
+        raise RuntimeError(f"cycle {report.cycle_id} failed: {report.reason}")
+
+
 @flow(name="intraday-pairs-trading", retries=1, timeout_seconds=600, log_prints=True)
 def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, check_market: bool = True):
     """One hourly pairs cycle from validated assets; a retry re-runs the same cycle and reuses its orders."""
@@ -51,6 +57,7 @@ def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, c
     with open_runtime(settings) as runtime:
         report = ops.run_pairs_cycle(runtime, _now(now), dry_run=dry_run, check_market=check_market)
     _publish_cycle(report)
+    _raise_if_failed(report)
     return report
 
 
@@ -60,6 +67,7 @@ def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run
     with open_runtime() as runtime:
         report = ops.run_strategy_cycle(runtime, strategy, _now(now), dry_run=dry_run)
     _publish_cycle(report)
+    _raise_if_failed(report)
     return report
 
 

@@ -6,14 +6,17 @@ from datetime import datetime, timedelta, timezone
 
 from loguru import logger
 
+from pipelines.trading.brokers import BrokerError
 from pipelines.trading.lifecycle import ReconcileReport, manage_orders, reconcile_trades, update_positions
 from pipelines.trading.risk import Breach, monitor_portfolio_risk, record_breaches
 from pipelines.trading.runtime import TradingRuntime
-from pipelines.trading.strategy import CycleReport, book_state
+from pipelines.trading.strategy import CycleReport, book_state, cycle_id_at
 from warehouse import ledger as tables
+from warehouse.ledger import Ledger
 from warehouse.validated import UnusableAssetError
 
 __all__ = [
+    "fail_cycle",
     "run_generate_risk_alerts",
     "run_manage_orders",
     "run_monitor_portfolio_risk",
@@ -30,25 +33,58 @@ def utc_now() -> datetime:
 
 def run_pairs_cycle(runtime: TradingRuntime, now: datetime, dry_run: bool = False,
                     check_market: bool | None = None) -> CycleReport:
-    """One pairs cycle, then (when it traded) the order lifecycle and positions of the same moment."""
-    report = runtime.pairs(check_market).run_cycle(now, dry_run=dry_run)
-    if not dry_run and report.status == "done":
-        run_manage_orders(runtime, now)
-        run_update_positions(runtime, now)
+    """One pairs cycle: first the orders earlier cycles left unknown or half done, then the cycle, then
+    (when it traded) the order lifecycle and positions of the same moment. A broker failure ends it
+    as a `failed` cycle with one alert."""
+    strategy = runtime.pairs(check_market)
+    if dry_run:
+        return strategy.run_cycle(now, dry_run=True)
+    cycle_id = cycle_id_at(strategy.name, now)
+    try:
+        run_manage_orders(runtime, now, skip_cycle=cycle_id)
+        report = strategy.run_cycle(now)
+        if report.status == "done":
+            run_manage_orders(runtime, now)
+            run_update_positions(runtime, now)
+    except BrokerError as error:
+        return fail_cycle(runtime.ledger, cycle_id, strategy.name, now, error)
     return report
 
 
 def run_strategy_cycle(runtime: TradingRuntime, strategy: str, now: datetime, dry_run: bool = False) -> CycleReport:
-    if strategy == "momentum":
-        return runtime.momentum().run_cycle(now, dry_run=dry_run)
-    return run_pairs_cycle(runtime, now, dry_run)
+    if strategy != "momentum":
+        return run_pairs_cycle(runtime, now, dry_run)
+    momentum = runtime.momentum()
+    try:
+        return momentum.run_cycle(now, dry_run=dry_run)
+    except BrokerError as error:
+        if dry_run:
+            raise
+        return fail_cycle(runtime.ledger, cycle_id_at(momentum.name, now, timedelta(days=1)), momentum.name, now,
+                          error)
 
 
-def run_manage_orders(runtime: TradingRuntime, now: datetime) -> dict[str, int]:
+def fail_cycle(ledger: Ledger, cycle_id: str, strategy: str, now: datetime, error: BrokerError) -> CycleReport:
+    """A cycle the broker stopped: its row `failed` with the reason, one critical alert, no traceback.
+
+    Orders it left with an unknown outcome stay `new`; the next cycle resolves them by client order id.
+    """
+    reason = str(error)
+    logger.error("cycle {} failed: {}", cycle_id, reason)
+    ledger.start_cycle(cycle_id, strategy, now, False)
+    ledger.finish_cycle(cycle_id, "failed", reason, [], now)
+    ledger.raise_alert(at=now, level="critical", source=f"{strategy}-cycle", subject=cycle_id,
+                       message=f"cycle {cycle_id} failed: {reason}", cycle_id=cycle_id)
+    return CycleReport(cycle_id, strategy, "failed", reason)
+
+
+def run_manage_orders(runtime: TradingRuntime, now: datetime, skip_cycle: str | None = None) -> dict[str, int]:
+    """Resolve orders whose outcome is unknown, refresh live ones, settle and repair pair trades."""
     prices, _ = _prices_or_last(runtime, now)
     return manage_orders(runtime.ledger, runtime.broker(prices, now), now,
                          timeout=timedelta(minutes=runtime.trading.order_timeout_minutes),
-                         half_fill_rule=runtime.trading.half_fill_rule)  # type: ignore[arg-type]
+                         half_fill_rule=runtime.trading.half_fill_rule,  # type: ignore[arg-type]
+                         grace=timedelta(minutes=runtime.trading.unknown_order_grace_minutes), skip_cycle=skip_cycle)
 
 
 def run_update_positions(runtime: TradingRuntime, now: datetime) -> list[dict]:
@@ -64,8 +100,11 @@ def run_update_positions(runtime: TradingRuntime, now: datetime) -> list[dict]:
 
 
 def run_reconcile(runtime: TradingRuntime, now: datetime) -> ReconcileReport:
+    """Ledger against broker both ways: orders, pair trades and positions; every difference alerted."""
     prices, _ = _prices_or_last(runtime, now)
-    return reconcile_trades(runtime.ledger, runtime.broker(prices, now), now)
+    return reconcile_trades(runtime.ledger, runtime.broker(prices, now), now,
+                            half_fill_rule=runtime.trading.half_fill_rule,  # type: ignore[arg-type]
+                            grace=timedelta(minutes=runtime.trading.unknown_order_grace_minutes))
 
 
 def run_monitor_portfolio_risk(runtime: TradingRuntime, now: datetime) -> list[Breach]:

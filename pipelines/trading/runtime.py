@@ -32,6 +32,8 @@ class TradingSettings(BaseSettings):
     check_market_clock: bool = Field(True, description="Skip a cycle when the broker says the market is closed.")
     order_timeout_minutes: float = Field(30.0, gt=0, description="Cancel the unfilled rest of an order after this.")
     half_fill_rule: str = Field("unwind", pattern="^(unwind|complete)$")
+    unknown_order_grace_minutes: float = Field(
+        5.0, gt=0, description="An order the broker still does not know this long after it was sent never reached it.")
 
 
 @dataclass

@@ -123,6 +123,34 @@ def test_a_malformed_body_is_an_error_not_an_empty_frame(httpserver, body):
         make_source(httpserver).fetch_bars(["KO"], "1h", START, END)
 
 
+GOOD_BAR = {"t": "2025-03-03T15:00:00Z", "o": 60.1, "h": 60.5, "l": 59.9, "c": 60.2, "v": 1200, "n": 40, "vw": 60.2}
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ("c", "60.20", "is not a finite number"),
+    ("o", None, "is not a finite number"),
+    ("t", "2025-03-03 sometime", "is not an RFC 3339 timestamp"),
+    ("t", "2025-03-03T15:00:00", "has no UTC offset"),
+    ("v", 1200.5, "is not a whole number"),
+    ("n", "forty", "is not a number"),
+])
+def test_a_malformed_value_names_symbol_field_and_value_and_is_never_cast(httpserver, field, value, why):
+    good = dict(GOOD_BAR, t="2025-03-03T14:00:00Z")
+    httpserver.expect_request("/v2/stocks/bars").respond_with_json(
+        {"bars": {"PEP": [good], "KO": [good, {**GOOD_BAR, field: value}]}, "next_page_token": None})
+    with pytest.raises(ProviderError) as raised:
+        make_source(httpserver).fetch_bars(["KO", "PEP"], "1h", START, END)
+    assert f"alpaca: bar for KO has {field}={value!r}, which {why}" in str(raised.value)
+    assert raised.value.symbol == "KO"
+
+
+def test_whole_volumes_sent_as_floats_are_kept(httpserver):
+    httpserver.expect_request("/v2/stocks/bars").respond_with_json(
+        {"bars": {"KO": [{**GOOD_BAR, "v": 1200.0}]}, "next_page_token": None})
+    bars = make_source(httpserver).fetch_bars(["KO"], "1h", START, END)
+    assert bars["volume_qty"].to_list() == [1200] and bars.schema == pl.Schema(BAR_SCHEMA)
+
+
 def test_splits_come_from_corporate_actions(httpserver):
     SampleAlpaca().attach(httpserver)
     splits = make_source(httpserver).fetch_splits(["AAPL", "NVDA", "KO"], START.date(), datetime(2025, 12, 31).date())

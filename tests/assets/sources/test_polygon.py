@@ -92,6 +92,16 @@ def test_a_malformed_body_is_an_error_not_an_empty_frame(httpserver, body):
         make_source(httpserver).fetch_bars(["KO"], "1h", START, END)
 
 
+@pytest.mark.parametrize("field, value, why", [("c", "60.2", "is not a finite number"),
+                                              ("v", 1200.5, "is not a whole number")])
+def test_a_malformed_value_names_symbol_field_and_value_and_is_never_cast(httpserver, field, value, why):
+    bar = {"t": 1741014000000, "o": 60.1, "h": 60.5, "l": 59.9, "c": 60.2, "v": 1200, "vw": 60.2, "n": 40}
+    httpserver.expect_request(AGGS).respond_with_json(
+        {"ticker": "KO", "status": "OK", "resultsCount": 1, "results": [{**bar, field: value}]})
+    with pytest.raises(ProviderError, match=rf"polygon: bar for KO has {field}={value!r}, which {why}"):
+        make_source(httpserver).fetch_bars(["KO"], "1h", START, END)
+
+
 def test_splits_from_reference_endpoint(httpserver):
     SamplePolygon(base_url=httpserver.url_for("").rstrip("/")).attach(httpserver)
     source = make_source(httpserver)
