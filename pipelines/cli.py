@@ -25,11 +25,14 @@ from pipelines.planning import plan_selection
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
 from warehouse import LAKE, Warehouse, WarehouseError, attach_sql
+from warehouse.redaction import redact
 
 # The embedded setup runs with no network: Prefect's temporary server must not try to send telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True)
+# no locals in tracebacks: they hold settings, and settings hold secrets
+app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
 # piped output (logs, CI) gets a width that fits the summary table instead of rich's 80 columns
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -158,7 +161,7 @@ def _print_summary(summary: RunSummary) -> None:
     settings = Settings()
     console.print(
         "Explore: quarry sql \"SELECT * FROM bars_daily LIMIT 5\"  ·  in DuckDB: "
-        f"LOAD ducklake; {attach_sql(settings.catalog, settings.data_path, read_only=True)}; USE {LAKE};",
+        f"LOAD ducklake; {attach_sql(redact(settings.catalog), settings.data_path, read_only=True)}; USE {LAKE};",
         soft_wrap=True,
     )
 
@@ -384,7 +387,16 @@ _register_command_groups()
 
 
 def main() -> None:
-    app()
+    """The `quarry` entry point: secrets masked in every log line, an unexpected failure as one redacted line."""
+    from pipelines.logs import install_redaction
+    from pipelines.settings import redactor
+
+    install_redaction()
+    try:
+        app()
+    except Exception as error:  # the last boundary: one line, nothing secret, no traceback
+        console.print(f"[red]error[/]: {redactor()(f'{type(error).__name__}: {error}')}", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

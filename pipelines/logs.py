@@ -2,11 +2,65 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from loguru import logger
 
 _ROUTED: dict[str, int] = {}
+
+
+def _redact_record(redactor, record) -> None:
+    """Loguru patcher: the message and any attached exception leave with secrets masked."""
+    record["message"] = redactor(record["message"])
+    exception = record["exception"]
+    if exception is not None and exception.value is not None:
+        text = str(exception.value)
+        masked = redactor(text)
+        if masked != text:
+            replacement = RuntimeError(f"{exception.type.__name__}: {masked}")
+            record["exception"] = type(exception)(RuntimeError, replacement, exception.traceback)
+
+
+class RedactingFilter(logging.Filter):
+    """A stdlib logging filter (Prefect's own loggers) that masks secrets in the formatted message."""
+
+    def __init__(self, redactor):
+        super().__init__("quarry-redaction")
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.redactor(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            text = str(record.exc_info[1])
+            if self.redactor(text) != text:
+                record.exc_info = (RuntimeError, RuntimeError(self.redactor(text)), record.exc_info[2])
+                record.exc_text = None
+        return True
+
+
+def install_redaction(redactor=None) -> None:
+    """Mask secrets in every log record: loguru's patcher, and a filter on each stdlib handler (Prefect's).
+
+    Safe to call again (after Prefect configured its handlers): a handler is filtered once.
+    """
+    from functools import partial
+
+    if redactor is None:
+        from pipelines.settings import redactor as configured
+
+        redactor = configured()
+    logger.configure(patcher=partial(_redact_record, redactor))
+    loggers = [logging.getLogger()] + [
+        item for item in logging.Logger.manager.loggerDict.values() if isinstance(item, logging.Logger)
+    ]
+    for item in loggers:
+        for handler in item.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter(redactor))
 
 
 def _forward_to_prefect(message) -> None:
@@ -24,12 +78,14 @@ def _forward_to_prefect(message) -> None:
 
 def route_to_prefect(level: str = "INFO") -> None:
     """Install the Prefect sink once per process (idempotent, so every flow can call it)."""
+    install_redaction()
     if "prefect" not in _ROUTED:
         _ROUTED["prefect"] = logger.add(_forward_to_prefect, level=level, format="{message}", enqueue=False)
 
 
 def configure_console(level: str = "INFO", quiet: bool = False) -> None:
     """Human-readable logs on stderr for the CLI; `quiet` keeps only warnings (a progress bar is showing)."""
+    install_redaction()
     logger.remove()
     logger.add(sys.stderr, level="WARNING" if quiet else level, format="<level>{level: <7}</level> {message}")
 
@@ -38,6 +94,7 @@ def configure_file_logging(path, level: str = "INFO", rotation: str = "1 day", r
     """JSON lines to `path`, rotated daily and kept 30 days; returns the sink id (installing twice adds nothing)."""
     from pathlib import Path
 
+    install_redaction()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     key = f"file:{target.resolve()}"

@@ -17,6 +17,7 @@ from assets.model import Asset
 from pipelines.building import BatchResult, BuildContext, build_batch
 from pipelines.planning import AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection
 from warehouse import Warehouse
+from warehouse.redaction import redact
 
 
 class BatchFuture(Protocol):
@@ -186,7 +187,7 @@ def run_materialization(
         except Exception as error:  # a batch's failure must not stop independent work
             logger.error("{}: batch of {} partitions failed: {}", name, len(group), error)
             logger.debug("{}", "".join(traceback.format_exception(error)))
-            outcome.failed.extend((w.partition_key, f"{type(error).__name__}: {error}") for w in group)
+            outcome.failed.extend((w.partition_key, redact(f"{type(error).__name__}: {error}")) for w in group)
         running[name] -= 1
         if running[name] == 0:
             del running[name]

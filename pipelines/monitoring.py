@@ -16,8 +16,9 @@ from assets import AssetGraph, default_graph
 from pipelines.logs import route_to_prefect
 from pipelines.notify import Alert, DailySummary, Notifier, failed_run_alert, render_daily_summary
 from pipelines.ops_settings import OpsSettings
-from pipelines.settings import Settings
+from pipelines.settings import Settings, redactor
 from warehouse import LAKE, Warehouse
+from warehouse.redaction import redact
 
 Status = Literal["ok", "warn", "fail"]
 #: An optional check of an outside system (the ledger, the broker): returns a detail or raises.
@@ -63,7 +64,7 @@ def check_warehouse(settings: Settings, graph: AssetGraph, now: datetime) -> lis
         with Warehouse.open(settings.catalog, settings.data_path, read_only=True) as warehouse:
             current = warehouse.current_versions()
     except Exception as error:
-        return [HealthRow("warehouse", "fail", f"cannot read {settings.catalog}: {error}")]
+        return [HealthRow("warehouse", "fail", redact(f"cannot read {settings.catalog}: {error}"))]
     return [HealthRow("warehouse", "ok", f"{current.height} published partitions")] + freshness_rows(current, graph, now)
 
 
@@ -77,8 +78,8 @@ def check_prefect_api(api_url: str | None) -> HealthRow:
         response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=5)
         response.raise_for_status()
     except httpx.HTTPError as error:
-        return HealthRow("prefect-api", "fail", f"{api_url}: {error}")
-    return HealthRow("prefect-api", "ok", api_url)
+        return HealthRow("prefect-api", "fail", redact(f"{api_url}: {error}"))
+    return HealthRow("prefect-api", "ok", redact(api_url))
 
 
 def run_probes(probes: Mapping[str, Probe]) -> list[HealthRow]:
@@ -87,7 +88,7 @@ def run_probes(probes: Mapping[str, Probe]) -> list[HealthRow]:
         try:
             rows.append(HealthRow(name, "ok", probe()))
         except Exception as error:
-            rows.append(HealthRow(name, "fail", f"{type(error).__name__}: {error}"))
+            rows.append(HealthRow(name, "fail", redact(f"{type(error).__name__}: {error}")))
     return rows
 
 
@@ -157,7 +158,7 @@ def report_failed_run(run: FailedRun, notifier: Notifier | None) -> None:
         event=FAILED_RUN_EVENT,
         resource={"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.name": run.run_name},
         related=[{"prefect.resource.id": f"quarry.flow.{run.flow_name}", "prefect.resource.role": "flow"}],
-        payload={"flow": run.flow_name, "state": run.state, "message": run.message[:500]},
+        payload={"flow": run.flow_name, "state": run.state, "message": redact(run.message)[:500]},
     )
     if notifier is not None:
         notifier.send(failed_run_alert(run.flow_name, run.flow_run_id, run.state, run.message))
@@ -173,7 +174,8 @@ def alert_on_failure(flow, flow_run, state) -> None:
 
 def _publish_health(rows: list[HealthRow]) -> None:
     try:
-        create_table_artifact(key="system-health", table=[asdict(r) for r in rows], description="Quarry system health")
+        table = [{**asdict(r), "detail": redactor()(r.detail)} for r in rows]
+        create_table_artifact(key="system-health", table=table, description="Quarry system health")
     except Exception as error:
         logger.warning("could not publish the health artifact: {}", error)
 

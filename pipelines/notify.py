@@ -60,6 +60,13 @@ class Alert:
     details: Mapping[str, str] = field(default_factory=dict)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
+    def redacted(self, redact: Callable[[str], str]) -> Alert:
+        """The same alert with every text field passed through `redact` (nothing secret leaves in an alert)."""
+        from dataclasses import replace
+
+        return replace(self, title=redact(self.title), body=redact(self.body),
+                       details={k: redact(str(v)) for k, v in self.details.items()})
+
     def as_row(self) -> dict:
         return {
             "kind": self.kind, "severity": self.severity, "title": self.title, "body": self.body,
@@ -352,7 +359,11 @@ class Notifier:
         policy: ThrottlePolicy = ThrottlePolicy(),
         record_alert: Callable[[Alert], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        redact: Callable[[str], str] | None = None,
     ):
+        from warehouse.redaction import redact as redact_patterns
+
+        self.redact = redact or redact_patterns
         self.smtp = smtp
         self.store = store
         self.policy = policy
@@ -364,17 +375,27 @@ class Notifier:
         """The configured notifier; alert rows go to the ledger's `alerts` table unless `record_alert` says otherwise."""
         from pipelines.ops_settings import OpsSettings
 
+        from pipelines.settings import redactor
+
         ops = OpsSettings()
         policy = ThrottlePolicy(timedelta(minutes=ops.alert_dedupe_minutes), ops.alert_max_per_hour)
-        return cls(SmtpSettings(), AlertStore(ops.alerts_db), policy, record_alert or ledger_recorder())
+        return cls(SmtpSettings(), AlertStore(ops.alerts_db), policy, record_alert or ledger_recorder(),
+                   redact=redactor())
 
     def send(self, alert: Alert) -> Delivery:
-        """Email the alert unless it repeats one already sent in the window or the hourly budget is spent."""
+        """Email the alert unless it repeats one already sent in the window or the hourly budget is spent.
+
+        The alert is redacted first: its row, its email and its log lines never carry a secret.
+        """
+        alert = alert.redacted(self.redact)
         decision, held = self.store.reserve(self.policy, alert.dedup_key, self.clock())
         if decision != "send":
             logger.info("alert {} {}: {}", alert.dedup_key, decision, alert.title)
             return Delivery(decision, alert, held)
-        self.record_alert(alert)
+        try:
+            self.record_alert(alert)
+        except Exception as error:  # the ledger being down is when an alert matters most: still email it
+            logger.error("could not store alert {} (emailing it anyway): {}", alert.dedup_key, self.redact(str(error)))
         if not self.smtp.configured:
             logger.warning("alert (email not configured): {} {}", alert.title, alert.body)
             return Delivery("not-configured", alert, held)
@@ -383,7 +404,7 @@ class Notifier:
             send_email(self.smtp, subject, text, body_html)
         except (OSError, smtplib.SMTPException) as error:
             logger.error("could not email alert {}: {}", alert.dedup_key, error)
-            return Delivery("failed", alert, held, str(error))
+            return Delivery("failed", alert, held, self.redact(str(error)))
         return Delivery("sent", alert, held)
 
     def send_daily_summary(self, summary: DailySummary) -> bool:

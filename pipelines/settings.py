@@ -37,3 +37,31 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster; unset starts a local one.")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def secret_values() -> list[str]:
+    """Every secret-bearing setting's value (catalog and ledger passwords, provider, broker and SMTP keys).
+
+    Read once at the edge so the redactor can mask them by value wherever they show up,
+    including forms no pattern recognises (an API key echoed in a provider's error body).
+    """
+    from assets.sources.registry import SourceSettings
+    from pipelines.notify import SmtpSettings
+    from pipelines.ops_settings import OpsSettings
+    from pipelines.trading.brokers import BrokerSettings
+    from warehouse.ledger import LedgerSettings
+    from warehouse.redaction import conninfo_password
+
+    source, broker, smtp = SourceSettings(), BrokerSettings(), SmtpSettings()
+    keys = [source.alpaca_api_key, source.alpaca_secret_key, source.polygon_api_key,
+            broker.alpaca_api_key, broker.alpaca_secret_key, smtp.password]
+    passwords = [conninfo_password(Settings().catalog), conninfo_password(LedgerSettings().url),
+                 conninfo_password(OpsSettings().prefect_api_url)]
+    return [k.get_secret_value() for k in keys if k is not None] + [p for p in passwords if p]
+
+
+def redactor():
+    """The redactor for this deployment: connection-string patterns plus every configured secret value."""
+    from warehouse.redaction import Redactor
+
+    return Redactor(secret_values())

@@ -12,6 +12,7 @@ import polars as pl
 from loguru import logger
 
 from warehouse.lake import LAKE, Warehouse, WarehouseError
+from warehouse.redaction import redact
 from warehouse.versions import data_version, new_id
 
 ARCHIVE_DDL = (
@@ -139,7 +140,7 @@ def archive_old_versions(warehouse: Warehouse, archive_dir: Path, cutoff: dateti
     archived_at = datetime.now(timezone.utc)
     manifest.write_text(json.dumps({
         "archive_id": archive_id, "cutoff": cutoff.isoformat(), "archived_at": archived_at.isoformat(),
-        "catalog": warehouse.catalog, "snapshots_expired": list(plan.expire_snapshots),
+        "catalog": redact(warehouse.catalog), "snapshots_expired": list(plan.expire_snapshots),
         "versions": [asdict(v) for v in exported],
     }, indent=2))
     _record(warehouse, archive_id, cutoff, manifest, exported, plan, archived_at)

@@ -15,6 +15,7 @@ from pathlib import Path
 from loguru import logger
 
 from warehouse.lake import WarehouseError
+from warehouse.redaction import redact
 
 MANIFEST = "manifest.json"
 CATALOG_FILE = {"sqlite": "catalog.sqlite", "postgres": "catalog.dump"}
@@ -81,7 +82,7 @@ def _catalog_kind(catalog: str) -> tuple[str, str]:
     kind, _, target = catalog.partition(":")
     kind = "postgres" if kind == "postgresql" else kind
     if kind not in CATALOG_FILE:
-        raise BackupError(f"catalog {catalog!r}: backups support 'sqlite:PATH' and 'postgres:CONNINFO' catalogs")
+        raise BackupError(f"catalog {redact(catalog)!r}: backups support 'sqlite:PATH' and 'postgres:CONNINFO' catalogs")
     return kind, target
 
 
@@ -218,7 +219,7 @@ def _pg_dump(conninfo: str, target: Path) -> None:
         ["pg_dump", "-Fc", "--no-owner", f"--dbname={conninfo}", f"--file={target}"], capture_output=True, text=True
     )
     if completed.returncode:
-        raise BackupError(f"pg_dump failed ({completed.returncode}): {completed.stderr.strip()}")
+        raise BackupError(redact(f"pg_dump failed ({completed.returncode}): {completed.stderr.strip()}"))
 
 
 def _pg_restore(dump: Path, conninfo: str) -> None:
@@ -226,7 +227,7 @@ def _pg_restore(dump: Path, conninfo: str) -> None:
         ["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={conninfo}", str(dump)], capture_output=True, text=True
     )
     if completed.returncode:
-        raise BackupError(f"pg_restore failed ({completed.returncode}): {completed.stderr.strip()}")
+        raise BackupError(redact(f"pg_restore failed ({completed.returncode}): {completed.stderr.strip()}"))
 
 
 def restore(backup_dir: Path, target_dir: Path, target_catalog: str | None = None) -> RestoredLake:

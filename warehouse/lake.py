@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ import polars as pl
 from loguru import logger
 
 from warehouse import catalog_migrations
+from warehouse.redaction import redact
 from warehouse.versions import PublishBatch
 
 LAKE = "lake"
@@ -36,13 +38,18 @@ def ducklake_uri(catalog: str) -> str:
         return f"ducklake:postgres:{target}"
     if kind == "duckdb":
         return f"ducklake:{target}"
-    raise WarehouseError(f"catalog {catalog!r}: expected 'sqlite:PATH', 'postgres:CONNINFO' or 'duckdb:PATH'")
+    raise WarehouseError(f"catalog {redact(catalog)!r}: expected 'sqlite:PATH', 'postgres:CONNINFO' or 'duckdb:PATH'")
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal: ATTACH takes no parameters, so a `'` in a password or path is doubled, never spliced."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def attach_sql(catalog: str, data_path: str, read_only: bool = False) -> str:
     """The one ATTACH statement a notebook or the DuckDB CLI needs (after `LOAD ducklake`)."""
-    options = f"DATA_PATH '{data_path}'" + (", READ_ONLY" if read_only else "")
-    return f"ATTACH '{ducklake_uri(catalog)}' AS {LAKE} ({options})"
+    options = f"DATA_PATH {sql_literal(data_path)}" + (", READ_ONLY" if read_only else "")
+    return f"ATTACH {sql_literal(ducklake_uri(catalog))} AS {LAKE} ({options})"
 
 
 def load_extensions(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
@@ -87,6 +94,39 @@ def is_commit_conflict(error: Exception) -> bool:
     )
 
 
+def _catalog_file_state(catalog: str) -> str:
+    """'missing', 'read-only' (the file or its directory cannot be written) or 'writable', for a file catalog."""
+    kind, _, target = catalog.partition(":")
+    if kind not in ("sqlite", "duckdb"):
+        return "remote"
+    path = Path(target)
+    if not path.exists():
+        return "missing"
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return "writable" if writable else "read-only"
+
+
+def attach_failure(catalog: str, data_path: str, read_only: bool, error: str, file_state: str) -> str:
+    """One line saying why the lake could not be attached and what fixes it; never a password."""
+    detail = " ".join(error.split())
+    where = f"catalog {redact(catalog)}, data path {data_path}"
+    if file_state == "read-only" and "unable to open" in detail:
+        return (
+            f"cannot open the warehouse ({where}): the SQLite catalog is on read-only media and in WAL mode, "
+            "which needs its -wal/-shm files beside it. Fix: copy the catalog to writable storage, or before "
+            "mounting it read-only run `sqlite3 CATALOG 'PRAGMA journal_mode=DELETE'` on a writable copy."
+        )
+    if file_state == "missing" and read_only:
+        return f"no warehouse at {where}: run `quarry materialize` first, or set QUARRY_CATALOG to an existing catalog"
+    hint = ""
+    if file_state == "remote" and any(m in detail for m in ("Unable to connect", "Connection refused", "could not connect")):
+        hint = " Is the catalog database running and reachable?"
+    elif file_state != "remote" and not Path(catalog.partition(":")[2]).is_absolute():
+        hint = (" Relative paths resolve from the working directory: run from the project directory "
+                "or set QUARRY_CATALOG and QUARRY_DATA_PATH to absolute paths.")
+    return redact(f"cannot attach the warehouse ({where}): {detail}.{hint}")
+
+
 class Warehouse:
     """A DuckLake attached in this process; every method is safe to call from several threads."""
 
@@ -107,11 +147,7 @@ class Warehouse:
         try:
             self._con.execute(attach_sql(catalog, data_path, read_only))
         except duckdb.Error as error:
-            raise WarehouseError(
-                f"cannot attach the warehouse (catalog {catalog!r}, data path {data_path!r}): {error}. "
-                "Relative paths resolve from the working directory: run from the project directory "
-                "or set QUARRY_CATALOG and QUARRY_DATA_PATH to absolute paths."
-            ) from error
+            raise WarehouseError(attach_failure(catalog, data_path, read_only, str(error), _catalog_file_state(catalog))) from None
         self._publish_lock = threading.Lock()
         try:
             self._upgrade_catalog()
