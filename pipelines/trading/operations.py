@@ -55,13 +55,14 @@ def run_strategy_cycle(runtime: TradingRuntime, strategy: str, now: datetime, dr
     if strategy != "momentum":
         return run_pairs_cycle(runtime, now, dry_run)
     momentum = runtime.momentum()
+    if dry_run:
+        return momentum.run_cycle(now, dry_run=True)
+    cycle_id = cycle_id_at(momentum.name, now, timedelta(days=1))
     try:
-        return momentum.run_cycle(now, dry_run=dry_run)
+        run_manage_orders(runtime, now, skip_cycle=cycle_id)
+        return momentum.run_cycle(now)
     except BrokerError as error:
-        if dry_run:
-            raise
-        return fail_cycle(runtime.ledger, cycle_id_at(momentum.name, now, timedelta(days=1)), momentum.name, now,
-                          error)
+        return fail_cycle(runtime.ledger, cycle_id, momentum.name, now, error)
 
 
 def fail_cycle(ledger: Ledger, cycle_id: str, strategy: str, now: datetime, error: BrokerError) -> CycleReport:
