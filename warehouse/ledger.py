@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +14,6 @@ import sqlalchemy as sa
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 __all__ = [
     "ACTIVE_ORDER_STATUSES",
@@ -168,16 +168,81 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the ledger's Alembic migrations up to `revision` (idempotent)."""
+#: PostgreSQL advisory-lock keys (any fixed 64-bit numbers no other application on the database uses).
+MIGRATION_LOCK_KEY = 0x71_75_61_72_72_79_6D  # "quarrym"
+EXCLUSIVE_LOCK_NAMESPACE = 0x7175
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    return Path(database) if database not in (None, "", ":memory:") else None
+
+
+@contextmanager
+def _file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive `flock` on `path` for the block; the OS drops it when the process dies, so no lock is stale."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _heads(config) -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(config).get_heads())
+
+
+def _current(connection) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def upgrade(engine: Engine, revision: str = "head") -> bool:
+    """Apply the ledger's Alembic migrations up to `revision`, once per database; True when any step ran.
+
+    Two processes opening a new ledger at once must not both create its tables: the
+    upgrade runs under a file lock beside a SQLite ledger or a PostgreSQL advisory lock
+    (held by the migrating transaction), and re-reads the revision once it holds the lock.
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    target = _heads(config) if revision == "head" else {revision}
+    with engine.connect() as connection:
+        if _current(connection) == target:
+            return False
+    sqlite_file = _sqlite_file(engine)
+    lock = _file_lock(sqlite_file.with_name(sqlite_file.name + ".migrate.lock")) if sqlite_file else nullcontext(True)
+    with lock, engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        if _current(connection) == target:
+            return False
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    return True
+
+
+def _insert(engine: Engine, table: sa.Table):
+    """The dialect's INSERT, which knows the conflict clause (ON CONFLICT on SQLite and PostgreSQL)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
 
 
 def _utcnow() -> datetime:
@@ -216,12 +281,37 @@ class Ledger:
         """Record a cycle as running; False when the cycle already ran to the end (a retry re-checks only)."""
         with self.engine.begin() as connection:
             found = connection.execute(sa.select(cycles.c.status).where(cycles.c.cycle_id == cycle_id)).scalar()
-            if found is None:
-                connection.execute(cycles.insert().values(
-                    cycle_id=cycle_id, strategy=strategy, started_at=at, status="running", is_dry_run=is_dry_run))
-                return True
-            connection.execute(cycles.update().where(cycles.c.cycle_id == cycle_id).values(status="running"))
+            connection.execute(_insert(self.engine, cycles).values(
+                cycle_id=cycle_id, strategy=strategy, started_at=at, status="running", is_dry_run=is_dry_run,
+            ).on_conflict_do_update(index_elements=[cycles.c.cycle_id], set_={"status": "running"}))
             return found != "done"
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """Try to hold `name` (a cycle id) for the block: True if this process holds it, False if another does.
+
+        A file lock beside a SQLite ledger, a session advisory lock on PostgreSQL; either is
+        released when the holder ends, even by SIGKILL, so a crashed cycle can be retried.
+        """
+        sqlite_file = _sqlite_file(self.engine)
+        if sqlite_file is not None:
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+            with _file_lock(sqlite_file.with_name(f"{sqlite_file.name}.{safe}.lock"), blocking=False) as held:
+                yield held
+            return
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        with self.engine.connect() as connection:
+            key = sa.func.hashtext(name)
+            held = connection.execute(sa.select(sa.func.pg_try_advisory_lock(EXCLUSIVE_LOCK_NAMESPACE, key))).scalar()
+            connection.commit()
+            try:
+                yield bool(held)
+            finally:
+                if held:
+                    connection.execute(sa.select(sa.func.pg_advisory_unlock(EXCLUSIVE_LOCK_NAMESPACE, key)))
+                    connection.commit()
 
     def finish_cycle(self, cycle_id: str, status: str, reason: str | None, versions: list[dict], at: datetime) -> None:
         with self.engine.begin() as connection:
@@ -235,12 +325,7 @@ class Ledger:
         values = dict(at=at, cycle_id=cycle_id, strategy=strategy, subject=subject, signal=signal, zscore=zscore,
                       action=action, verdict=verdict, reason=reason, asset_versions=json.dumps(versions),
                       details=json.dumps(details or {}, default=str))
-        key = (decisions.c.cycle_id == cycle_id, decisions.c.strategy == strategy, decisions.c.subject == subject)
-        with self.engine.begin() as connection:
-            if connection.execute(sa.select(decisions.c.decision_id).where(*key)).first():
-                connection.execute(decisions.update().where(*key).values(**values))
-            else:
-                connection.execute(decisions.insert().values(**values))
+        self._upsert(decisions, [decisions.c.cycle_id, decisions.c.strategy, decisions.c.subject], values)
 
     # ---- orders and fills ----------------------------------------------------------------
 
@@ -250,12 +335,21 @@ class Ledger:
 
     def insert_order(self, values: Mapping[str, Any]) -> bool:
         """Insert an order before it goes to the broker; False when its client order id is already taken."""
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(orders.insert().values(**values))
-            return True
-        except IntegrityError:
-            return False
+        return self._insert_once(orders, [orders.c.client_order_id], values)
+
+    def _insert_once(self, table: sa.Table, key: list, values: Mapping[str, Any]) -> bool:
+        """INSERT ... ON CONFLICT (key) DO NOTHING: True when this call wrote the row, False when it existed."""
+        with self.engine.begin() as connection:
+            written = connection.execute(
+                _insert(self.engine, table).values(**values).on_conflict_do_nothing(index_elements=key).returning(*key))
+            return written.first() is not None
+
+    def _upsert(self, table: sa.Table, key: list, values: Mapping[str, Any]) -> None:
+        """INSERT ... ON CONFLICT (key) DO UPDATE: one statement, so concurrent writers never collide."""
+        names = {column.name for column in key}
+        with self.engine.begin() as connection:
+            connection.execute(_insert(self.engine, table).values(**values).on_conflict_do_update(
+                index_elements=key, set_={k: v for k, v in values.items() if k not in names}))
 
     def update_order(self, client_order_id: str, **values: Any) -> None:
         with self.engine.begin() as connection:
@@ -271,14 +365,9 @@ class Ledger:
     def record_fill(self, *, client_order_id: str, fill_key: str, symbol: str, side: str, qty: float, px: float,
                     filled_at: datetime) -> bool:
         """Record one execution once: the fill key (order id and cumulative quantity) is unique."""
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(fills.insert().values(
-                    client_order_id=client_order_id, fill_key=fill_key, symbol=symbol, side=side, qty=qty, px=px,
-                    filled_at=filled_at))
-            return True
-        except IntegrityError:
-            return False
+        return self._insert_once(fills, [fills.c.fill_key], dict(
+            client_order_id=client_order_id, fill_key=fill_key, symbol=symbol, side=side, qty=qty, px=px,
+            filled_at=filled_at))
 
     # ---- pair trades, positions, marks ---------------------------------------------------
 
@@ -294,12 +383,7 @@ class Ledger:
         return self.rows(pair_trades, *where, order_by=pair_trades.c.entry_ts)
 
     def insert_pair_trade(self, values: Mapping[str, Any]) -> bool:
-        try:
-            with self.engine.begin() as connection:
-                connection.execute(pair_trades.insert().values({**values, "updated_at": _utcnow()}))
-            return True
-        except IntegrityError:
-            return False
+        return self._insert_once(pair_trades, [pair_trades.c.pair_trade_id], {**values, "updated_at": _utcnow()})
 
     def update_pair_trade(self, pair_trade_id: str, **values: Any) -> None:
         with self.engine.begin() as connection:
@@ -316,20 +400,14 @@ class Ledger:
 
     def upsert_pair_mark(self, *, pair_trade_id: str, strategy: str, pair_id: str, bar_ts: datetime, pnl: float,
                          is_in_market: bool) -> None:
-        key = (pair_marks.c.pair_trade_id == pair_trade_id, pair_marks.c.bar_ts == bar_ts)
-        with self.engine.begin() as connection:
-            connection.execute(pair_marks.delete().where(*key))
-            connection.execute(pair_marks.insert().values(
-                pair_trade_id=pair_trade_id, strategy=strategy, pair_id=pair_id, bar_ts=bar_ts, pnl=pnl,
-                is_in_market=is_in_market))
+        self._upsert(pair_marks, [pair_marks.c.pair_trade_id, pair_marks.c.bar_ts], dict(
+            pair_trade_id=pair_trade_id, strategy=strategy, pair_id=pair_id, bar_ts=bar_ts, pnl=pnl,
+            is_in_market=is_in_market))
 
     def upsert_account_mark(self, *, marked_at: datetime, equity: float, cash: float, gross_exposure: float,
                             net_exposure: float) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(account_marks.delete().where(account_marks.c.marked_at == marked_at))
-            connection.execute(account_marks.insert().values(
-                marked_at=marked_at, equity=equity, cash=cash, gross_exposure=gross_exposure,
-                net_exposure=net_exposure))
+        self._upsert(account_marks, [account_marks.c.marked_at], dict(
+            marked_at=marked_at, equity=equity, cash=cash, gross_exposure=gross_exposure, net_exposure=net_exposure))
 
     # ---- risk, alerts, controls ----------------------------------------------------------
 
@@ -353,7 +431,5 @@ class Ledger:
         return bool(found) and found[0]["value"] == "on"
 
     def set_kill_switch(self, on: bool, at: datetime | None = None) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(controls.delete().where(controls.c.name == KILL_SWITCH))
-            connection.execute(controls.insert().values(
-                name=KILL_SWITCH, value="on" if on else "off", updated_at=at or _utcnow()))
+        self._upsert(controls, [controls.c.name],
+                     dict(name=KILL_SWITCH, value="on" if on else "off", updated_at=at or _utcnow()))

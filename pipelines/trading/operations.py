@@ -40,14 +40,18 @@ def run_pairs_cycle(runtime: TradingRuntime, now: datetime, dry_run: bool = Fals
     if dry_run:
         return strategy.run_cycle(now, dry_run=True)
     cycle_id = cycle_id_at(strategy.name, now)
-    try:
-        run_manage_orders(runtime, now, skip_cycle=cycle_id)
-        report = strategy.run_cycle(now)
-        if report.status == "done":
-            run_manage_orders(runtime, now)
-            run_update_positions(runtime, now)
-    except BrokerError as error:
-        return fail_cycle(runtime.ledger, cycle_id, strategy.name, now, error)
+    with runtime.ledger.exclusive(cycle_id) as held:
+        if not held:  # the same hour started twice (a retry racing the scheduled run): one trades, one leaves
+            logger.warning("cycle {} is running in another process; this one places nothing", cycle_id)
+            return CycleReport(cycle_id, strategy.name, "skipped", "running in another process")
+        try:
+            run_manage_orders(runtime, now, skip_cycle=cycle_id)
+            report = strategy.run_cycle(now)
+            if report.status == "done":
+                run_manage_orders(runtime, now)
+                run_update_positions(runtime, now)
+        except BrokerError as error:
+            return fail_cycle(runtime.ledger, cycle_id, strategy.name, now, error)
     return report
 
 

@@ -222,3 +222,46 @@ def test_trading_flows_run_under_prefect(prefect_harness, lake, tmp_path, monkey
     assert orders and {o["strategy"] for o in orders} == {"pairs"}
     assert {t["pair_id"] for t in ledger.rows(tables.pair_trades)} >= {"GS/MS"}
     assert not [a for a in ledger.rows(tables.alerts) if a["level"] == "critical"]
+
+
+RACER = """
+import sys, time
+from pathlib import Path
+from pipelines.cli import main
+go = Path(sys.argv[1])
+print("READY", flush=True)
+while not go.exists():
+    time.sleep(0.01)
+sys.argv = ["quarry", *sys.argv[2:]]
+main()
+"""
+
+
+def test_cycles_for_the_same_hour_on_a_fresh_ledger_one_trades_the_others_leave(lake, tmp_path):
+    """Real `quarry trade pairs` processes released together on a ledger that does not exist yet: the
+    migrations run once, one process places the orders, the others leave cleanly, none shows a traceback."""
+    _, root = lake
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "COLUMNS": "200",
+           "QUARRY_CATALOG": f"sqlite:{root}/catalog.sqlite", "QUARRY_DATA_PATH": f"{root}/lake/",
+           "QUARRY_LEDGER_URL": f"sqlite:///{tmp_path}/ledger.sqlite",
+           "QUARRY_BROKER_PAPER_URL": f"sqlite:///{tmp_path}/paper.sqlite"}
+    go = tmp_path / "go"
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(go), "trade", "pairs", "--ignore-clock",
+                                "--at", OPEN_AT.isoformat()], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for racer in racers:
+        assert racer.stdout.readline().startswith("READY")
+    go.touch()
+    outputs = [racer.communicate(timeout=300) for racer in racers]
+    for racer, (out, err) in zip(racers, outputs):
+        assert racer.returncode == 0, out + err
+        assert "Traceback" not in out + err and "IntegrityError" not in out + err, err
+    ledger = Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite"))
+    orders = ledger.rows(tables.orders)
+    broker_orders = paper_engine(f"sqlite:///{tmp_path}/paper.sqlite").connect().execute(paper_orders.select()).all()
+    assert len(orders) == len(broker_orders) == 2 and len({o["client_order_id"] for o in orders}) == 2
+    [cycle] = ledger.rows(tables.cycles)
+    assert cycle["status"] == "done"
+    assert len(ledger.rows(tables.decisions)) == len({(d["subject"],) for d in ledger.rows(tables.decisions)})
+    traded = [out for out, _ in outputs if "running in another process" not in out]
+    assert traded and all("done" in out for out in traded)

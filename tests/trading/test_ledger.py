@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 import pytest
 
 from warehouse import ledger as tables
-from warehouse.ledger import upgrade
+from warehouse.ledger import Ledger, upgrade
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
 
@@ -58,3 +58,21 @@ def test_decisions_are_one_per_cycle_and_subject_and_the_kill_switch_persists(le
     assert not ledger.kill_switch()
     ledger.set_kill_switch(True)
     assert ledger.kill_switch()
+
+
+def test_a_cycle_is_held_by_one_holder_at_a_time_and_released_after(ledger):
+    """Another engine on the same database (as another process would have) cannot take a held cycle."""
+    other = Ledger(sa.create_engine(ledger.engine.url))
+    with ledger.exclusive("pairs-20250904T1400") as held:
+        assert held
+        with other.exclusive("pairs-20250904T1400") as second:
+            assert not second
+        with other.exclusive("pairs-20250904T1500") as different:
+            assert different
+    with other.exclusive("pairs-20250904T1400") as after:
+        assert after
+    other.engine.dispose()
+
+
+def test_upgrade_reports_nothing_to_do_once_migrated(ledger):
+    assert upgrade(ledger.engine) is False
