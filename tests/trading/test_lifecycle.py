@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.trading.brokers import BrokerSettings, PaperBroker, paper_engine
+from pipelines.trading.brokers import BrokerSettings, OrderRequest, PaperBroker, paper_engine
 from pipelines.trading.execution import OrderIntent, place_order
-from pipelines.trading.lifecycle import manage_orders, reconcile_trades, update_positions
+from pipelines.trading.lifecycle import manage_orders, reconcile_trades, resolve_unknown_orders, update_positions
 from warehouse import ledger as tables
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
@@ -58,3 +58,32 @@ def test_reconcile_records_and_repairs_a_ledger_behind_the_broker(ledger, tmp_pa
     assert {e["rule"] for e in ledger.rows(tables.risk_events)} == {"reconcile_order_state"}
     assert ledger.count(tables.alerts) == 1
     assert reconcile_trades(ledger, broker, NOW).discrepancies == []
+
+
+def test_orders_with_unknown_outcome_are_adopted_or_marked_not_submitted_after_the_grace(ledger, tmp_path):
+    """Two `new` rows as a crash leaves them: one reached the broker, one never did; the pair is settled from both."""
+    settings = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
+    broker = PaperBroker(paper_engine(settings.paper_url), PRICES.get, NOW, settings)
+    trade_id = "pairs:KO/PEP:c1"
+    ledger.insert_pair_trade(dict(
+        pair_trade_id=trade_id, strategy="pairs", pair_id="KO/PEP", side="long_spread", status="opening",
+        symbol_y="KO", symbol_x="PEP", hedge_ratio=1.0, target_y_qty=10.0, target_x_qty=-4.0, entry_ts=NOW,
+        opened_cycle_id="c1"))
+    for leg, symbol, side, qty in (("y", "KO", "buy", 10.0), ("x", "PEP", "sell", 4.0)):
+        cid = f"q-c1-KO.PEP-{leg}-open"
+        ledger.insert_order(dict(client_order_id=cid, cycle_id="c1", strategy="pairs", pair_id="KO/PEP",
+                                 pair_trade_id=trade_id, leg=leg, action="open", symbol=symbol, side=side, qty=qty,
+                                 filled_qty=0.0, status="new", created_at=NOW, updated_at=NOW))
+    broker.submit_order(OrderRequest("q-c1-KO.PEP-y-open", "KO", "buy", 10.0))  # the crash came after this
+
+    assert resolve_unknown_orders(ledger, broker, NOW + timedelta(minutes=1), skip_cycle="c1") == {}
+    assert resolve_unknown_orders(ledger, broker, NOW + timedelta(minutes=1)) == {"adopted": 1, "unknown": 1}
+    assert ledger.order("q-c1-KO.PEP-x-open")["status"] == "new"  # too early to say it never got there
+    counts = manage_orders(ledger, broker, NOW + timedelta(minutes=6))
+    assert counts["not_submitted"] == 1 and counts["unwound"] == 1
+    assert ledger.order("q-c1-KO.PEP-x-open")["status"] == "not_submitted"
+    assert ledger.pair_trade(trade_id)["status"] == "unwound" and broker.positions() == []
+    assert any("half filled" in a["message"] for a in ledger.rows(tables.alerts))
+    assert reconcile_trades(ledger, broker, NOW + timedelta(minutes=7)).discrepancies == []
+    assert broker.submit_order(OrderRequest("q-c1-KO.PEP-y-open", "KO", "buy", 10.0)).status == "filled"
+    assert len(broker.orders()) == 2  # a second submit of a known id returns the book's order, books nothing
