@@ -17,9 +17,9 @@ BARS_PER_YEAR = {"periods_per_year": 252.0 * 7}
 
 
 def latest_hedges(pair_candidates: pl.DataFrame) -> pl.DataFrame:
-    """Each pair's most recent weekly estimate: the hedge ratio a backtest sizes legs with."""
+    """Each traded pair's most recent weekly estimate: the hedge ratio a backtest sizes legs with."""
     return (
-        pair_candidates.filter(pl.col("is_cointegrated"))
+        pair_candidates.filter(pl.col("is_traded"))
         .sort("week_end_date")
         .group_by("symbol_y", "symbol_x")
         .last()

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from assets.model import asset
 from quality.contracts import PairCandidates, PairSignals, PairSpreads
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from assets.analytics.pair_selection import PricePanel, WeekWindow
+
 SCAN_LOOKBACK_SESSIONS = 120
 ZSCORE_WINDOW_BARS = 500
 ZSCORE_LOOKBACK_SESSIONS = 75  # 500 hourly bars at 7 a session, with room for half days
+
+
+#: The weekly scan's settings: the screen before Engle–Granger, the false-discovery control and the cap.
+SCAN_PARAMS = {
+    "lookback_sessions": SCAN_LOOKBACK_SESSIONS, "min_obs": 250,
+    "min_return_corr": 0.5, "same_sector_only": True, "min_median_dollar_volume": 1_000_000.0,
+    "fdr_q": 0.05, "max_traded_pairs": 50, "min_half_life_bars": 1.0, "max_half_life_bars": 500.0,
+}
 
 
 @asset(
@@ -21,55 +35,79 @@ ZSCORE_LOOKBACK_SESSIONS = 75  # 500 hourly bars at 7 a session, with room for h
     time_column="week_end_date",
     tags=("weekly", "pairs"),
     lookback={"bars_hourly": SCAN_LOOKBACK_SESSIONS},
-    params={"lookback_sessions": SCAN_LOOKBACK_SESSIONS, "max_p_value": 0.01, "min_half_life_bars": 1.0,
-            "max_half_life_bars": 500.0, "min_obs": 250},
+    params=SCAN_PARAMS,
     freshness=timedelta(days=10),
 )
 def pair_candidates(
-    bars_hourly: pl.DataFrame, partition_keys: list[str], *, lookback_sessions: int, max_p_value: float,
-    min_half_life_bars: float, max_half_life_bars: float, min_obs: int,
+    bars_hourly: pl.DataFrame, universe: pl.DataFrame, partition_keys: list[str], *, lookback_sessions: int,
+    min_obs: int, min_return_corr: float, same_sector_only: bool, min_median_dollar_volume: float, fdr_q: float,
+    max_traded_pairs: int, min_half_life_bars: float, max_half_life_bars: float,
 ) -> pl.DataFrame:
-    """One row per week and tested pair: Engle–Granger statistic, p-value, OLS hedge ratio on log prices and AR(1) half-life over the last `lookback_sessions` sessions; partitioned by the week's last session (`week_end_date`).
+    """One row per week and screened pair: return correlation, Engle–Granger statistic, p-value and lag, OLS hedge ratio on log prices, AR(1) half-life, Benjamini–Hochberg q-value and rank over the last `lookback_sessions` sessions; partitioned by the week's last session (`week_end_date`).
 
-    `is_cointegrated` marks the pairs that pass the thresholds; a week with too little
-    history to test reports every pair with `n_obs` and no statistics.
+    A pair is screened in when both symbols are universe members that week, liquid
+    (median hourly dollar volume ≥ `min_median_dollar_volume`), in one sector when
+    `same_sector_only` and both sectors are known, and their log returns correlate at
+    ≥ `min_return_corr`. Each screened pair is tested on its own common bars (untested,
+    statistics null, below `min_obs`). `is_cointegrated`: q-value ≤ `fdr_q` over the
+    week's `n_tested` tests and half-life within bounds; `is_traded`: among the first
+    `max_traded_pairs` of those by score (most negative statistic, then shortest half-life).
     """
-    from assets.analytics.cointegration import PAIR_SCAN_SCHEMA, ScanParams
+    from assets.analytics.cointegration import ScanParams
+    from assets.analytics.pair_selection import PricePanel, ScreenParams, SelectParams, scan_weeks, usable_processes
 
-    params = ScanParams(max_p_value=max_p_value, min_half_life_bars=min_half_life_bars,
-                        max_half_life_bars=max_half_life_bars, min_obs=min_obs)
-    session_list = sorted(bars_hourly["session_date"].unique().to_list())
+    panel = PricePanel.of(bars_hourly)
+    weeks = _week_windows(panel, universe, partition_keys, lookback_sessions)
+    return scan_weeks(
+        panel, weeks, _sectors(universe), ScanParams(min_obs=min_obs),
+        ScreenParams(min_return_corr=min_return_corr, same_sector_only=same_sector_only,
+                     min_median_dollar_volume=min_median_dollar_volume),
+        SelectParams(fdr_q=fdr_q, max_traded_pairs=max_traded_pairs, min_half_life_bars=min_half_life_bars,
+                     max_half_life_bars=max_half_life_bars),
+        processes=usable_processes(),
+    )
+
+
+def _week_windows(
+    panel: PricePanel, universe: pl.DataFrame, partition_keys: list[str], lookback_sessions: int
+) -> list[WeekWindow]:
+    """Each week's rows of the panel (its last `lookback_sessions` sessions) and the symbols that were members then."""
+    import numpy as np
+
+    from assets.analytics.pair_selection import WeekWindow
+
+    session_list = np.unique(panel.session_date)
     weeks = []
     for key in partition_keys:
         week_end = pl.Series([key]).str.to_date()[0]
-        window = [s for s in session_list if s <= week_end][-lookback_sessions:]
-        panel = bars_hourly.filter(pl.col("session_date").is_in(window)).select("symbol", "bar_ts", "close_px")
-        weeks.append(_scan_week(panel, params).with_columns(
-            week_end_date=pl.lit(week_end), window_start_date=pl.lit(window[0] if window else week_end)
+        window = session_list[session_list <= np.datetime64(week_end)][-lookback_sessions:]
+        start = window[0] if window.size else np.datetime64(week_end)
+        weeks.append(WeekWindow(
+            week_end_date=week_end,
+            window_start_date=start.astype(object),
+            first_row=int(np.searchsorted(panel.session_date, start, "left")),
+            stop_row=int(np.searchsorted(panel.session_date, np.datetime64(week_end), "right")),
+            members=_members(panel.symbols, universe, week_end),
         ))
-    if not weeks:
-        return pl.DataFrame(schema={"week_end_date": pl.Date, "window_start_date": pl.Date, **PAIR_SCAN_SCHEMA})
-    return pl.concat(weeks).select("week_end_date", "window_start_date", *PAIR_SCAN_SCHEMA.keys())
+    return weeks
 
 
-def _scan_week(panel: pl.DataFrame, params) -> pl.DataFrame:
-    """The scan, or every pair untested when the window is too short to test."""
-    from assets.analytics.cointegration import PAIR_SCAN_SCHEMA, scan_pairs
+def _members(symbols: list[str], universe: pl.DataFrame, on: date) -> np.ndarray:
+    """Which symbols may be paired on a date: members of the universe then, or not listed in it at all."""
+    import numpy as np
 
-    try:
-        return scan_pairs(panel, params)
-    except ValueError:
-        symbols = sorted(panel["symbol"].unique().to_list())
-        untested = [(y, x) for i, y in enumerate(symbols) for x in symbols[i + 1:]]
-        aligned = panel.pivot(on="symbol", index="bar_ts", values="close_px").drop_nulls().height
-        return pl.DataFrame(
-            {"symbol_y": [y for y, _ in untested], "symbol_x": [x for _, x in untested]}, schema_overrides={}
-        ).with_columns(
-            *(pl.lit(None, dtype).alias(name) for name, dtype in PAIR_SCAN_SCHEMA.items()
-              if name not in ("symbol_y", "symbol_x", "n_obs", "is_cointegrated")),
-            n_obs=pl.lit(aligned, pl.Int64),
-            is_cointegrated=pl.lit(False),
-        ).select(PAIR_SCAN_SCHEMA.keys())
+    listed = set(universe["symbol"].to_list())
+    active = set(universe.filter(
+        (pl.col("active_from").is_null() | (pl.col("active_from") <= on))
+        & (pl.col("active_to").is_null() | (pl.col("active_to") >= on))
+    )["symbol"].to_list())
+    return np.array([symbol in active or symbol not in listed for symbol in symbols], dtype=bool)
+
+
+def _sectors(universe: pl.DataFrame) -> dict[str, str]:
+    """Each listed symbol's sector (its latest listing's)."""
+    latest = universe.drop_nulls("sector").sort("active_from", nulls_last=False).group_by("symbol").last()
+    return dict(latest.select("symbol", "sector").iter_rows())
 
 
 @asset(
@@ -102,7 +140,7 @@ def pair_spreads(
     )
     frames = []
     for (week_end,), group in day_to_week.drop_nulls("week_end_date").group_by("week_end_date", maintain_order=True):
-        active = pair_candidates.filter((pl.col("week_end_date") == week_end) & pl.col("is_cointegrated"))
+        active = pair_candidates.filter((pl.col("week_end_date") == week_end) & pl.col("is_traded"))
         if active.is_empty():
             continue
         first_day, last_day = group["day"].min(), group["day"].max()

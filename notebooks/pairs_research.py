@@ -33,7 +33,7 @@ def _(explorer, mo):
         SELECT week_end_date, symbol_y, symbol_x, round(p_value, 5) AS p_value, round(hedge_ratio, 4) AS hedge_ratio,
                round(half_life_bars, 1) AS half_life_bars, n_obs
         FROM pair_candidates
-        WHERE is_cointegrated AND week_end_date = (SELECT max(week_end_date) FROM pair_candidates)
+        WHERE is_traded AND week_end_date = (SELECT max(week_end_date) FROM pair_candidates)
         ORDER BY p_value
         """,
         engine=explorer.con,

@@ -86,12 +86,13 @@ class Splits(pa.DataFrameModel):
 
 
 class PairCandidates(pa.DataFrameModel):
-    """A weekly cointegration scan: one row per week and pair, statistics where the window allowed a test."""
+    """A weekly cointegration scan: one row per week and screened pair, statistics where the window allowed a test."""
 
     week_end_date: pl.Date = pa.Field()
     window_start_date: pl.Date = pa.Field()
     symbol_y: str = pa.Field()
     symbol_x: str = pa.Field()
+    return_corr: float = pa.Field(ge=-1, le=1)
     hedge_ratio: float = pa.Field(nullable=True)
     intercept: float = pa.Field(nullable=True)
     adf_stat: float = pa.Field(nullable=True)
@@ -99,18 +100,27 @@ class PairCandidates(pa.DataFrameModel):
     lag: int = pa.Field(nullable=True, ge=0)
     half_life_bars: float = pa.Field(nullable=True, gt=0)
     n_obs: int = pa.Field(ge=0)
+    n_tested: int = pa.Field(ge=0)
+    q_value: float = pa.Field(nullable=True, ge=0, le=1)
+    selection_rank: int = pa.Field(nullable=True, ge=1)
     is_cointegrated: bool = pa.Field()
+    is_traded: bool = pa.Field()
 
     class Config:
         unique = ["week_end_date", "symbol_y", "symbol_x"]
         strict = True
 
-    @pa.dataframe_check(error="a cointegrated pair has a hedge ratio, a p-value and a half-life")
+    @pa.dataframe_check(error="a cointegrated pair has a hedge ratio, a q-value, a half-life and a rank")
     def kept_pairs_are_complete(cls, data: PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(
             ~pl.col("is_cointegrated")
-            | (pl.col("hedge_ratio").is_not_null() & pl.col("p_value").is_not_null() & pl.col("half_life_bars").is_not_null())
+            | (pl.col("hedge_ratio").is_not_null() & pl.col("q_value").is_not_null()
+               & pl.col("half_life_bars").is_not_null() & pl.col("selection_rank").is_not_null())
         )
+
+    @pa.dataframe_check(error="only a cointegrated pair is traded")
+    def traded_pairs_are_cointegrated(cls, data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(~pl.col("is_traded") | pl.col("is_cointegrated"))
 
 
 class PairSpreads(pa.DataFrameModel):

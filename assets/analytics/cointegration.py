@@ -61,7 +61,7 @@ class ScanParams:
 
     A pair is kept (`is_cointegrated`) when p_value <= max_p_value and its
     spread half-life lies within [min_half_life_bars, max_half_life_bars].
-    `min_obs` is the fewest bars shared by all symbols that a scan accepts.
+    `min_obs` is the fewest common bars a pair needs to be tested.
     `orientation` decides which leg is regressed on which, because the
     Engle–Granger statistic is not symmetric: "alphabetical" regresses the
     symbol that sorts first on the other; "stronger" tests both directions and
@@ -106,6 +106,25 @@ class _PairStats:
     lag: np.ndarray
     half_life_bars: np.ndarray
 
+    @staticmethod
+    def untested(n_pairs: int) -> _PairStats:
+        """Room for `n_pairs` pairs, every statistic undefined until a chunk puts its own."""
+        return _PairStats(
+            hedge_ratio=np.full(n_pairs, np.nan),
+            intercept=np.full(n_pairs, np.nan),
+            adf_stat=np.full(n_pairs, np.nan),
+            lag=np.full(n_pairs, -1, dtype=np.int64),
+            half_life_bars=np.full(n_pairs, np.nan),
+        )
+
+    def put(self, rows: np.ndarray, chunk: _PairStats) -> None:
+        """Write one chunk's statistics at the pairs' positions."""
+        self.hedge_ratio[rows] = chunk.hedge_ratio
+        self.intercept[rows] = chunk.intercept
+        self.adf_stat[rows] = chunk.adf_stat
+        self.lag[rows] = chunk.lag
+        self.half_life_bars[rows] = chunk.half_life_bars
+
     def take(self, rows: np.ndarray) -> _PairStats:
         """Select pairs by position."""
         return _PairStats(
@@ -114,20 +133,6 @@ class _PairStats:
             adf_stat=self.adf_stat[rows],
             lag=self.lag[rows],
             half_life_bars=self.half_life_bars[rows],
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[_PairStats]) -> _PairStats:
-        """Stack chunks back into one set of arrays; no chunks gives empty arrays."""
-        if not parts:
-            empty = np.empty(0)
-            return _PairStats(empty, empty, empty, np.empty(0, dtype=np.int64), empty)
-        return _PairStats(
-            hedge_ratio=np.concatenate([part.hedge_ratio for part in parts]),
-            intercept=np.concatenate([part.intercept for part in parts]),
-            adf_stat=np.concatenate([part.adf_stat for part in parts]),
-            lag=np.concatenate([part.lag for part in parts]),
-            half_life_bars=np.concatenate([part.half_life_bars for part in parts]),
         )
 
 
@@ -141,13 +146,13 @@ def scan_pairs(
     params: ScanParams,
     sectors: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
-    """One row per tested pair of the `symbol`/`bar_ts`/`close_px` panel, tested on log prices.
+    """One row per pair of the `symbol`/`bar_ts`/`close_px` panel, tested on log prices.
 
-    Only bars where every symbol has a usable close enter the test, so all pairs
-    share one sample and one `n_obs`; a gap in one symbol shortens the
-    sample for all. See `scan_log_prices` for the statistics.
+    Each pair is tested on its own common bars: the bars where both of its symbols
+    have a usable close, so a gap in one symbol shortens only that symbol's pairs.
+    See `scan_log_prices` for the statistics.
     """
-    log_px, symbols = _aligned_log_prices(prices)
+    log_px, symbols = panel_log_prices(prices)
     return scan_log_prices(log_px, symbols, params, sectors)
 
 
@@ -156,39 +161,48 @@ def scan_log_prices(
     symbols: Sequence[str],
     params: ScanParams,
     sectors: Mapping[str, str] | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pl.DataFrame:
-    """One row per tested pair of the columns of a T×N log-price matrix.
+    """One row per pair of the columns of a T×N log-price matrix; NaN marks a bar a symbol lacks.
 
-    Matches `statsmodels.tsa.stattools.coint(log y, log x)` with its defaults:
-    OLS of y on x with a constant, then an ADF test without deterministic
-    terms on the residual, lags chosen by AIC over a common sample and the
-    final regression re-run on the chosen lag's full sample. Pairs span
-    every two symbols, or only two of one sector when
-    `params.same_sector_only` (then `sectors` must map every symbol). Rows
-    are ordered by the pair's symbols sorted alphabetically; `symbol_y` is
-    the first of them unless `orientation="stronger"` chose the reverse.
+    Each pair is tested on the bars where both legs have a price, in time order, exactly
+    as `statsmodels.tsa.stattools.coint(log y, log x)` with its defaults would test those
+    two aligned series: OLS of y on x with a constant, then an ADF test without
+    deterministic terms on the residual, lags chosen by AIC over a common sample and the
+    final regression re-run on the chosen lag's full sample. A pair with fewer than
+    `params.min_obs` common bars, or a leg constant over them, is reported untested
+    (statistics null, `n_obs` its common bars). Pairs span every two symbols, those given
+    as column-index arrays `pairs`, or only two of one sector when
+    `params.same_sector_only` (then `sectors` must map every symbol). Rows are ordered by
+    the pair's symbols sorted alphabetically; `symbol_y` is the first of them unless
+    `orientation="stronger"` chose the reverse.
     """
-    matrix, names = _validated_panel(log_px, symbols, params)
-    first, second = _pair_indices(names, sectors, params.same_sector_only)
+    matrix, names, order = _validated_panel(log_px, symbols, params)
+    if pairs is None:
+        first, second = _pair_indices(names, sectors, params.same_sector_only)
+    else:
+        first, second = _sorted_pairs(pairs, order)
+    n_obs = _common_bar_counts(matrix, first, second)
     if params.orientation == "stronger":
         both_y = np.concatenate([first, second])
         both_x = np.concatenate([second, first])
-        stats = _scan_oriented(matrix, both_y, both_x, params)
+        stats = _scan_oriented(matrix, both_y, both_x, np.concatenate([n_obs, n_obs]), params)
         keep_reversed = _reversed_is_stronger(stats.adf_stat, first.size)
         rows = np.arange(first.size) + first.size * keep_reversed
         stats = stats.take(rows)
         y_index = np.where(keep_reversed, second, first)
         x_index = np.where(keep_reversed, first, second)
     else:
-        stats = _scan_oriented(matrix, first, second, params)
+        stats = _scan_oriented(matrix, first, second, n_obs, params)
         y_index, x_index = first, second
-    return _pair_frame(names, y_index, x_index, stats, matrix.shape[0], params)
+    return _pair_frame(names, y_index, x_index, stats, n_obs, params)
 
 
-def _aligned_log_prices(prices: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """T×N log prices on the bars where every symbol has a usable close, columns in symbol order.
+def panel_log_prices(prices: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """T×N log closes over every bar any symbol has, NaN where a symbol lacks a usable close.
 
-    A null, non-finite or non-positive close has no log, so it counts as a missing bar.
+    Columns are in symbol order, rows in `bar_ts` order. A null, non-finite or
+    non-positive close has no log, so it counts as a missing bar.
     """
     missing = {"symbol", "bar_ts", "close_px"} - set(prices.columns)
     if missing:
@@ -199,35 +213,31 @@ def _aligned_log_prices(prices: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
     if panel.select(pl.struct("symbol", "bar_ts").is_duplicated().any()).item():
         raise ValueError("price panel has more than one close_px per (symbol, bar_ts)")
     symbols = prices.get_column("symbol").drop_nulls().unique().sort().to_list()
-    shared = panel.filter(pl.len().over("bar_ts") == len(symbols)).sort("symbol", "bar_ts")
-    closes = shared.get_column("close_px").to_numpy().astype(np.float64)
-    return np.log(closes.reshape(len(symbols), -1).T), symbols
+    bars = panel.get_column("bar_ts").unique().sort()
+    matrix = np.full((bars.len(), len(symbols)), np.nan)
+    if panel.height:
+        row = bars.search_sorted(panel.get_column("bar_ts")).to_numpy()
+        column = panel.get_column("symbol").replace_strict(
+            symbols, list(range(len(symbols))), return_dtype=pl.Int64
+        ).to_numpy()
+        matrix[row, column] = np.log(panel.get_column("close_px").to_numpy().astype(np.float64))
+    return matrix, symbols
 
 
 def _validated_panel(
     log_px: np.ndarray, symbols: Sequence[str], params: ScanParams
-) -> tuple[np.ndarray, list[str]]:
-    """The panel as float64 with columns sorted by symbol, or a ValueError saying what is wrong."""
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The panel as float64 with columns sorted by symbol (and the sort order), or a ValueError saying what is wrong."""
     matrix = np.asarray(log_px, dtype=np.float64)
     names = [str(symbol) for symbol in symbols]
     if matrix.ndim != 2 or matrix.shape[1] != len(names):
         raise ValueError(f"log prices must be T×N with N={len(names)} symbols, got {matrix.shape}")
     if len(set(names)) != len(names):
         raise ValueError("symbols must be unique")
-    n_bars = matrix.shape[0]
-    if n_bars < params.min_obs:
-        raise ValueError(
-            f"pair scan needs at least {params.min_obs} bars shared by all symbols, got {n_bars}"
-        )
-    if params.max_lag is not None and params.max_lag > n_bars // 2 - 1:
-        raise ValueError(f"max_lag {params.max_lag} exceeds {n_bars // 2 - 1} for {n_bars} bars")
-    if not np.isfinite(matrix).all():
-        raise ValueError("log prices must be finite")
-    flat = [name for name, spread in zip(names, np.ptp(matrix, axis=0)) if spread == 0.0]
-    if flat:
-        raise ValueError(f"constant prices cannot be tested: {flat}")
+    if np.isinf(matrix).any():
+        raise ValueError("log prices must be finite (NaN marks a missing bar)")
     order = np.argsort(names, kind="stable")
-    return matrix[:, order], [names[i] for i in order]
+    return matrix[:, order], [names[i] for i in order], order
 
 
 def _pair_indices(
@@ -245,6 +255,28 @@ def _pair_indices(
     sector_of = np.array([sectors[name] for name in names], dtype=object)
     same = sector_of[first] == sector_of[second]
     return first[same], second[same]
+
+
+def _sorted_pairs(pairs: tuple[np.ndarray, np.ndarray], order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Given column-index pairs mapped to the sorted columns, smaller index first, in row-major order."""
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    a = position[np.asarray(pairs[0], dtype=np.int64)]
+    b = position[np.asarray(pairs[1], dtype=np.int64)]
+    if (a == b).any():
+        raise ValueError("a pair needs two different symbols")
+    first, second = np.minimum(a, b), np.maximum(a, b)
+    unique = np.unique(first * order.size + second)
+    return unique // order.size, unique % order.size
+
+
+def _common_bar_counts(matrix: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Per pair, the bars where both legs have a price."""
+    present = np.isfinite(matrix).astype(np.float64)
+    if first.size > matrix.shape[1]:
+        shared = present.T @ present
+        return np.rint(shared[first, second]).astype(np.int64)
+    return np.einsum("tp,tp->p", present[:, first], present[:, second]).astype(np.int64)
 
 
 def _reversed_is_stronger(adf_stat: np.ndarray, n_pairs: int) -> np.ndarray:
@@ -267,50 +299,60 @@ def _chunks(n_items: int, size: int) -> Iterator[slice]:
 
 
 def _scan_oriented(
-    matrix: np.ndarray, y_index: np.ndarray, x_index: np.ndarray, params: ScanParams
+    matrix: np.ndarray, y_index: np.ndarray, x_index: np.ndarray, n_obs: np.ndarray, params: ScanParams
 ) -> _PairStats:
-    """Engle–Granger statistics for each (y, x) column pair, chunked to bound memory."""
-    n_bars = matrix.shape[0]
-    max_lag = default_max_lag(n_bars) if params.max_lag is None else params.max_lag
-    means = matrix.mean(axis=0)
-    centered = (matrix - means).T.copy()
+    """Engle–Granger statistics for each (y, x) column pair on its own common bars.
+
+    Pairs with the same number of common bars share one lag search, so they are
+    tested together in chunks that bound memory; each chunk gathers its pairs'
+    aligned rows (the bars both legs have) into P×n arrays.
+    """
+    stats = _PairStats.untested(y_index.size)
+    testable = n_obs >= params.min_obs
     with _pinned_blas():
-        parts = [
-            _scan_chunk(centered, means, y_index[rows], x_index[rows], max_lag)
-            for rows in _chunks(y_index.size, params.pairs_per_chunk)
-        ]
-    return _PairStats.concat(parts)
+        for n in np.unique(n_obs[testable]):
+            max_lag = default_max_lag(int(n)) if params.max_lag is None else params.max_lag
+            if max_lag > n // 2 - 1:
+                continue
+            group = np.flatnonzero(n_obs == n)
+            for rows in _chunks(group.size, params.pairs_per_chunk):
+                members = group[rows]
+                y, x = _aligned_pairs(matrix, y_index[members], x_index[members], int(n))
+                stats.put(members, _scan_chunk(y, x, max_lag))
+    return stats
 
 
-def _scan_chunk(
-    centered: np.ndarray,
-    means: np.ndarray,
-    y_index: np.ndarray,
-    x_index: np.ndarray,
-    max_lag: int,
-) -> _PairStats:
-    """All statistics for one chunk of pairs; `centered` is N×T demeaned log prices."""
-    y, x = centered[y_index], centered[x_index]
+def _aligned_pairs(matrix: np.ndarray, y_index: np.ndarray, x_index: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """P×n arrays of each pair's legs on the bars both have, in time order."""
+    y_columns, x_columns = matrix[:, y_index].T, matrix[:, x_index].T
+    shared = np.isfinite(y_columns) & np.isfinite(x_columns)
+    return y_columns[shared].reshape(-1, n), x_columns[shared].reshape(-1, n)
+
+
+def _scan_chunk(y: np.ndarray, x: np.ndarray, max_lag: int) -> _PairStats:
+    """All statistics for one chunk of pairs given their aligned P×n log prices.
+
+    A pair whose leg does not move over its bars cannot be regressed: it stays untested.
+    """
+    y_mean, x_mean = y.mean(axis=1), x.mean(axis=1)
+    y, x = y - y_mean[:, None], x - x_mean[:, None]
     x_ss = np.einsum("pt,pt->p", x, x)
     xy = np.einsum("pt,pt->p", x, y)
     y_ss = np.einsum("pt,pt->p", y, y)
-    hedge = xy / x_ss
-    intercept = means[y_index] - hedge * means[x_index]
-    spread = y - hedge[:, None] * x
-    rsquared = xy * xy / (x_ss * y_ss)
+    moving = (x_ss > 0.0) & (y_ss > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hedge = np.where(moving, xy / x_ss, np.nan)
+        rsquared = xy * xy / (x_ss * y_ss)
+    intercept = y_mean - hedge * x_mean
+    spread = y - np.where(moving, hedge, 0.0)[:, None] * x
 
-    adf_stat = np.full(y_index.size, -np.inf)
-    lag = np.full(y_index.size, -1, dtype=np.int64)
-    testable = rsquared < _COLLINEAR_RSQUARED
+    adf_stat = np.where(moving, -np.inf, np.nan)
+    lag = np.full(y.shape[0], -1, dtype=np.int64)
+    testable = moving & (rsquared < _COLLINEAR_RSQUARED)
     if testable.any():
         adf_stat[testable], lag[testable] = _residual_adf(spread[testable], max_lag)
-    return _PairStats(
-        hedge_ratio=hedge,
-        intercept=intercept,
-        adf_stat=adf_stat,
-        lag=lag,
-        half_life_bars=_half_life(spread),
-    )
+    half_life = np.where(moving, _half_life(spread), np.nan)
+    return _PairStats(hedge_ratio=hedge, intercept=intercept, adf_stat=adf_stat, lag=lag, half_life_bars=half_life)
 
 
 def _residual_adf(spread: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
@@ -478,7 +520,7 @@ def _pair_frame(
     y_index: np.ndarray,
     x_index: np.ndarray,
     stats: _PairStats,
-    n_bars: int,
+    n_obs: np.ndarray,
     params: ScanParams,
 ) -> pl.DataFrame:
     """The scan's output frame, nulls where a statistic is undefined."""
@@ -501,12 +543,12 @@ def _pair_frame(
             "p_value": p_value,
             "lag": stats.lag,
             "half_life_bars": half_life,
-            "n_obs": np.full(y_index.size, n_bars, dtype=np.int64),
+            "n_obs": n_obs.astype(np.int64),
             "is_cointegrated": is_cointegrated,
         },
         schema=PAIR_SCAN_SCHEMA,
     )
     return frame.with_columns(
-        pl.col("adf_stat", "p_value", "half_life_bars").fill_nan(None),
+        pl.col("hedge_ratio", "intercept", "adf_stat", "p_value", "half_life_bars").fill_nan(None),
         pl.when(pl.col("lag") >= 0).then(pl.col("lag")).alias("lag"),
     )

@@ -175,7 +175,7 @@ class PairsStrategy:
         report.versions = reader.versions_used()
         state = book_state(self.ledger, broker, prices, now)
         latest = signals.sort("bar_ts").group_by("pair_id").last().sort("pair_id")
-        hedges = candidates.filter(pl.col("is_cointegrated")).sort("week_end_date").group_by("symbol_y", "symbol_x").last()
+        hedges = candidates.filter(pl.col("is_traded")).sort("week_end_date").group_by("symbol_y", "symbol_x").last()
         committed = sum(t["entry_notional"] or 0.0 for t in self.ledger.live_pair_trades(self.name))
         for row in latest.iter_rows(named=True):
             decision, trade = self._decide(row, hedges, backtest, prices, state, regime, committed, cycle_id)

@@ -48,7 +48,7 @@ def test_whole_strategy_builds_clean(built):
     assert summary.exit_code == 0, summary.totals
     assert all(o.built for o in summary.outcomes.values()), {a: o.skipped[:1] for a, o in summary.outcomes.items()}
     assert set(strategy_only.outcomes) == {
-        "bars_raw", "splits", "bars_hourly", "pair_candidates", "pair_spreads", "pair_signals",
+        "bars_raw", "splits", "universe", "bars_hourly", "pair_candidates", "pair_spreads", "pair_signals",
         "backtest_trades", "backtest_equity", "strategy_performance",
     }
     assert strategy_only.totals["built"] == 0  # +strategy_performance over the same window: all up to date
@@ -63,16 +63,19 @@ def test_known_pairs_are_found_and_match_statsmodels(built):
     warehouse, *_ = built
     candidates = warehouse.read("pair_candidates")
     last_week = candidates.filter(pl.col("week_end_date") == candidates["week_end_date"].max())
-    kept = {(r["symbol_y"], r["symbol_x"]) for r in last_week.filter(pl.col("is_cointegrated")).iter_rows(named=True)}
+    kept = {(r["symbol_y"], r["symbol_x"]) for r in last_week.filter(pl.col("is_traded")).iter_rows(named=True)}
     assert {("KO", "PEP"), ("CVX", "XOM"), ("GS", "MS"), ("MA", "V")} <= kept
+    assert (last_week["n_tested"] == last_week.height).all()  # the screen left few pairs, every one long enough
 
     window = last_week["window_start_date"][0], last_week["week_end_date"][0]
     bars = warehouse.read("bars_hourly").filter(pl.col("session_date").is_between(*window))
-    wide = bars.pivot(on="symbol", index="bar_ts", values="close_px").drop_nulls().sort("bar_ts")
-    for row in last_week.filter(pl.col("symbol_y").is_in(["KO", "CVX", "AAPL"])).iter_rows(named=True):
-        stat, p_value, _ = coint(np.log(wide[row["symbol_y"]].to_numpy()), np.log(wide[row["symbol_x"]].to_numpy()))
-        assert row["adf_stat"] == pytest.approx(stat, abs=1e-8)
-        assert row["p_value"] == pytest.approx(p_value, abs=1e-8)
+    wide = bars.pivot(on="symbol", index="bar_ts", values="close_px").sort("bar_ts")
+    for row in last_week.iter_rows(named=True):
+        legs = wide.select(row["symbol_y"], row["symbol_x"]).drop_nulls()  # the pair's own common bars
+        stat, p_value, _ = coint(np.log(legs[row["symbol_y"]].to_numpy()), np.log(legs[row["symbol_x"]].to_numpy()))
+        assert row["n_obs"] == legs.height
+        assert row["adf_stat"] == pytest.approx(stat, abs=1e-9)
+        assert row["p_value"] == pytest.approx(p_value, abs=1e-9)
 
 
 def test_indicators_built_day_by_day_match_talib_over_the_whole_history(built):

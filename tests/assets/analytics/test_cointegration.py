@@ -202,13 +202,19 @@ def test_polars_panel_matches_the_array_scan(panel, scanned):
     assert_same_tests(scan_pairs(prices, ScanParams()), scanned)
 
 
-def test_a_bar_missing_for_one_symbol_is_dropped_for_all(panel):
+def test_a_bar_missing_for_one_symbol_shortens_only_its_own_pairs(panel):
     log_px, symbols = panel
     prices = long_frame(log_px[:, :3], symbols[:3])
     gappy = prices.filter(~((pl.col("symbol") == "W1") & (pl.col("bar_ts") == pl.col("bar_ts").max())))
     result = scan_pairs(gappy, ScanParams())
-    assert result.get_column("n_obs").unique().to_list() == [N_BARS - 1]
-    assert_same_tests(result, scan_log_prices(log_px[:-1, :3], symbols[:3], ScanParams()))
+    n_obs = {(y, x): n for y, x, n in result.select("symbol_y", "symbol_x", "n_obs").iter_rows()}
+    assert n_obs == {("W0", "W1"): N_BARS - 1, ("W0", "W2"): N_BARS, ("W1", "W2"): N_BARS - 1}
+    whole = scan_log_prices(log_px[:, :3], symbols[:3], ScanParams())
+    shortened = scan_log_prices(log_px[:-1, :3], symbols[:3], ScanParams())
+    assert_same_tests(result.filter(pl.col("symbol_y").eq("W0") & pl.col("symbol_x").eq("W2")),
+                      whole.filter(pl.col("symbol_y").eq("W0") & pl.col("symbol_x").eq("W2")))
+    with_w1 = pl.col("symbol_y").eq("W1") | pl.col("symbol_x").eq("W1")
+    assert_same_tests(result.filter(with_w1), shortened.filter(with_w1))
 
 
 @pytest.mark.parametrize("bad_close", [0.0, -1.0, float("nan"), float("inf"), None])
@@ -221,9 +227,34 @@ def test_an_unusable_close_counts_as_a_missing_bar(panel, bad_close):
         .then(pl.lit(bad_close, dtype=pl.Float64))
         .otherwise("close_px")
     )
-    result = scan_pairs(spoiled, ScanParams())
+    with_w2 = pl.col("symbol_y").eq("W2") | pl.col("symbol_x").eq("W2")
+    result = scan_pairs(spoiled, ScanParams()).filter(with_w2)
     assert result.get_column("n_obs").unique().to_list() == [N_BARS - 1]
-    assert_same_tests(result, scan_log_prices(log_px[1:, :3], symbols[:3], ScanParams()))
+    assert_same_tests(result, scan_log_prices(log_px[1:, :3], symbols[:3], ScanParams()).filter(with_w2))
+
+
+def test_each_pair_matches_coint_on_its_own_common_bars(panel):
+    log_px, symbols = panel
+    rng = np.random.default_rng(11)
+    holed = log_px.copy()
+    holed[rng.random(holed.shape) < 0.02] = np.nan
+    result = scan_log_prices(holed, symbols, ScanParams())
+    column = dict(zip(symbols, holed.T))
+    for row in result.iter_rows(named=True):
+        y, x = column[row["symbol_y"]], column[row["symbol_x"]]
+        shared = np.isfinite(y) & np.isfinite(x)
+        ref = reference(y[shared], x[shared])
+        assert row["n_obs"] == shared.sum()
+        assert row["adf_stat"] == pytest.approx(ref.adf_stat, abs=1e-9, rel=0)
+        assert row["p_value"] == pytest.approx(ref.p_value, abs=1e-9, rel=0)
+        assert row["lag"] == ref.lag
+
+
+def test_given_pairs_are_the_only_ones_tested(panel, scanned):
+    log_px, symbols = panel
+    picked = scan_log_prices(log_px, symbols, ScanParams(), pairs=(np.array([9, 0, 3]), np.array([0, 1, 3 + 1])))
+    assert picked.select("symbol_y", "symbol_x").rows() == [("W0", "W1"), ("W0", "Y0"), ("W3", "W4")]
+    assert_same_tests(picked, scanned.join(picked.select("symbol_y", "symbol_x"), on=["symbol_y", "symbol_x"], maintain_order="left"))
 
 
 def test_sector_filter_keeps_only_same_sector_pairs(panel):
@@ -308,18 +339,20 @@ def test_default_max_lag_is_schwerts_rule():
     assert [default_max_lag(n) for n in (20, 100, 600, 2000)] == [9, 12, 19, 26]
 
 
-def test_too_short_panel_is_refused_with_the_bar_count(panel):
+def test_too_short_a_panel_leaves_its_pairs_untested_with_the_bar_count(panel):
     log_px, symbols = panel
-    with pytest.raises(ValueError, match="at least 250 bars shared by all symbols, got 200"):
-        scan_log_prices(log_px[:200], symbols, ScanParams())
+    result = scan_log_prices(log_px[:200], symbols, ScanParams())
+    assert result.height == 66 and result.get_column("n_obs").unique().to_list() == [200]
+    assert result.select("adf_stat", "p_value", "lag", "hedge_ratio").null_count().row(0) == (66, 66, 66, 66)
+    assert not result.get_column("is_cointegrated").any()
 
 
-def test_panel_without_shared_bars_is_refused():
+def test_pairs_without_shared_bars_are_untested():
     prices = pl.DataFrame(
         {"symbol": ["A", "A", "B"], "bar_ts": [1, 2, 3], "close_px": [10.0, 11.0, 12.0]}
     )
-    with pytest.raises(ValueError, match="got 0"):
-        scan_pairs(prices, ScanParams())
+    row = scan_pairs(prices, ScanParams()).row(0, named=True)
+    assert row["n_obs"] == 0 and row["adf_stat"] is None and row["is_cointegrated"] is False
 
 
 @pytest.mark.parametrize(
@@ -337,10 +370,10 @@ def test_malformed_panels_are_refused(prices, message):
         scan_pairs(prices, ScanParams())
 
 
-def test_constant_prices_are_refused():
+def test_a_constant_leg_leaves_its_pair_untested():
     flat = np.column_stack([np.full(300, 4.0), np.linspace(4.0, 5.0, 300)])
-    with pytest.raises(ValueError, match="constant prices"):
-        scan_log_prices(flat, ["A", "B"], ScanParams())
+    row = scan_log_prices(flat, ["A", "B"], ScanParams()).row(0, named=True)
+    assert row["n_obs"] == 300 and row["hedge_ratio"] is None and row["adf_stat"] is None
 
 
 @pytest.mark.parametrize(
