@@ -47,6 +47,7 @@ def materialize(
     start: Annotated[Optional[str], typer.Option("--from", help="first session (YYYY-MM-DD)")] = None,
     end: Annotated[Optional[str], typer.Option("--to", help="last session (YYYY-MM-DD)")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild every partition")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="rebuild partitions `quarry verify` found damaged")] = False,
     plan_only: Annotated[bool, typer.Option("--plan", help="show what would be built and why; build nothing")] = False,
 ) -> None:
     """Build every stale partition of the selection, in dependency order."""
@@ -60,7 +61,7 @@ def materialize(
         try:
             plans = plan_run(
                 graph, warehouse, selection, window,
-                full_refresh=full_refresh, source_identity=make_source(settings).identity(),
+                full_refresh=full_refresh, source_identity=make_source(settings).identity(), repair=repair,
             )
         except (SelectionError, SourceError, ValueError) as error:
             console.print(f"[red]error[/]: {error}")
@@ -79,12 +80,12 @@ def materialize(
         if last_run and last_run.get("report_path"):
             console.print(f"Last report: {last_run['report_path']}")
         return
-    summary = _run_flow(selection, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans})
+    summary = _run_flow(selection, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans}, repair)
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 
-def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int]) -> RunSummary:
+def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int], repair: bool = False) -> RunSummary:
     """Run the Prefect flow in this process with a progress bar fed by the materializer's log records."""
     from loguru import logger
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
@@ -112,7 +113,7 @@ def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int]) ->
         with progress, temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             try:
                 flow = materialize_flow.with_options(task_runner=task_runner(Settings()))
-                return flow(selection=selection, start=start, end=end, full_refresh=full_refresh)
+                return flow(selection=selection, start=start, end=end, full_refresh=full_refresh, repair=repair)
             except RunNotClean as not_clean:
                 return not_clean.summary
     finally:
@@ -196,6 +197,8 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
                 "stale": bool(plan.to_build),
                 "stale_partitions": len(plan.to_build),
                 "quarantined_partitions": attempts.filter(pl.col("status") == "quarantined").height,
+                "damaged_partitions": mine.filter(pl.col("damaged_at").is_not_null()).height
+                if "damaged_at" in mine.columns else 0,
                 "last_check_status": "failing" if attempts.filter(pl.col("status") == "quarantined").height else "passing",
                 "tags": sorted(a.tags),
                 "deps": list(a.deps),
@@ -211,7 +214,8 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         table.add_row(
             r["asset"], r["partitions"], str(r["published_partitions"]), r["latest_version"] or "—",
             f"[yellow]{r['stale_partitions']} stale[/]" if r["stale"] else "[green]fresh[/]",
-            "[red]failing[/]" if r["last_check_status"] == "failing" else "[green]passing[/]",
+            ("[red]failing[/]" if r["last_check_status"] == "failing" else "[green]passing[/]")
+            + (f" [red]{r['damaged_partitions']} damaged[/]" if r["damaged_partitions"] else ""),
             ", ".join(r["deps"]),
         )
     console.print(table)

@@ -114,3 +114,49 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         if any(r.status == "fail" for r in rows):
             raise typer.Exit(1)
+
+    @app.command()
+    def verify(
+        selection: Annotated[Optional[str], typer.Argument(help="assets to verify (same grammar as materialize); default all")] = None,
+        limit: Annotated[Optional[int], typer.Option(help="only the N least recently verified partitions")] = None,
+    ) -> None:
+        """Re-read published partitions and compare their content hash with the recorded data version.
+
+        A mismatch or a missing file marks the partition damaged: the validated reader refuses it,
+        `quarry health` and `quarry assets` show it, an alert goes out, and
+        `quarry materialize --repair` rebuilds it. Exits 1 when anything is damaged.
+        """
+        from assets import SelectionError, default_graph
+        from pipelines.notify import Alert, Notifier
+        from pipelines.settings import Settings
+        from warehouse import Warehouse
+        from warehouse.verify import verify as verify_lake
+
+        settings = Settings()
+        graph = default_graph()
+        try:
+            assets = sorted(a.name for a in graph.select(selection)) if selection else None
+        except SelectionError as error:
+            console.print(f"[red]error[/]: {error}")
+            raise typer.Exit(2) from None
+        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+            checks = verify_lake(warehouse, assets, limit=limit)
+        damaged = [c for c in checks if c.is_damaged]
+        if damaged:
+            table = Table(title="Damaged partitions")
+            for column in ("asset", "partition", "version", "damage"):
+                table.add_column(column)
+            for c in damaged:
+                table.add_row(c.asset, c.partition_key, c.version_id, c.damage)
+            console.print(table)
+            Notifier.from_settings().send(Alert(
+                kind="data", severity="critical", title=f"{len(damaged)} stored partitions damaged",
+                body="\n".join(f"{c.asset}[{c.partition_key}] {c.version_id}: {c.damage}" for c in damaged[:50])
+                     + "\nRepair: quarry materialize --repair",
+                dedup_key="damaged:" + ",".join(sorted({c.version_id for c in damaged}))[:200],
+            ))
+        console.print(f"verified {len(checks)} published partitions: "
+                      + (f"[red]{len(damaged)} damaged[/] (repair with `quarry materialize --repair`)" if damaged
+                         else "[green]all match their recorded data versions[/]"))
+        if damaged:
+            raise typer.Exit(1)

@@ -109,6 +109,7 @@ def materialize_flow(
     start: date | None = None,
     end: date | None = None,
     full_refresh: bool = False,
+    repair: bool = False,
 ):
     """Materialize a selection of assets over a window of sessions (default: the configured history)."""
     settings = Settings()
@@ -127,6 +128,7 @@ def materialize_flow(
                 WarehouseAddress(settings.catalog, settings.data_path) if settings.task_runner == "dask" else None
             ),
             full_refresh=full_refresh,
+            repair=repair,
             batch_partitions=settings.batch_partitions,
         )
         report = record_and_report(warehouse, settings, summary, flow_run_id=run_id)

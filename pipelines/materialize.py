@@ -98,14 +98,14 @@ def catalog_state(warehouse: Warehouse, names: list[str]) -> CatalogState:
 
 def plan_run(
     graph: AssetGraph, warehouse: Warehouse, selection: str | None, window: RunWindow,
-    *, full_refresh: bool = False, source_identity: str | None = None,
+    *, full_refresh: bool = False, source_identity: str | None = None, repair: bool = False,
 ) -> list[AssetPlan]:
     """The whole run's plan from the catalog alone: cheap enough to answer a no-op run without Prefect."""
     selected = graph.select(selection)
     names = sorted({a.name for a in selected} | {d for a in selected for d in a.deps})
     return plan_selection(
         graph, selected, catalog_state(warehouse, names), window,
-        full_refresh=full_refresh, source_identity=source_identity,
+        full_refresh=full_refresh, source_identity=source_identity, repair=repair,
     )
 
 
@@ -126,13 +126,19 @@ def run_materialization(
     submit: Submit,
     full_refresh: bool = False,
     batch_partitions: int = 260,
+    repair: bool = False,
 ) -> RunSummary:
     """Build every stale partition of the selection, each asset as soon as its upstreams are done.
 
     An asset is planned only when its upstream assets in this run have finished, so an
     upstream rebuild that produced identical data causes no downstream work, and a
-    quarantined upstream partition blocks only its own downstream partitions.
+    quarantined upstream partition blocks only its own downstream partitions. A repair run
+    first takes the files of damaged partitions out of their tables, then rebuilds them.
     """
+    if repair:
+        from warehouse.verify import retire_damaged_files
+
+        retire_damaged_files(warehouse)
     selected = graph.select(selection)
     selected_names = {a.name for a in selected}
     summary = RunSummary(run_id, selection or "*", datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
@@ -147,7 +153,7 @@ def run_materialization(
         plan = plan_asset(
             graph, asset, catalog_state(warehouse, names), window,
             full_refresh=full_refresh, source_identity=identity,
-            watermark=asset.watermark() if asset.watermark else None,
+            watermark=asset.watermark() if asset.watermark else None, repair=repair,
         )
         outcome = summary.outcomes[asset.name]
         outcome.up_to_date = list(plan.up_to_date)

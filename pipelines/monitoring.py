@@ -65,7 +65,35 @@ def check_warehouse(settings: Settings, graph: AssetGraph, now: datetime) -> lis
             current = warehouse.current_versions()
     except Exception as error:
         return [HealthRow("warehouse", "fail", redact(f"cannot read {settings.catalog}: {error}"))]
-    return [HealthRow("warehouse", "ok", f"{current.height} published partitions")] + freshness_rows(current, graph, now)
+    return ([HealthRow("warehouse", "ok", f"{current.height} published partitions"), storage_row(current)]
+            + freshness_rows(current, graph, now))
+
+
+def storage_row(current: pl.DataFrame) -> HealthRow:
+    """Published partitions `quarry verify` found damaged (their files no longer give their data version)."""
+    if "damaged_at" not in current.columns:
+        return HealthRow("storage", "ok", "never verified (run `quarry verify`)")
+    damaged = current.filter(pl.col("damaged_at").is_not_null()).sort("asset", "partition_key")
+    if damaged.is_empty():
+        verified = current.filter(pl.col("verified_at").is_not_null()).height
+        return HealthRow("storage", "ok", f"{verified} of {current.height} partitions verified, none damaged")
+    shown = ", ".join(f"{a}[{k}]" for a, k in damaged.select("asset", "partition_key").head(10).iter_rows())
+    return HealthRow("storage", "fail", f"{damaged.height} partitions damaged: {shown}"
+                     + (" …" if damaged.height > 10 else "") + "; repair with `quarry materialize --repair`")
+
+
+def verify_sample(settings: Settings, ops: OpsSettings) -> None:
+    """Re-verify the least recently verified published partitions (a rolling sample over successive runs)."""
+    from warehouse.verify import verify
+
+    if not ops.verify_sample:
+        return
+    try:
+        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+            checks = verify(warehouse, limit=ops.verify_sample)
+        logger.info("verified {} partitions, {} damaged", len(checks), sum(c.is_damaged for c in checks))
+    except Exception as error:  # the health rows report the warehouse itself
+        logger.warning("could not verify stored partitions: {}", redact(str(error)))
 
 
 def check_prefect_api(api_url: str | None) -> HealthRow:
@@ -107,7 +135,7 @@ def health_alert(rows: list[HealthRow]) -> Alert | None:
     if not failing:
         return None
     return Alert(
-        kind="health", severity="critical" if any(r.check in ("warehouse", "prefect-api") for r in failing) else "warning",
+        kind="health", severity="critical" if any(r.check in ("warehouse", "storage", "prefect-api") for r in failing) else "warning",
         title=f"{len(failing)} health checks failing", body="\n".join(f"{r.check}: {r.detail}" for r in failing),
         dedup_key="health:" + ",".join(sorted(r.check for r in failing)), details={r.check: r.detail for r in failing},
     )
@@ -185,6 +213,7 @@ def monitor_system_health_flow(detect_failed_runs: bool = True) -> list[dict]:
     """Check the warehouse, freshness, the Prefect API and optional probes; alert on failures and failed runs."""
     settings, ops = Settings(), OpsSettings()
     route_to_prefect(settings.log_level)
+    verify_sample(settings, ops)
     rows = system_health(settings, ops)
     notifier = Notifier.from_settings()
     if detect_failed_runs:

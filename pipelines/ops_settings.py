@@ -30,6 +30,9 @@ class OpsSettings(BaseSettings):
         validation_alias=AliasChoices("QUARRY_PREFECT_API_URL", "PREFECT_API_URL"),
         description="The Prefect API the health check probes; unset means ephemeral Prefect, not probed.",
     )
+    verify_sample: int = Field(
+        200, ge=0, description="Published partitions the health flow re-verifies per run, least recently verified first."
+    )
     failed_run_lookback_minutes: float = Field(
         60, gt=0, description="How far back the health monitor looks for failed or crashed flow runs."
     )

@@ -25,6 +25,7 @@ UPSTREAM_PENDING = "upstream rebuilding"
 PREVIOUS_PENDING = "previous partition rebuilding"
 DUE = "due for refresh"
 NEW_AT_SOURCE = "new data at source"
+DAMAGED = "damaged in storage"
 
 #: How far back the run window keeps the calendar for look-backs (about two years of sessions).
 HISTORY_DAYS = 750
@@ -176,6 +177,7 @@ def plan_asset(
     now: datetime | None = None,
     pending_upstream: dict[str, set[str]] | None = None,
     watermark: str | None = None,
+    repair: bool = False,
 ) -> AssetPlan:
     """Decide, per partition in the window, whether `asset` must be built and why.
 
@@ -185,7 +187,9 @@ def plan_asset(
     (unpartitioned) the run's window now ends on a later session.
     Upstream partitions with no published version, or whose latest attempt was
     quarantined, block it. `pending_upstream` names upstream partitions this run will
-    rebuild first (used to plan without building).
+    rebuild first (used to plan without building). A partition `quarry verify` found damaged
+    is rebuilt only by a repair run (which first takes its files out of the table); any
+    other run, a full refresh included, leaves it blocked rather than touch its files.
     """
     pending_upstream = pending_upstream or {}
     own = state.published_map(asset.name)
@@ -238,6 +242,13 @@ def plan_asset(
         if asset.is_stateful:
             inputs["@previous"] = _previous_partition(own, own_keys, key)
         input_versions[key] = inputs
+        if (own.get(key) or {}).get("damaged_at") is not None:
+            if repair:
+                to_build.append(PartitionWork(asset.name, key, DAMAGED))
+                cascading = asset.is_stateful
+            else:
+                blocked.append((key, "damaged in storage: run `quarry materialize --repair`"))
+            continue
         reason = _staleness(asset, own.get(key), inputs, closes.get(key), full_refresh, pending, now)
         if asset.is_stateful and cascading and not reason:
             reason = PREVIOUS_PENDING
@@ -302,6 +313,7 @@ def plan_selection(
     *,
     full_refresh: bool = False,
     source_identity: str | None = None,
+    repair: bool = False,
 ) -> list[AssetPlan]:
     """Plan every selected asset in dependency order, assuming upstream rebuilds change their data."""
     pending: dict[str, set[str]] = {}
@@ -310,7 +322,7 @@ def plan_selection(
         plan = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=source_identity, pending_upstream=pending,
-            watermark=asset.watermark() if asset.watermark else None,
+            watermark=asset.watermark() if asset.watermark else None, repair=repair,
         )
         pending[asset.name] = {w.partition_key for w in plan.to_build}
         plans.append(plan)

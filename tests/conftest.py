@@ -38,14 +38,14 @@ class Lake:
             "QUARRY_START_DATE": WINDOW_START.isoformat(),
         }
 
-    def materialize(self, selection=None, *, source=None, graph=None, full_refresh=False,
+    def materialize(self, selection=None, *, source=None, graph=None, full_refresh=False, repair=False,
                     start=WINDOW_START, end=WINDOW_END, run_id="test-run", batch_partitions=260):
         submit, shutdown = thread_submitter(4)
         try:
             return run_materialization(
                 graph or default_graph(), self.warehouse, source or SampleSource(),
                 selection=selection, window=RunWindow.between(start, end), run_id=run_id,
-                submit=submit, full_refresh=full_refresh, batch_partitions=batch_partitions,
+                submit=submit, full_refresh=full_refresh, batch_partitions=batch_partitions, repair=repair,
             )
         finally:
             shutdown()

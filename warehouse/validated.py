@@ -12,6 +12,7 @@ from assets.graph import AssetGraph
 from warehouse.lake import Warehouse
 
 __all__ = [
+    "DamagedAssetError",
     "MissingAssetError",
     "QuarantinedAssetError",
     "StaleAssetError",
@@ -49,6 +50,14 @@ class QuarantinedAssetError(UnusableAssetError):
     def __init__(self, asset: str, partition_key: str, version_id: str, failed_checks: str | None):
         self.failed_checks = failed_checks or "unknown check"
         super().__init__(asset, partition_key, version_id, f"quarantined by {self.failed_checks}")
+
+
+class DamagedAssetError(UnusableAssetError):
+    """`quarry verify` found the stored files no longer match the recorded data version (or gone)."""
+
+    def __init__(self, asset: str, partition_key: str, version_id: str, damage: str | None):
+        super().__init__(asset, partition_key, version_id,
+                         f"damaged in storage ({damage or 'content differs'}); repair with `quarry materialize --repair`")
 
 
 class MissingAssetError(UnusableAssetError):
@@ -146,6 +155,8 @@ class ValidatedReader:
             raise QuarantinedAssetError(asset, key, attempt["version_id"], attempt["failed_checks"])
         if attempt["status"] != "published":
             raise MissingAssetError(asset, key, f"missing: latest version {attempt['version_id']} is {attempt['status']}")
+        if attempt.get("damaged_at") is not None:
+            raise DamagedAssetError(asset, key, attempt["version_id"], attempt.get("damage"))
 
     def _check_failed_checks(self, asset: str, attempts: dict[str, dict]) -> None:
         """A published version with a failed error-severity check is treated as quarantined."""
