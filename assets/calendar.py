@@ -66,3 +66,40 @@ def hourly_bar_starts(session_frame: pl.DataFrame) -> pl.DataFrame:
         .explode("bar_ts")
         .select("session_date", "bar_ts")
     )
+
+
+def closed_bars(now: datetime) -> pl.DataFrame:
+    """The hourly bars of the session in progress (or just closed) at `now` that have ended by `now`.
+
+    A bar starting at `bar_ts` covers the hour up to `bar_ts + 1h` (the first one only from
+    the open), so at 19:00 UTC the 18:00 bar is the newest one a reader may see.
+    """
+    now = now.astimezone(timezone.utc)
+    today = sessions(now.date() - timedelta(days=1), now.date()).filter(
+        (pl.col("open_ts") <= now) & (pl.col("session_date") == now.date())
+    )
+    bars = hourly_bar_starts(today)
+    return bars.filter(pl.col("bar_ts") + pl.duration(hours=1) <= now)
+
+
+def last_closed_bar(now: datetime) -> datetime | None:
+    """The start of the newest bar of today's session that has closed by `now`; None before the first one ends or on a day without a session."""
+    bars = closed_bars(now)
+    return None if bars.is_empty() else bars["bar_ts"].max()
+
+
+def session_through(now: datetime) -> tuple[date, datetime | None]:
+    """The newest session with data at `now`, and the time its data is complete through.
+
+    A session counts from the end of its first hourly bar; until its close it is partial
+    and complete through the end of its last closed bar (None: the session is complete).
+    """
+    now = now.astimezone(timezone.utc)
+    newest = last_closed_bar(now)
+    completed = last_completed_session(now)
+    if newest is None or newest.date() < now.date():
+        return completed, None
+    today = sessions(now.date(), now.date())
+    if today["close_ts"][0] <= now:
+        return today["session_date"][0], None
+    return today["session_date"][0], newest + timedelta(hours=1)

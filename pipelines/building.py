@@ -25,9 +25,10 @@ EXCHANGE_TZ = "America/New_York"
 
 @dataclass(frozen=True)
 class SourceWindow:
-    """The time span a source asset fetches for a batch of session partitions."""
+    """The time span a source asset fetches for a batch of session partitions (an open session up to `through`)."""
 
     sessions: pl.DataFrame
+    through: datetime | None = None
 
     @property
     def first_session(self) -> date:
@@ -43,7 +44,8 @@ class SourceWindow:
 
     @property
     def end_ts(self) -> datetime:
-        return self.sessions["close_ts"].max()
+        close = self.sessions["close_ts"].max()
+        return close if self.through is None else min(close, self.through)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class BuildContext:
     run_id: str
     window_sessions: pl.DataFrame
     input_versions: dict[str, dict[str, dict]] = field(default_factory=dict)
+    through: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def _read_inputs(ctx: BuildContext, asset: Asset, keys: list[str]) -> dict[str, 
             inputs["sessions"] = batch_sessions if batch_sessions is not None else ctx.window_sessions
         elif name == "fetched":
             window_sessions = batch_sessions if batch_sessions is not None else ctx.window_sessions
-            inputs["fetched"] = asset.fetch(ctx.source, SourceWindow(window_sessions))
+            inputs["fetched"] = asset.fetch(ctx.source, SourceWindow(window_sessions, ctx.through))
         elif name == "partition_keys":
             inputs["partition_keys"] = list(keys)
         elif name == "previous":

@@ -21,10 +21,18 @@ def register(app: typer.Typer) -> None:
         only: Annotated[Optional[list[str]], typer.Option("--only", help="serve just these deployments")] = None,
         limit: Annotated[Optional[int], typer.Option(help="at most this many runs at once")] = None,
     ) -> None:
-        """Run every schedule of prefect.yaml locally, without a Prefect server or worker (Ctrl-C stops)."""
-        from pipelines.serving import serve as serve_all
+        """Run every schedule of the working directory's prefect.yaml in this process (Ctrl-C stops).
 
-        serve_all(only=only, limit=limit)
+        Without PREFECT_API_URL a local Prefect server is started for it, scheduler on; with one,
+        only deployments named serve-<name> are created and served.
+        """
+        from pipelines.serving import ServeError, serve as serve_all
+
+        try:
+            serve_all(only=only, limit=limit)
+        except ServeError as error:
+            console.print(f"[red]error[/]: {error}")
+            raise typer.Exit(2) from None
 
     @app.command()
     def backup() -> None:

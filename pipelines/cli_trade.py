@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
             ledger.set_kill_switch(state == "on")
             ledger.raise_alert(at=datetime.now(timezone.utc), level="critical" if state == "on" else "info",
                                source="kill-switch", message=f"kill switch turned {state} from the CLI")
+            from pipelines.trading import operations as ops
+
+            ops.relay_alerts(ledger, ops.alert_notifier())
         console.print(f"kill switch: {'on' if ledger.kill_switch() else 'off'}")
 
     def _simple(name: str, run, describe) -> None:

@@ -166,7 +166,8 @@ def run_materialization(
             return
         announce.info("{}: building {} partitions ({})", asset.name, len(plan.to_build), outcome.reasons)
         ctx = BuildContext(
-            graph, warehouse, source, run_id, window.sessions, input_versions={asset.name: plan.input_versions}
+            graph, warehouse, source, run_id, window.sessions, input_versions={asset.name: plan.input_versions},
+            through=window.through,
         )
         # a stateful asset resumes each partition from the one before: one ordered batch
         groups = batches(plan.to_build, len(plan.to_build) if asset.is_stateful else batch_partitions)

@@ -152,13 +152,24 @@ class FailedRun:
     state: str
     message: str
     ended_at: datetime | None
+    deployment: str | None = None
+    url: str | None = None
+
+
+def flow_run_url(flow_run_id: str) -> str | None:
+    """The run's page in the Prefect UI, when a UI address is known."""
+    from prefect.settings import get_current_settings
+
+    ui = get_current_settings().ui_url
+    return f"{str(ui).rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else None
 
 
 def find_failed_runs(since: datetime) -> list[FailedRun]:
-    """Flow runs that ended Failed or Crashed since `since`, from the Prefect API."""
+    """Flow runs that ended Failed or Crashed since `since`, from the Prefect API, with their deployment and UI link."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        FlowRunFilter, FlowRunFilterEndTime, FlowRunFilterState, FlowRunFilterStateType,
+        DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterEndTime, FlowRunFilterState,
+        FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
 
@@ -171,31 +182,50 @@ def find_failed_runs(since: datetime) -> list[FailedRun]:
             limit=200,
         )
         names = {f.id: f.name for f in client.read_flows(limit=200)} if runs else {}
+        deployment_ids = sorted({r.deployment_id for r in runs if r.deployment_id}, key=str)
+        deployments = {
+            d.id: d.name for d in client.read_deployments(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=deployment_ids)), limit=200)
+        } if deployment_ids else {}
     return [
         FailedRun(str(r.id), names.get(r.flow_id, "?"), r.name, r.state.name if r.state else "Failed",
-                  (r.state.message or "") if r.state else "", r.end_time)
+                  (r.state.message or "") if r.state else "", r.end_time, deployments.get(r.deployment_id),
+                  flow_run_url(str(r.id)))
         for r in runs
     ]
 
 
-def report_failed_run(run: FailedRun, notifier: Notifier | None) -> None:
-    """A Prefect event for automations and dashboards, and an alert (deduplicated by run) for people."""
+def report_failed_run(run: FailedRun, notifier: Notifier, now: datetime | None = None) -> bool:
+    """Once per run, whoever sees it first: a Prefect event for automations and an alert for people.
+
+    Returns False when the run was reported before (by an earlier health pass or a hook).
+    """
     from prefect.events import emit_event
 
+    if not notifier.store.first_report(run.flow_run_id, now or datetime.now(timezone.utc)):
+        return False
+    related = [{"prefect.resource.id": f"quarry.flow.{run.flow_name}", "prefect.resource.role": "flow"}]
+    if run.deployment:
+        related.append({"prefect.resource.id": f"quarry.deployment.{run.deployment}",
+                        "prefect.resource.role": "deployment", "prefect.resource.name": run.deployment})
     emit_event(
         event=FAILED_RUN_EVENT,
         resource={"prefect.resource.id": f"prefect.flow-run.{run.flow_run_id}", "prefect.resource.name": run.run_name},
-        related=[{"prefect.resource.id": f"quarry.flow.{run.flow_name}", "prefect.resource.role": "flow"}],
-        payload={"flow": run.flow_name, "state": run.state, "message": redact(run.message)[:500]},
+        related=related,
+        payload={"flow": run.flow_name, "deployment": run.deployment, "state": run.state,
+                 "message": redact(run.message)[:500], "url": run.url},
     )
-    if notifier is not None:
-        notifier.send(failed_run_alert(run.flow_name, run.flow_run_id, run.state, run.message))
+    notifier.send(failed_run_alert(run.flow_name, run.flow_run_id, run.state, run.message, run.url, run.deployment))
+    return True
 
 
 def alert_on_failure(flow, flow_run, state) -> None:
-    """A flow `on_failure`/`on_crashed` hook: the same event and alert as detection, at once."""
+    """A flow `on_failure`/`on_crashed` hook: the same event and alert as detection, at once (still once per run)."""
+    from prefect.runtime import deployment
+
     report_failed_run(
-        FailedRun(str(flow_run.id), flow.name, flow_run.name, state.name, state.message or "", None),
+        FailedRun(str(flow_run.id), flow.name, flow_run.name, state.name, state.message or "", None,
+                  deployment.name, flow_run_url(str(flow_run.id))),
         Notifier.from_settings(),
     )
 
@@ -216,13 +246,15 @@ def monitor_system_health_flow(detect_failed_runs: bool = True) -> list[dict]:
     verify_sample(settings, ops)
     rows = system_health(settings, ops)
     notifier = Notifier.from_settings()
+    notifier.flush()  # alerts queued while the relay was down
     if detect_failed_runs:
         since = datetime.now(timezone.utc) - timedelta(minutes=ops.failed_run_lookback_minutes)
         failed = find_failed_runs(since)
         for run in failed:
             report_failed_run(run, notifier)
-        rows.append(HealthRow("failed-runs", "fail" if failed else "ok",
-                              ", ".join(f"{r.flow_name}/{r.run_name} {r.state}" for r in failed) or "none"))
+        # each failed run has its own alert; the row is for the artifact, not a second email
+        rows.append(HealthRow("failed-runs", "warn" if failed else "ok",
+                              ", ".join(f"{r.deployment or r.flow_name}/{r.run_name} {r.state}" for r in failed) or "none"))
     _publish_health(rows)
     alert = health_alert(rows)
     if alert is not None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import smtplib
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -19,7 +21,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AlertKind = Literal["trade", "risk", "failed-run", "health", "data"]
 Severity = Literal["info", "warning", "critical"]
-DeliveryStatus = Literal["sent", "deduplicated", "rate-limited", "not-configured", "failed"]
+DeliveryStatus = Literal["sent", "deduplicated", "rate-limited", "not-configured", "queued"]
 
 
 class SmtpSettings(BaseSettings):
@@ -74,13 +76,24 @@ class Alert:
             "created_at": self.created_at,
         }
 
+    def to_json(self) -> str:
+        return json.dumps({**self.as_row(), "created_at": self.created_at.isoformat()})
 
-def trade_alert(symbol: str, side: str, quantity: float, price: float, order_id: str, strategy: str = "pairs") -> Alert:
-    """A fill the desk should see; keyed by order so a retried report is not a second email."""
+    @classmethod
+    def from_json(cls, text: str) -> Alert:
+        row = json.loads(text)
+        return cls(kind=row["kind"], severity=row["severity"], title=row["title"], body=row["body"],
+                   dedup_key=row["dedup_key"], details=json.loads(row["details"]),
+                   created_at=datetime.fromisoformat(row["created_at"]))
+
+
+def trade_alert(symbol: str, side: str, quantity: float, price: float, order_id: str, strategy: str = "pairs",
+                fill_key: str | None = None) -> Alert:
+    """A fill the desk should see; keyed by fill (else order) so a retried report is not a second email."""
     return Alert(
         kind="trade", severity="info", title=f"{side.upper()} {quantity:g} {symbol} @ {price:g}",
         body=f"Strategy {strategy} filled {side} {quantity:g} {symbol} at {price:g} (order {order_id}).",
-        dedup_key=f"trade:{order_id}",
+        dedup_key=f"trade:{fill_key or order_id}",
         details={"symbol": symbol, "side": side, "quantity": f"{quantity:g}", "price": f"{price:g}", "order_id": order_id},
     )
 
@@ -96,15 +109,39 @@ def risk_alert(rule: str, message: str, value: float | None = None, limit: float
                  dedup_key=f"risk:{rule}", details=details)
 
 
-def failed_run_alert(flow_name: str, flow_run_id: str, state: str, message: str = "", url: str | None = None) -> Alert:
+def failed_run_alert(flow_name: str, flow_run_id: str, state: str, message: str = "", url: str | None = None,
+                     deployment: str | None = None) -> Alert:
     """A flow run that ended Failed or Crashed; keyed by the run, so detection and hooks never mail twice."""
     details = {"flow": flow_name, "flow_run_id": flow_run_id, "state": state}
+    if deployment:
+        details["deployment"] = deployment
     if url:
         details["url"] = url
+    what = f"{flow_name}/{deployment}" if deployment else flow_name
+    body = message or f"Flow run {flow_run_id} of {what} ended {state}."
     return Alert(
-        kind="failed-run", severity="critical", title=f"flow run {flow_name} {state.lower()}",
-        body=message or f"Flow run {flow_run_id} of {flow_name} ended {state}.",
-        dedup_key=f"failed-run:{flow_run_id}", details=details,
+        kind="failed-run", severity="critical", title=f"flow run {what} {state.lower()}",
+        body=body + (f"\n{url}" if url else ""), dedup_key=f"failed-run:{flow_run_id}", details=details,
+    )
+
+
+#: Ledger alert sources whose rows are about orders and the book rather than risk.
+TRADE_SOURCES = frozenset({"manage-orders", "reconcile-trades", "update-positions"})
+
+
+def ledger_alert(row: Mapping) -> Alert:
+    """A row of the ledger's `alerts` table (a breach, a blocked cycle, a kill-switch change, a discrepancy) as an alert.
+
+    Keyed by what it says, so the same breach recorded every quarter hour mails once per window.
+    """
+    source, subject, message = row["source"], row.get("subject") or "", row["message"]
+    severity = row["level"] if row["level"] in ("info", "warning", "critical") else "warning"
+    digest = hashlib.sha256(f"{source}|{subject}|{message}".encode()).hexdigest()[:16]
+    return Alert(
+        kind="trade" if source in TRADE_SOURCES else "risk", severity=severity,
+        title=f"{source}: {subject or message.splitlines()[0][:80]}", body=message, dedup_key=f"ledger:{source}:{digest}",
+        details={k: str(row[k]) for k in ("source", "subject", "cycle_id") if row.get(k)},
+        created_at=row["at"] if isinstance(row.get("at"), datetime) and row["at"].tzinfo else datetime.now(timezone.utc),
     )
 
 
@@ -211,14 +248,24 @@ def build_message(settings: SmtpSettings, subject: str, text: str, body_html: st
 
 
 def send_email(settings: SmtpSettings, subject: str, text: str, body_html: str) -> None:
-    """Send one multipart (text + HTML) email through the configured relay."""
+    """Send one multipart (text + HTML) email through the configured relay.
+
+    Once the relay has accepted the message, a failure to say goodbye is not a failed send
+    (retrying it would mail twice).
+    """
     message = build_message(settings, subject, text, body_html)
-    with smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds) as smtp:
+    smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds)
+    try:
         if settings.starttls:
             smtp.starttls()
         if settings.user:
             smtp.login(settings.user, settings.password.get_secret_value() if settings.password else "")
         smtp.send_message(message)
+    finally:
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):
+            smtp.close()
 
 
 # ---- throttling ---------------------------------------------------------------------------
@@ -226,8 +273,13 @@ def send_email(settings: SmtpSettings, subject: str, text: str, body_html: str) 
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
+    """Dedupe window and hourly budget; a send is tried `send_attempts` times, `retry_seconds` apart (doubling)."""
+
     dedupe_window: timedelta = timedelta(hours=1)
     max_per_hour: int = 20
+    send_attempts: int = 3
+    retry_seconds: float = 2.0
+    claim: timedelta = timedelta(minutes=5)
 
 
 def throttle_decision(
@@ -248,6 +300,9 @@ ALERTS_DDL = (
     """CREATE TABLE IF NOT EXISTS alert_throttle (
         dedup_key TEXT PRIMARY KEY, last_sent_at TEXT, held_back INTEGER NOT NULL DEFAULT 0)""",
     "CREATE TABLE IF NOT EXISTS alert_sends (sent_at TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS alert_outbox (
+        dedup_key TEXT PRIMARY KEY, alert TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, queued_at TEXT)""",
+    "CREATE TABLE IF NOT EXISTS reported_runs (flow_run_id TEXT PRIMARY KEY, reported_at TEXT NOT NULL)",
 )
 
 
@@ -261,6 +316,9 @@ class AlertStore:
             con.execute("PRAGMA journal_mode=WAL")  # concurrent flows read the throttle while one writes
             for ddl in ALERTS_DDL:
                 con.execute(ddl)
+            columns = {row[1] for row in con.execute("PRAGMA table_info(alert_throttle)")}
+            if "claimed_until" not in columns:  # stores made before sends were claimed
+                con.execute("ALTER TABLE alert_throttle ADD COLUMN claimed_until TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -283,28 +341,37 @@ class AlertStore:
             con.row_factory = sqlite3.Row
             return [dict(r) for r in con.execute("SELECT * FROM alerts ORDER BY alert_id")]
 
-    def reserve(self, policy: ThrottlePolicy, key: str, now: datetime) -> tuple[str, int]:
-        """Decide and, for a send, claim the slot in one transaction, so concurrent processes never both send.
-
-        Returns the decision and how many alerts of this key were held back since its last email.
-        """
+    def _transaction(self):
         con = self._connect()
+        con.execute("BEGIN IMMEDIATE")
+        return con
+
+    def reserve(self, policy: ThrottlePolicy, key: str, now: datetime) -> tuple[str, int]:
+        """Decide and, for a send, claim the key for a while in one transaction, so concurrent processes never both send.
+
+        The claim is not a send: the key counts as sent only once `mark_sent` says the relay
+        took it. A key sent within the window, claimed by another sender or waiting in the
+        outbox is a repeat. Returns the decision and how many repeats were held back since
+        the key's last email.
+        """
+        con = self._transaction()
         try:
-            con.execute("BEGIN IMMEDIATE")
-            found = con.execute("SELECT last_sent_at, held_back FROM alert_throttle WHERE dedup_key = ?", (key,)).fetchone()
+            found = con.execute(
+                "SELECT last_sent_at, held_back, claimed_until FROM alert_throttle WHERE dedup_key = ?", (key,)
+            ).fetchone()
             last = datetime.fromisoformat(found[0]) if found and found[0] else None
             held = found[1] if found else 0
+            claimed = found is not None and found[2] is not None and datetime.fromisoformat(found[2]) > now
+            queued = con.execute("SELECT 1 FROM alert_outbox WHERE dedup_key = ?", (key,)).fetchone() is not None
             hour_ago = (now - timedelta(hours=1)).isoformat()
             sent = con.execute("SELECT count(*) FROM alert_sends WHERE sent_at > ?", (hour_ago,)).fetchone()[0]
-            decision = throttle_decision(policy, now, last, sent)
+            decision = "deduplicated" if claimed or queued else throttle_decision(policy, now, last, sent)
             if decision == "send":
                 con.execute(
-                    "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back) VALUES (?, ?, 0)"
-                    " ON CONFLICT (dedup_key) DO UPDATE SET last_sent_at = excluded.last_sent_at, held_back = 0",
-                    (key, now.isoformat()),
+                    "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back, claimed_until) VALUES (?, NULL, 0, ?)"
+                    " ON CONFLICT (dedup_key) DO UPDATE SET claimed_until = excluded.claimed_until",
+                    (key, (now + policy.claim).isoformat()),
                 )
-                con.execute("INSERT INTO alert_sends (sent_at) VALUES (?)", (now.isoformat(),))
-                con.execute("DELETE FROM alert_sends WHERE sent_at <= ?", (hour_ago,))
             else:
                 con.execute(
                     "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back) VALUES (?, NULL, 1)"
@@ -318,6 +385,85 @@ class AlertStore:
             raise
         finally:
             con.close()
+
+    def mark_sent(self, key: str, now: datetime) -> None:
+        """The relay took the email: the key is sent now, its held-back count restarts, the outbox forgets it."""
+        con = self._transaction()
+        try:
+            con.execute(
+                "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back, claimed_until) VALUES (?, ?, 0, NULL)"
+                " ON CONFLICT (dedup_key) DO UPDATE SET last_sent_at = excluded.last_sent_at, held_back = 0,"
+                " claimed_until = NULL",
+                (key, now.isoformat()),
+            )
+            con.execute("INSERT INTO alert_sends (sent_at) VALUES (?)", (now.isoformat(),))
+            con.execute("DELETE FROM alert_sends WHERE sent_at <= ?", ((now - timedelta(hours=1)).isoformat(),))
+            con.execute("DELETE FROM alert_outbox WHERE dedup_key = ?", (key,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def queue(self, alert: Alert, error: str, now: datetime) -> None:
+        """A send that failed every attempt waits in the outbox (and its claim is released) for the next flush."""
+        con = self._transaction()
+        try:
+            con.execute(
+                "INSERT INTO alert_outbox (dedup_key, alert, attempts, last_error, queued_at) VALUES (?, ?, 1, ?, ?)"
+                " ON CONFLICT (dedup_key) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error",
+                (alert.dedup_key, alert.to_json(), error[:500], now.isoformat()),
+            )
+            con.execute("UPDATE alert_throttle SET claimed_until = NULL WHERE dedup_key = ?", (alert.dedup_key,))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def claim_queued(self, policy: ThrottlePolicy, now: datetime) -> list[Alert]:
+        """Queued alerts nobody else is sending right now, claimed for this sender."""
+        con = self._transaction()
+        try:
+            rows = con.execute(
+                "SELECT o.dedup_key, o.alert FROM alert_outbox o LEFT JOIN alert_throttle t USING (dedup_key)"
+                " WHERE t.claimed_until IS NULL OR t.claimed_until <= ? ORDER BY o.queued_at",
+                (now.isoformat(),),
+            ).fetchall()
+            for key, _ in rows:
+                con.execute(
+                    "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back, claimed_until) VALUES (?, NULL, 0, ?)"
+                    " ON CONFLICT (dedup_key) DO UPDATE SET claimed_until = excluded.claimed_until",
+                    (key, (now + policy.claim).isoformat()),
+                )
+            con.execute("COMMIT")
+            return [Alert.from_json(text) for _, text in rows]
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def release(self, keys: list[str]) -> None:
+        """Give up claims not used (a flush that stopped early)."""
+        with self._connect() as con:
+            con.executemany("UPDATE alert_throttle SET claimed_until = NULL WHERE dedup_key = ?", [(k,) for k in keys])
+
+    def queued(self) -> list[dict]:
+        with self._connect() as con:
+            con.row_factory = sqlite3.Row
+            return [dict(r) for r in con.execute("SELECT dedup_key, attempts, last_error FROM alert_outbox")]
+
+    def first_report(self, flow_run_id: str, now: datetime) -> bool:
+        """True once per flow run: the first caller reports it, every later one knows it was reported."""
+        with self._connect() as con:
+            inserted = con.execute(
+                "INSERT INTO reported_runs (flow_run_id, reported_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (flow_run_id, now.isoformat()),
+            )
+            return inserted.rowcount == 1
 
 
 def ledger_recorder() -> Callable[[Alert], None]:
@@ -383,11 +529,14 @@ class Notifier:
                    redact=redactor())
 
     def send(self, alert: Alert) -> Delivery:
-        """Email the alert unless it repeats one already sent in the window or the hourly budget is spent.
+        """Email the alert unless it repeats one already sent (or queued) in the window or the hourly budget is spent.
 
         The alert is redacted first: its row, its email and its log lines never carry a secret.
+        Alerts queued while the relay was down go first. A send that fails every attempt is
+        queued too and its key stays free, so it is neither lost nor counted as sent.
         """
         alert = alert.redacted(self.redact)
+        self.flush()
         decision, held = self.store.reserve(self.policy, alert.dedup_key, self.clock())
         if decision != "send":
             logger.info("alert {} {}: {}", alert.dedup_key, decision, alert.title)
@@ -398,14 +547,40 @@ class Notifier:
             logger.error("could not store alert {} (emailing it anyway): {}", alert.dedup_key, self.redact(str(error)))
         if not self.smtp.configured:
             logger.warning("alert (email not configured): {} {}", alert.title, alert.body)
+            self.store.mark_sent(alert.dedup_key, self.clock())
             return Delivery("not-configured", alert, held)
+        return self._deliver(alert, held, self.policy.send_attempts)
+
+    def flush(self) -> int:
+        """Retry queued alerts, oldest first, until the relay refuses one; returns how many went out."""
+        if not self.smtp.configured:
+            return 0
+        sent = 0
+        claimed = self.store.claim_queued(self.policy, self.clock())
+        for at, alert in enumerate(claimed):
+            if self._deliver(alert, 0, 1).status != "sent":
+                self.store.release([a.dedup_key for a in claimed[at + 1 :]])
+                break
+            sent += 1
+        return sent
+
+    def _deliver(self, alert: Alert, held: int, attempts: int) -> Delivery:
         subject, text, body_html = render_alert(alert, held)
-        try:
-            send_email(self.smtp, subject, text, body_html)
-        except (OSError, smtplib.SMTPException) as error:
-            logger.error("could not email alert {}: {}", alert.dedup_key, error)
-            return Delivery("failed", alert, held, self.redact(str(error)))
-        return Delivery("sent", alert, held)
+        error = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self.policy.retry_seconds * 2 ** (attempt - 1))
+            try:
+                send_email(self.smtp, subject, text, body_html)
+            except (OSError, smtplib.SMTPException) as failure:
+                error = self.redact(f"{type(failure).__name__}: {failure}")
+                continue
+            self.store.mark_sent(alert.dedup_key, self.clock())
+            return Delivery("sent", alert, held)
+        logger.error("could not email alert {} ({} attempts): {}; queued for the next flush", alert.dedup_key,
+                     attempts, error)
+        self.store.queue(alert, error, self.clock())
+        return Delivery("queued", alert, held, error)
 
     def send_daily_summary(self, summary: DailySummary) -> bool:
         """The daily summary is not throttled: it is one email a day by schedule. False when email is off."""

@@ -26,6 +26,7 @@ PREVIOUS_PENDING = "previous partition rebuilding"
 DUE = "due for refresh"
 NEW_AT_SOURCE = "new data at source"
 DAMAGED = "damaged in storage"
+NEW_HOUR = "new hour in the open session"
 
 #: How far back the run window keeps the calendar for look-backs (about two years of sessions).
 HISTORY_DAYS = 750
@@ -36,18 +37,28 @@ class RunWindow:
     """The sessions a run covers: the partition keys of every daily and weekly asset it touches.
 
     `history` holds earlier sessions too, for look-back arithmetic; `next_sessions` the few
-    after the window, to tell a complete week from one still in progress.
+    after the window, to tell a complete week from one still in progress. With `through`,
+    the window's last session is still open: its partition is partial, built from the
+    bars that ended by `through`, and republished as later hours arrive.
     """
 
     sessions: pl.DataFrame
     history: tuple[str, ...] = ()
     next_sessions: tuple[str, ...] = ()
+    through: datetime | None = None
 
     @classmethod
-    def between(cls, start: date, end: date) -> RunWindow:
+    def between(cls, start: date, end: date, through: datetime | None = None) -> RunWindow:
         history = exchange_sessions(start - timedelta(days=HISTORY_DAYS), end)["session_date"].cast(pl.String)
         following = exchange_sessions(end + timedelta(days=1), end + timedelta(days=8))["session_date"].cast(pl.String)
-        return cls(exchange_sessions(start, end), tuple(history.to_list()), tuple(following.to_list()))
+        return cls(exchange_sessions(start, end), tuple(history.to_list()), tuple(following.to_list()), through)
+
+    @property
+    def partial_key(self) -> str | None:
+        """The open session's partition key, when the window ends inside a session."""
+        if self.through is None or self.sessions.is_empty():
+            return None
+        return self.partition_keys[-1]
 
     @property
     def partition_keys(self) -> list[str]:
@@ -237,6 +248,8 @@ def plan_asset(
             inputs["@source"] = {"data_version": source_identity, "versions": []}
         if asset.is_source and not asset.is_partitioned and asset.refresh_every is None:
             inputs["@window"] = {"data_version": window.partition_keys[-1] if window.partition_keys else "", "versions": []}
+        if asset.is_source and asset.is_partitioned and key == window.partial_key:
+            inputs["@through"] = {"data_version": window.through.isoformat(), "versions": []}
         if watermark is not None:
             inputs["@watermark"] = {"data_version": watermark, "versions": []}
         if asset.is_stateful:
@@ -298,8 +311,15 @@ def _staleness(
             "data_version"
         ) != current["data_version"]:
             return UPSTREAM_CHANGED
-    if asset.is_source and asset.is_partitioned and session_close is not None and published["created_at"] < session_close:
-        return INCOMPLETE
+    if asset.is_source and asset.is_partitioned:
+        built_through = recorded.get("@through", {}).get("data_version")
+        if "@through" in inputs:
+            if built_through != inputs["@through"]["data_version"]:
+                return NEW_HOUR
+        elif built_through is not None:
+            return INCOMPLETE
+        elif session_close is not None and published["created_at"] < session_close:
+            return INCOMPLETE
     if asset.refresh_every is not None and published["created_at"] + asset.refresh_every <= (now or datetime.now(timezone.utc)):
         return DUE
     return None

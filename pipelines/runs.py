@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 
-from assets.calendar import last_completed_session
+from loguru import logger
+
+from assets.calendar import session_through
 from pipelines.materialize import RunSummary
 from pipelines.planning import RunWindow
 from pipelines.settings import Settings
@@ -14,9 +16,18 @@ from warehouse import Warehouse
 
 
 def default_window(settings: Settings, start: date | None = None, end: date | None = None) -> RunWindow:
-    """From the configured start (or `start`) to the last completed session (or `end`)."""
-    last = last_completed_session(datetime.now(timezone.utc))
-    return RunWindow.between(start or settings.start_date, min(end or last, last))
+    """From the configured start (or `start`) to the newest session with data (or `end`, when earlier).
+
+    The session in progress is included from the end of its first hourly bar, as a partial
+    partition complete through its last closed bar; an `end` past the newest session with
+    data is cut there, and the log says so.
+    """
+    now = settings.now()
+    newest, through = session_through(now)
+    if end is not None and end > newest:
+        logger.info("window ends on {}: no session after it has data at {:%Y-%m-%d %H:%M} UTC", newest, now)
+    last = newest if end is None else min(end, newest)
+    return RunWindow.between(start or settings.start_date, last, through if last == newest else None)
 
 
 def make_source(settings: Settings):
@@ -24,7 +35,9 @@ def make_source(settings: Settings):
     from assets.sources.registry import SourceSettings, build_source
 
     return build_source(
-        settings.source, SourceSettings(sample_seed=settings.sample_seed, sample_symbols=settings.sample_symbols)
+        settings.source,
+        SourceSettings(sample_seed=settings.sample_seed, sample_symbols=settings.sample_symbols),
+        clock=settings.now() if settings.clock else None,
     )
 
 

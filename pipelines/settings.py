@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster; unset starts a local one.")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    clock: datetime | None = Field(
+        None,
+        description="Pretend it is this moment (ISO time with zone): runs, trading cycles and the sample market "
+        "see only what had happened by then, so a trading day can be simulated. Unset: the wall clock.",
+    )
+
+    def now(self) -> datetime:
+        """The moment runs and cycles act at: the configured clock, else the wall clock (UTC)."""
+        moment = self.clock or datetime.now(timezone.utc)
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def secret_values() -> list[str]:

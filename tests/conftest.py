@@ -77,6 +77,13 @@ def postgres_catalog_database(dsn: str):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(autouse=True)
+def alerts_outside_the_checkout(tmp_path_factory, monkeypatch):
+    """Alert throttle state of code under test goes to a temporary file, never to the checkout's data/."""
+    if "QUARRY_ALERTS_DB" not in os.environ:
+        monkeypatch.setenv("QUARRY_ALERTS_DB", str(tmp_path_factory.mktemp("alerts") / "alerts.sqlite"))
+
+
 @pytest.fixture
 def make_lake(tmp_path: Path):
     """Factory for real DuckLake warehouses: a SQLite catalog (default) or a PostgreSQL one, Parquet under tmp_path."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -69,12 +70,12 @@ def secret_from_block(block_name: str) -> SecretStr | None:
         return None
 
 
-def build_source(name: str, settings: SourceSettings) -> Source:
-    """The source called `name`, configured from `settings`; `sample` needs nothing."""
+def build_source(name: str, settings: SourceSettings, clock: datetime | None = None) -> Source:
+    """The source called `name`, configured from `settings`; `sample` needs nothing and plays its market up to `clock`."""
     if name == "sample":
         from assets.sources.sample import SampleSource
 
-        return SampleSource(seed=settings.sample_seed, n_symbols=settings.sample_symbols)
+        return SampleSource(seed=settings.sample_seed, n_symbols=settings.sample_symbols, clock=clock)
     if name not in SOURCES:
         raise SourceError(f"QUARRY_SOURCE={name!r}: unknown source (available: {', '.join(SOURCES)})")
     universe = read_universe(settings.universe_file)

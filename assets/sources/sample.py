@@ -49,6 +49,7 @@ class SampleSource:
     bad_tick_rate: float = 0.0005
     missing_bar_rate: float = 0.002
     name: str = "sample"
+    clock: datetime | None = None  # the market's "now": a bar exists once it has ended by then
 
     def identity(self) -> str:
         return (
@@ -74,6 +75,8 @@ class SampleSource:
         bars = hourly.filter(
             pl.col("symbol").is_in(symbols), pl.col("bar_ts") >= start, pl.col("bar_ts") < end
         )
+        if self.clock is not None:
+            bars = bars.filter(pl.col("bar_ts") + pl.duration(hours=1) <= self.clock)
         if timeframe == "1d":
             bars = _daily(bars)
         return bars.sort("symbol", "bar_ts")

@@ -25,7 +25,16 @@ __all__ = [
 
 
 def _now(now: datetime | None) -> datetime:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    """The cycle's moment: the `now` parameter, else the configured clock (QUARRY_CLOCK), else the wall clock."""
+    return (now or Settings().now()).astimezone(timezone.utc)
+
+
+def _relay_alerts(runtime) -> None:
+    """Email the run's fills and alerts at once; on failure they wait for the `risk-alerts` sweep."""
+    try:
+        ops.relay_alerts(runtime.ledger, ops.alert_notifier())
+    except Exception as error:
+        logger.error("alerts not relayed now (the risk-alerts sweep retries): {}", error)
 
 
 def _publish_cycle(report) -> None:
@@ -56,6 +65,7 @@ def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, c
     route_to_prefect(settings.log_level)
     with open_runtime(settings) as runtime:
         report = ops.run_pairs_cycle(runtime, _now(now), dry_run=dry_run, check_market=check_market)
+        _relay_alerts(runtime)
     _publish_cycle(report)
     _raise_if_failed(report)
     return report
@@ -64,8 +74,10 @@ def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, c
 @flow(name="execute-trades", log_prints=True)
 def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run: bool = False):
     """One cycle of the named strategy (`pairs` or `momentum`)."""
+    route_to_prefect(Settings().log_level)
     with open_runtime() as runtime:
         report = ops.run_strategy_cycle(runtime, strategy, _now(now), dry_run=dry_run)
+        _relay_alerts(runtime)
     _publish_cycle(report)
     _raise_if_failed(report)
     return report
@@ -74,34 +86,47 @@ def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run
 @flow(name="manage-orders", log_prints=True)
 def manage_orders_flow(now: datetime | None = None):
     """Refresh live orders, cancel timed-out remainders, settle or repair half-filled pairs."""
+    route_to_prefect(Settings().log_level)
     with open_runtime() as runtime:
-        return ops.run_manage_orders(runtime, _now(now))
+        result = ops.run_manage_orders(runtime, _now(now))
+        _relay_alerts(runtime)
+        return result
 
 
 @flow(name="update-positions", log_prints=True)
 def update_positions_flow(now: datetime | None = None):
     """Positions and P&L from fills, marked at validated prices."""
+    route_to_prefect(Settings().log_level)
     with open_runtime() as runtime:
-        return ops.run_update_positions(runtime, _now(now))
+        result = ops.run_update_positions(runtime, _now(now))
+        _relay_alerts(runtime)
+        return result
 
 
 @flow(name="reconcile-trades", log_prints=True)
 def reconcile_trades_flow(now: datetime | None = None):
     """Ledger against broker: every discrepancy recorded and alerted, safe ones repaired."""
+    route_to_prefect(Settings().log_level)
     with open_runtime() as runtime:
-        return ops.run_reconcile(runtime, _now(now))
+        result = ops.run_reconcile(runtime, _now(now))
+        _relay_alerts(runtime)
+        return result
 
 
 @flow(name="monitor-portfolio-risk", log_prints=True)
 def monitor_portfolio_risk_flow(now: datetime | None = None):
     """Book-level limits (exposure, daily loss, drawdown, open pairs) checked as the book stands."""
+    route_to_prefect(Settings().log_level)
     with open_runtime() as runtime:
-        return ops.run_monitor_portfolio_risk(runtime, _now(now))
+        result = ops.run_monitor_portfolio_risk(runtime, _now(now))
+        _relay_alerts(runtime)
+        return result
 
 
 @flow(name="generate-risk-alerts", log_prints=True)
 def generate_risk_alerts(now: datetime | None = None):
-    """Hand over unacknowledged alerts as a Prefect artifact and the run log."""
+    """Email new fills and unacknowledged alerts (and any queued while the relay was down); list them as an artifact."""
+    route_to_prefect(Settings().log_level)
     with open_runtime() as runtime:
         pending = ops.run_generate_risk_alerts(runtime, _now(now))
     try:

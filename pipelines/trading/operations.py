@@ -17,6 +17,7 @@ from warehouse.validated import UnusableAssetError
 
 __all__ = [
     "fail_cycle",
+    "relay_alerts",
     "run_generate_risk_alerts",
     "run_manage_orders",
     "run_monitor_portfolio_risk",
@@ -121,16 +122,50 @@ def run_monitor_portfolio_risk(runtime: TradingRuntime, now: datetime) -> list[B
     return breaches
 
 
-def run_generate_risk_alerts(runtime: TradingRuntime, now: datetime) -> list[dict]:
-    """Unacknowledged alerts, newest first, marked acknowledged once handed over."""
-    pending = runtime.ledger.rows(tables.alerts, tables.alerts.c.is_acknowledged.is_(False),
-                                  order_by=tables.alerts.c.alert_id.desc())
-    if pending:
-        with runtime.ledger.engine.begin() as connection:
-            connection.execute(tables.alerts.update().where(
-                tables.alerts.c.alert_id.in_([a["alert_id"] for a in pending])).values(is_acknowledged=True))
+def run_generate_risk_alerts(runtime: TradingRuntime, now: datetime, notifier=None) -> list[dict]:
+    """Email every new fill and unacknowledged ledger alert (see `relay_alerts`); returns the alerts, newest first."""
+    return relay_alerts(runtime.ledger, notifier or alert_notifier())[::-1]
+
+
+#: The ledger control holding the last fill already emailed.
+FILLS_EMAILED_THROUGH = "alerts_fills_emailed_through"
+
+
+def alert_notifier():
+    """The configured notifier, recording nothing itself: what it relays is already in the ledger."""
+    from pipelines.notify import Notifier
+
+    return Notifier.from_settings(record_alert=lambda alert: None)
+
+
+def relay_alerts(ledger, notifier) -> list[dict]:
+    """Email what the desk must hear about, once: each new fill, then each unacknowledged ledger alert
+    (risk breaches, blocked cycles, kill-switch changes, discrepancies), oldest first.
+
+    A fill or alert is marked done only after the notifier has taken it: sent, queued for a
+    retry while the relay is down, or held back as a repeat. A crash in between re-offers it,
+    and the notifier's dedupe key makes the second offer a repeat, not a second email.
+    """
+    from pipelines.notify import ledger_alert, trade_alert
+
+    emailed = ledger.rows(tables.controls, tables.controls.c.name == FILLS_EMAILED_THROUGH)
+    through = int(emailed[0]["value"]) if emailed else 0
+    for fill in ledger.rows(tables.fills, tables.fills.c.fill_id > through, order_by=tables.fills.c.fill_id):
+        order = ledger.rows(tables.orders, tables.orders.c.client_order_id == fill["client_order_id"])
+        notifier.send(trade_alert(fill["symbol"], fill["side"], fill["qty"], fill["px"], fill["client_order_id"],
+                                  order[0]["strategy"] if order else "?", fill_key=fill["fill_key"]))
+        with ledger.engine.begin() as connection:
+            connection.execute(tables.controls.delete().where(tables.controls.c.name == FILLS_EMAILED_THROUGH))
+            connection.execute(tables.controls.insert().values(
+                name=FILLS_EMAILED_THROUGH, value=str(fill["fill_id"]), updated_at=utc_now()))
+    pending = ledger.rows(tables.alerts, tables.alerts.c.is_acknowledged.is_(False), order_by=tables.alerts.c.alert_id)
     for alert in pending:
         logger.warning("[{}] {}: {}", alert["level"], alert["source"], alert["message"])
+        if not alert["source"].startswith("notify:"):  # the notifier recorded those rows itself, after emailing
+            notifier.send(ledger_alert(alert))
+        with ledger.engine.begin() as connection:
+            connection.execute(tables.alerts.update().where(tables.alerts.c.alert_id == alert["alert_id"])
+                               .values(is_acknowledged=True))
     return pending
 
 

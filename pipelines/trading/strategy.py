@@ -16,7 +16,8 @@ from pipelines.trading.lifecycle import holdings_from_fills, settle_pair_trade
 from pipelines.trading.risk import Leg, PortfolioState, RiskLimits, TradeProposal, record_breaches, validate_risk_limits
 from warehouse import ledger as tables
 from warehouse.ledger import Ledger
-from warehouse.validated import UnusableAssetError, ValidatedReader
+from assets.calendar import last_closed_bar
+from warehouse.validated import MissingAssetError, UnusableAssetError, ValidatedFrame, ValidatedReader
 
 __all__ = [
     "CycleReport",
@@ -138,6 +139,26 @@ def known_at(frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
     return frame.filter(pl.col("bar_ts") + pl.duration(hours=1) <= now)
 
 
+def require_last_hour(bars: ValidatedFrame, signals: ValidatedFrame, now: datetime) -> None:
+    """In a session, the bar that closed last must be in the bars, and in the signals of every pair active today.
+
+    Without it a cycle would trade on an older hour as if it were the newest: it fails closed instead.
+    """
+    hour = last_closed_bar(now)
+    if hour is None or now - hour >= timedelta(hours=2):
+        return  # before the first bar closed, or after the session
+    key = hour.astimezone(timezone.utc).date().isoformat()
+    for asset, read in (("bars_hourly", bars), ("pair_signals", signals)):
+        if key not in {v.partition_key for v in read.versions}:
+            raise MissingAssetError(asset, key, f"missing: today's partition is not published (the {hour:%H:%M} UTC bar is due)")
+        today = read.frame.filter(pl.col("bar_ts").dt.convert_time_zone("UTC").dt.date() == hour.date())
+        if asset == "pair_signals" and today.is_empty():
+            continue  # no pair active today
+        if today.filter(pl.col("bar_ts") == hour).is_empty():
+            newest = today["bar_ts"].max()
+            raise MissingAssetError(asset, key, f"missing the {hour:%Y-%m-%d %H:%M} UTC bar (newest: {newest or 'none'})")
+
+
 @dataclass
 class PairsStrategy:
     """The intraday pairs book: trade each active pair's validated signal, sized, risk-checked, both legs."""
@@ -156,8 +177,9 @@ class PairsStrategy:
         cycle_id = cycle_id_at(self.name, now)
         report = CycleReport(cycle_id, self.name, "running")
         try:
-            signals = known_at(reader.read_latest("pair_signals", 2).frame, now)
-            bars = known_at(reader.read_latest("bars_hourly", 1).frame, now)
+            signals_read, bars_read = reader.read_latest("pair_signals", 2), reader.read_latest("bars_hourly", 1)
+            require_last_hour(bars_read, signals_read, now)
+            signals, bars = known_at(signals_read.frame, now), known_at(bars_read.frame, now)
             regime_rows = reader.read_latest("market_regime", 2).frame.filter(pl.col("session_date") < now.date())
             candidates = reader.read_latest("pair_candidates", 2).frame.filter(pl.col("week_end_date") < now.date())
             backtest = reader.read("backtest_trades").frame

@@ -41,7 +41,7 @@ def test_entrypoint_imports_a_flow_and_schedules_parse(spec):
     assert Path(PREFECT_YAML.parent / spec.entrypoint.split(":")[0]).exists()
     assert isinstance(spec.load_flow(), Flow)
     assert spec.work_pool == "quarry" and "quarry" in spec.tags
-    assert spec.schedules, f"{spec.name} has no schedule"
+    assert spec.schedules or spec.triggers, f"{spec.name} has no schedule and no trigger"
     for schedule in spec.schedules:
         Cron(schedule.cron, timezone=schedule.timezone)  # raises on a bad cron or time zone
     flow = spec.load_flow()
@@ -57,18 +57,21 @@ def test_names_are_unique_and_the_design_schedules_are_there():
     assert len(names) == len(set(names))
     by_name = {s.name: s for s in SPECS}
     expected = {
-        "bars-daily": ("15 22 * * 1-5", True), "bars-hourly": ("0 14-21 * * 1-5", False),
+        "bars-daily": ("15 22 * * 1-5", True), "bars-hourly": ("0 14-21 * * 1-5", True),
         "indicators": ("0 23 * * 1-5", True), "pair-discovery": ("0 4 * * 6", True),
         "archive-old-data": ("0 2 * * 0", True), "backup-databases": ("0 4 * * 0", True),
         "cleanup-logs": ("0 1 * * *", True), "monitor-system-health": ("*/5 * * * *", True),
         "daily-report": ("0 18 * * 1-5", True), "daily-summary": ("0 19 * * 1-5", True),
-        "intraday-pairs": ("0 14-21 * * 1-5", True), "reconcile": ("0 */6 * * *", True),
+        "reconcile": ("0 */6 * * *", True),
         "portfolio-risk": ("*/15 * * * *", True),
     }
     for name, (cron, active) in expected.items():
         assert (by_name[name].schedules[0].cron, by_name[name].schedules[0].active) == (cron, active), name
     assert by_name["daily-report"].schedules[0].timezone == "America/New_York"
     assert by_name["pair-discovery"].parameters == {"selection": "pair_candidates"}
+    [started_by] = by_name["intraday-pairs"].triggers  # the cycle follows each hourly ingestion run
+    assert started_by["match_related"] == {"prefect.resource.role": "deployment", "prefect.resource.name": "bars-hourly"}
+    assert "prefect.flow-run.Completed" in started_by["expect"]
 
 
 def test_serve_builds_the_same_deployments_from_prefect_yaml():
@@ -76,6 +79,9 @@ def test_serve_builds_the_same_deployments_from_prefect_yaml():
     assert [d.name for d in deployments] == [s.name for s in SPECS]
     for deployment, spec in zip(deployments, SPECS):
         assert deployment.parameters == spec.parameters and set(deployment.tags) == set(spec.tags)
+        assert len(deployment.triggers) == len(spec.triggers)
+        if not spec.schedules:
+            continue
         [schedule] = deployment.schedules
         assert schedule.schedule.cron == spec.schedules[0].cron and schedule.active == spec.schedules[0].active
         assert schedule.schedule.timezone == spec.schedules[0].timezone
