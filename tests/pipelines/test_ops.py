@@ -142,7 +142,9 @@ def test_failed_run_is_detected_emitted_as_event_and_alerted_once(prefect_harnes
     with get_client(sync_client=True) as client:
         deadline, events = time.time() + 30, []
         while time.time() < deadline and not events:
-            events = client.read_events(filter=EventFilter(event=EventNameFilter(name=[FAILED_RUN_EVENT])), limit=50).events
+            events = [e for e in client.read_events(filter=EventFilter(event=EventNameFilter(name=[FAILED_RUN_EVENT])),
+                                                    limit=50).events
+                      if e.resource.id == f"prefect.flow-run.{failed[0].flow_run_id}"]  # the shared harness has others
             time.sleep(0.5)
-    assert events and events[0].resource.id == f"prefect.flow-run.{failed[0].flow_run_id}"
+    assert len(events) == 1  # three passes, one event
     assert events[0].payload["flow"] == "broken-feed"
