@@ -173,3 +173,35 @@ def test_wrong_values_in_a_well_formed_answer_are_malformed_too(alpaca, ledger):
     standin.orders[intent().client_order_id]["filled_qty"] = "ten"
     with pytest.raises(BrokerMalformed, match="filled_qty"):
         broker.get_order(intent().client_order_id)
+
+
+def test_an_order_given_up_on_that_alpaca_did_fill_is_taken_back_by_reconcile(alpaca, ledger):
+    """Alpaca's lookup trails its accept for longer than the grace: the leg is marked not_submitted and the pair
+    released. Reconcile, walking Alpaca's orders, finds the fill, brings the trade back with a critical alert and
+    unwinds it, so no position stays held without a live pair trade."""
+    from datetime import timedelta
+
+    from pipelines.trading.lifecycle import manage_orders, reconcile_trades
+
+    standin, broker = alpaca
+    ledger.insert_pair_trade(dict(
+        pair_trade_id="t1", strategy="pairs", pair_id="KO/PEP", side="long_spread", status="opening",
+        symbol_y="KO", symbol_x="PEP", hedge_ratio=1.0, target_y_qty=10.0, target_x_qty=-4.0, entry_ts=NOW,
+        opened_cycle_id="pairs-20250904T1400"))
+    standin.fault("submit", "accept_then_504")
+    standin.fault("lookup", *["404"] * 9)
+    with pytest.raises(BrokerUnavailable, match="client_order_id must be unique"):
+        place_order(ledger, broker, intent(), NOW)
+    later = NOW + timedelta(hours=1)
+    manage_orders(ledger, broker, later)
+    assert ledger.order(intent().client_order_id)["status"] == "not_submitted"
+    assert ledger.pair_trade("t1")["status"] == "cancelled"
+    assert standin.positions()["KO"][0] == 10.0  # ... yet Alpaca holds the leg
+
+    report = reconcile_trades(ledger, broker, later + timedelta(minutes=5))
+    assert any("took the broker's" in d for d in report.repaired)
+    assert any(a["level"] == "critical" and "was cancelled but the broker filled" in a["message"]
+               for a in ledger.rows(tables.alerts))
+    assert ledger.pair_trade("t1")["status"] == "unwound" and standin.positions() == {}
+    assert [o["status"] for o in ledger.rows(tables.orders)] == ["filled", "filled"]
+    assert reconcile_trades(ledger, broker, later + timedelta(minutes=10)).discrepancies == []
