@@ -199,6 +199,10 @@ def run_materialization(
         if running[name] == 0:
             del running[name]
             outcome.seconds = time.perf_counter() - started_at[name]
+            logger.bind(asset=name, finished=True).info(
+                "{}: done, {} partitions built, {} quarantined, {} failed, {} rows in {:.1f}s",
+                name, len(outcome.built), len(outcome.quarantined), len(outcome.failed), outcome.rows, outcome.seconds,
+            )
     summary.finished_at = datetime.now(timezone.utc)
     return summary
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -22,6 +21,8 @@ __all__ = [
     "SelectParams",
     "WeekWindow",
     "benjamini_hochberg",
+    "column_medians",
+    "pair_return_correlations",
     "return_correlations",
     "scan_week",
     "scan_weeks",
@@ -30,6 +31,8 @@ __all__ = [
 
 #: Weeks below which a scan stays in one process: starting workers costs more than it saves.
 PARALLEL_MIN_WEEKS = 16
+# Pairs whose return correlations are summed at once: bounds the temporary T×P arrays.
+_PAIRS_PER_CHUNK = 2048
 
 # One row per week and screened pair. return_corr is the screen's statistic; n_tested
 # the week's number of Engle–Granger tests (the family Benjamini–Hochberg controls);
@@ -167,6 +170,44 @@ def return_correlations(log_px: np.ndarray) -> np.ndarray:
     return np.where((count >= 3) & (variance > 0.0) & (variance.T > 0.0), correlation, np.nan)
 
 
+def column_medians(values: np.ndarray) -> np.ndarray:
+    """`np.nanmedian(values, axis=0)` without its per-column Python loop: NaN for a column with no value."""
+    ordered = np.sort(values, axis=0)  # NaN sorts last
+    count = np.count_nonzero(~np.isnan(values), axis=0)
+    columns = np.arange(values.shape[1])
+    low = ordered[np.maximum((count - 1) // 2, 0), columns] if values.shape[0] else np.full(columns.size, np.nan)
+    high = ordered[np.minimum(count // 2, max(values.shape[0] - 1, 0)), columns] if values.shape[0] else low
+    return np.where(count > 0, (low + high) / 2.0, np.nan)
+
+
+def pair_return_correlations(log_px: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """`return_correlations` for the given column pairs only.
+
+    When the pairs are a small share of all pairs (a sector screen leaves about one in
+    N/10), summing over just those pairs costs far less than the N×N products.
+    """
+    n_symbols = log_px.shape[1]
+    if first.size * 8 >= n_symbols * n_symbols:
+        return return_correlations(log_px)[first, second]
+    returns = np.diff(log_px, axis=0).T.copy()  # one symbol per row: gathering a pair's legs copies rows
+    present = np.isfinite(returns)
+    filled = np.where(present, returns, 0.0)
+    correlation = np.empty(first.size)
+    for rows in (slice(k, k + _PAIRS_PER_CHUNK) for k in range(0, first.size, _PAIRS_PER_CHUNK)):
+        a, b = first[rows], second[rows]
+        shared = present[a] & present[b]
+        x, y = np.where(shared, filled[a], 0.0), np.where(shared, filled[b], 0.0)
+        count = shared.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sum_x, sum_y = x.sum(axis=1), y.sum(axis=1)
+            covariance = np.einsum("pt,pt->p", x, y) - sum_x * sum_y / count
+            variance_x = np.einsum("pt,pt->p", x, x) - sum_x * sum_x / count
+            variance_y = np.einsum("pt,pt->p", y, y) - sum_y * sum_y / count
+            value = covariance / np.sqrt(variance_x * variance_y)
+        correlation[rows] = np.where((count >= 3) & (variance_x > 0.0) & (variance_y > 0.0), value, np.nan)
+    return correlation
+
+
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini–Hochberg adjusted p-values (q-values) over the non-NaN entries; NaN stays NaN.
 
@@ -202,30 +243,29 @@ def scan_week(
     """
     first, second, correlation = _screened_pairs(log_px, dollar_volume, sector_codes, members, screen)
     tested = scan_log_prices(log_px, symbols, replace(scan, max_p_value=1.0), pairs=(first, second))
-    index = {name: i for i, name in enumerate(symbols)}
-    y_index = np.array([index[name] for name in tested.get_column("symbol_y").to_list()], dtype=np.int64)
-    x_index = np.array([index[name] for name in tested.get_column("symbol_x").to_list()], dtype=np.int64)
-    return _selected(tested.with_columns(return_corr=pl.Series(correlation[y_index, x_index])), select)
+    names = np.array(symbols, dtype=object)
+    screened = pl.DataFrame({"symbol_y": names[first].tolist(), "symbol_x": names[second].tolist(),
+                             "return_corr": correlation}, schema_overrides={"symbol_y": pl.String, "symbol_x": pl.String})
+    return _selected(tested.join(screened, on=["symbol_y", "symbol_x"], how="left", maintain_order="left"), select)
 
 
 def _screened_pairs(
     log_px: np.ndarray, dollar_volume: np.ndarray, sector_codes: np.ndarray, members: np.ndarray, screen: ScreenParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Column pairs (i < j) that pass the screen, and the return correlations of all columns."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # no bar in the window: a NaN median, screened out
-        liquidity = np.nanmedian(dollar_volume, axis=0) if dollar_volume.shape[0] else np.full(members.size, np.nan)
-    taking_part = members & (liquidity >= screen.min_median_dollar_volume)
+    """Column pairs (i < j) that pass the screen, and their return correlations."""
+    liquidity = column_medians(dollar_volume)
+    with np.errstate(invalid="ignore"):
+            taking_part = members & (liquidity >= screen.min_median_dollar_volume)
     first, second = np.triu_indices(log_px.shape[1], k=1)
     keep = taking_part[first] & taking_part[second]
     if screen.same_sector_only:
         a, b = sector_codes[first], sector_codes[second]
         keep &= (a < 0) | (b < 0) | (a == b)
     first, second = first[keep], second[keep]
-    correlation = return_correlations(log_px) if first.size else np.full((log_px.shape[1],) * 2, np.nan)
+    correlation = pair_return_correlations(log_px, first, second)
     with np.errstate(invalid="ignore"):
-        correlated = correlation[first, second] >= screen.min_return_corr
-    return first[correlated], second[correlated], correlation
+        correlated = correlation >= screen.min_return_corr
+    return first[correlated], second[correlated], correlation[correlated]
 
 
 def _selected(tested: pl.DataFrame, select: SelectParams) -> pl.DataFrame:
@@ -269,14 +309,17 @@ def scan_weeks(
     reads) gives exactly the rows a single process gives.
     """
     codes = _sector_codes(panel.symbols, sectors)
-    blocks = _blocks(len(weeks), processes if len(weeks) >= PARALLEL_MIN_WEEKS else 1)
-    jobs = [_block_job(panel, [weeks[i] for i in block], codes, scan, screen, select) for block in blocks]
-    if len(jobs) <= 1:
-        frames = [_scan_block(job) for job in jobs]
+    blocks = [
+        _WeekBlock.of(panel, [weeks[i] for i in block], codes, scan, screen, select)
+        for block in _blocks(len(weeks), processes if len(weeks) >= PARALLEL_MIN_WEEKS else 1)
+    ]
+    if len(blocks) <= 1:
+        frames = [block.scan() for block in blocks]
     else:
-        spawn = multiprocessing.get_context("spawn")  # no fork in a threaded process
-        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=spawn) as pool:
-            frames = list(pool.map(_scan_block, jobs))
+        spawn = multiprocessing.get_context("spawn")  # never fork a threaded process
+        with ProcessPoolExecutor(max_workers=len(blocks) - 1, mp_context=spawn) as pool:
+            elsewhere = [pool.submit(_WeekBlock.scan, block) for block in blocks[1:]]
+            frames = [blocks[0].scan(), *(future.result() for future in elsewhere)]  # this process takes the first
     frames = [frame for frame in frames if frame.height]
     if not frames:
         return pl.DataFrame(schema=WEEKLY_SCAN_SCHEMA)
@@ -297,28 +340,35 @@ def _blocks(n_weeks: int, processes: int) -> list[range]:
     return [range(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def _block_job(panel, weeks, codes, scan, screen, select) -> tuple:
-    """What one process needs for a block of weeks: only the panel rows those weeks read."""
-    if not weeks:
-        return (panel.symbols, np.empty((0, len(panel.symbols))), np.empty((0, len(panel.symbols))), [], codes,
-                scan, screen, select)
-    start = min(week.first_row for week in weeks)
-    stop = max(week.stop_row for week in weeks)
-    shifted = [replace(week, first_row=week.first_row - start, stop_row=week.stop_row - start) for week in weeks]
-    return (panel.symbols, panel.log_px[start:stop], panel.dollar_volume[start:stop], shifted, codes, scan, screen,
-            select)
+@dataclass(frozen=True)
+class _WeekBlock:
+    """A block of consecutive weeks and only the panel rows they read: what one process is sent."""
 
+    symbols: list[str]
+    log_px: np.ndarray
+    dollar_volume: np.ndarray
+    weeks: list[WeekWindow]
+    sector_codes: np.ndarray
+    scan_params: ScanParams
+    screen: ScreenParams
+    select: SelectParams
 
-def _scan_block(job: tuple) -> pl.DataFrame:
-    """Scan a block of weeks; runs in a worker process or in this one."""
-    symbols, log_px, dollar_volume, weeks, codes, scan, screen, select = job
-    frames = []
-    for week in weeks:
-        rows = slice(week.first_row, week.stop_row)
-        frame = scan_week(log_px[rows], dollar_volume[rows], symbols, codes, week.members, scan, screen, select)
-        frames.append(frame.with_columns(
-            week_end_date=pl.lit(week.week_end_date, pl.Date), window_start_date=pl.lit(week.window_start_date, pl.Date)
-        ))
-    if not frames:
-        return pl.DataFrame(schema=WEEKLY_SCAN_SCHEMA)
-    return pl.concat(frames, how="vertical_relaxed").select(WEEKLY_SCAN_SCHEMA.keys()).cast(WEEKLY_SCAN_SCHEMA)
+    @staticmethod
+    def of(panel: PricePanel, weeks: list[WeekWindow], codes: np.ndarray, scan: ScanParams, screen: ScreenParams,
+           select: SelectParams) -> _WeekBlock:
+        start = min(week.first_row for week in weeks)
+        stop = max(week.stop_row for week in weeks)
+        shifted = [replace(week, first_row=week.first_row - start, stop_row=week.stop_row - start) for week in weeks]
+        return _WeekBlock(panel.symbols, panel.log_px[start:stop], panel.dollar_volume[start:stop], shifted, codes,
+                          scan, screen, select)
+
+    def scan(self) -> pl.DataFrame:
+        """Each week of the block from its own window."""
+        frames = []
+        for week in self.weeks:
+            rows = slice(week.first_row, week.stop_row)
+            frame = scan_week(self.log_px[rows], self.dollar_volume[rows], self.symbols, self.sector_codes,
+                              week.members, self.scan_params, self.screen, self.select)
+            frames.append(frame.with_columns(week_end_date=pl.lit(week.week_end_date, pl.Date),
+                                             window_start_date=pl.lit(week.window_start_date, pl.Date)))
+        return pl.concat(frames, how="vertical_relaxed").select(WEEKLY_SCAN_SCHEMA.keys()).cast(WEEKLY_SCAN_SCHEMA)

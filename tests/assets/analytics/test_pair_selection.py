@@ -24,6 +24,8 @@ from assets.analytics.pair_selection import (
     SelectParams,
     WeekWindow,
     benjamini_hochberg,
+    column_medians,
+    pair_return_correlations,
     return_correlations,
     scan_week,
     scan_weeks,
@@ -106,6 +108,22 @@ def test_return_correlations_match_pandas_pairwise_complete(market):
     window = panel.log_px[:900, :12]
     expected = pd.DataFrame(np.diff(window, axis=0)).corr(min_periods=3).to_numpy()
     np.testing.assert_allclose(return_correlations(window), expected, rtol=0, atol=1e-9)
+    first, second = np.triu_indices(12, k=1)
+    for picked in (slice(None), slice(0, 5)):  # all pairs (the N×N products) and a few (summed per pair)
+        np.testing.assert_allclose(pair_return_correlations(window, first[picked], second[picked]),
+                                   expected[first[picked], second[picked]], rtol=0, atol=1e-9)
+
+
+def test_column_medians_match_numpy_nanmedian():
+    values = np.random.default_rng(2).lognormal(12.0, 1.0, (41, 7))
+    values[np.random.default_rng(3).random(values.shape) < 0.3] = np.nan
+    values[:, 4] = np.nan
+    values[:40, 5] = np.nan
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nanmedian(values, axis=0)
+    np.testing.assert_array_equal(column_medians(values), expected)
+    np.testing.assert_array_equal(column_medians(values[:40]), np.r_[np.nanmedian(values[:40, :4], axis=0), np.nan,
+                                                                     np.nan, np.nanmedian(values[:40, 6])])
 
 
 @settings(max_examples=200, deadline=None)
