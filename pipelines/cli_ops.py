@@ -37,27 +37,27 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def backup() -> None:
         """Back up the warehouse (catalog + Parquet files) and the ledger under the backups directory."""
-        from pipelines.maintenance import ledger_file
+        from pipelines.maintenance import take_backup
         from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
-        from warehouse.backup import backup as take_backup
 
-        settings, ops = Settings(), OpsSettings()
-        taken = take_backup(settings.catalog, settings.data_path, ops.backups_dir, ledger_file())
+        taken = take_backup(Settings(), OpsSettings())
+        held = ", ".join(f.relative_path for f in taken.databases)
         console.print(f"backup {taken.path}: {len(taken.files)} files, {taken.total_bytes:,} bytes, "
-                      f"snapshot {taken.latest_snapshot_id}" + (", ledger" if taken.ledger else ""))
+                      f"snapshot {taken.latest_snapshot_id}; {held}")
 
     @app.command()
     def restore(
         backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="a directory under backups/")],
         target: Annotated[Path, typer.Option("--to", help="a fresh directory to restore into")] = Path("restored"),
         target_catalog: Annotated[Optional[str], typer.Option("--catalog", help="empty PostgreSQL catalog for a PostgreSQL backup")] = None,
+        target_ledger: Annotated[Optional[str], typer.Option("--ledger", help="empty PostgreSQL database (libpq address) for a PostgreSQL ledger")] = None,
     ) -> None:
-        """Restore a backup into a fresh location and print the settings that open it."""
+        """Check every file's SHA-256, restore the backup into a fresh location and print the settings that open it."""
         from warehouse.backup import BackupError, restore as restore_backup
 
         try:
-            restored = restore_backup(backup_dir, target, target_catalog)
+            restored = restore_backup(backup_dir, target, target_catalog, target_ledger)
         except (BackupError, FileNotFoundError) as error:
             console.print(f"[red]error[/]: {error}")
             raise typer.Exit(2) from None
@@ -66,6 +66,10 @@ def register(app: typer.Typer) -> None:
         print(f"QUARRY_DATA_PATH={restored.data_path}")
         if restored.ledger_path:
             print(f"QUARRY_LEDGER_URL=sqlite:///{restored.ledger_path}")
+        if restored.ledger_url:
+            print("QUARRY_LEDGER_URL=postgresql+psycopg://… (the --ledger database)")
+        if restored.book_path:
+            print(f"QUARRY_BROKER_PAPER_URL=sqlite:///{restored.book_path}")
 
     @app.command()
     def archive(

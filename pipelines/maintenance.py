@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from loguru import logger
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
@@ -65,11 +66,74 @@ def backup_databases_flow(keep: int = 8) -> dict:
     """A timestamped, consistent backup of the warehouse and the ledger under `backups/`; older ones beyond `keep` go."""
     settings, ops = Settings(), OpsSettings()
     _start(settings, ops)
-    taken = backup(settings.catalog, settings.data_path, ops.backups_dir, ledger_file())
+    taken = take_backup(settings, ops)
     removed = prune_backups(ops.backups_dir, keep)
     _table("backup", [{"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes,
                        "snapshot": taken.latest_snapshot_id, "ledger": taken.ledger}], "Backup taken")
     return {"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes, "pruned": removed}
+
+
+def take_backup(settings: Settings, ops: OpsSettings):
+    """A backup of the warehouse, the ledger (its file, or `pg_dump -Fc` of its database) and the paper broker's book."""
+    return backup(settings.catalog, settings.data_path, ops.backups_dir, ledger_file(),
+                  ledger_conninfo=ledger_conninfo(), book_path=broker_book_file())
+
+
+def ledger_conninfo() -> str | None:
+    """A PostgreSQL ledger's libpq address for `pg_dump`; None for a SQLite ledger."""
+    import sqlalchemy as sa
+
+    from warehouse.ledger import LedgerSettings
+
+    url = sa.make_url(LedgerSettings().url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def broker_book_file() -> Path | None:
+    """The paper broker's SQLite book (its orders, fills and cash), when the paper broker keeps one."""
+    import sqlalchemy as sa
+
+    from pipelines.trading.brokers import BrokerSettings
+
+    url = sa.make_url(BrokerSettings().paper_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+@flow(name="restore-drill", log_prints=True)
+def restore_drill_flow() -> dict:
+    """Restore the newest backup into a temporary directory and re-verify it: every file's SHA-256 against the
+    manifest, then every published partition's data version recomputed from the restored files.
+
+    Fails (and so alerts) when the backup is damaged or a restored partition differs.
+    """
+    import tempfile
+
+    from warehouse.backup import BackupError, list_backups, restore
+    from warehouse.verify import verify
+
+    settings, ops = Settings(), OpsSettings()
+    _start(settings, ops)
+    taken = list_backups(ops.backups_dir)
+    if not taken:
+        raise BackupError(f"no backup under {ops.backups_dir.resolve()} to drill")
+    newest = taken[-1]
+    with tempfile.TemporaryDirectory(prefix="quarry-restore-drill-") as scratch:
+        restored = restore(newest, Path(scratch) / "restored")
+        with Warehouse.open(restored.catalog, restored.data_path) as warehouse:
+            checks = verify(warehouse)
+    damaged = [f"{c.asset}[{c.partition_key}]: {c.damage}" for c in checks if c.is_damaged]
+    result = {"backup": str(newest), "partitions": len(checks), "damaged": damaged,
+              "ledger": restored.ledger_path is not None or restored.ledger_url is not None,
+              "broker_book": restored.book_path is not None}
+    _table("restore-drill", [result], f"Restore drill of {newest.name}")
+    if damaged:
+        raise BackupError(f"restore drill of {newest}: {len(damaged)} partitions differ: {'; '.join(damaged[:5])}")
+    logger.info("restore drill of {}: {} partitions verified", newest, len(checks))
+    return result
 
 
 def ledger_file() -> Path | None:

@@ -20,6 +20,8 @@ from warehouse.redaction import redact
 MANIFEST = "manifest.json"
 CATALOG_FILE = {"sqlite": "catalog.sqlite", "postgres": "catalog.dump"}
 LEDGER_FILE = "ledger.sqlite"
+LEDGER_DUMP = "ledger.dump"
+BOOK_FILE = "paper_broker.sqlite"
 DATA_DIR = "lake"
 
 #: Where DuckLake keeps every file a snapshot may read, with the table and schema it belongs to.
@@ -56,17 +58,23 @@ class Backup:
     latest_snapshot_id: int | None
     files: tuple[BackupFile, ...]
     ledger: bool
+    #: The catalog copy, the ledger (SQLite file or `pg_dump -Fc`) and the paper broker's book, each with its digest.
+    databases: tuple[BackupFile, ...] = ()
 
     @property
     def total_bytes(self) -> int:
-        return sum(f.bytes for f in self.files)
+        return sum(f.bytes for f in self.files + self.databases)
+
+    def database(self, name: str) -> BackupFile | None:
+        return next((f for f in self.databases if f.relative_path == name), None)
 
     @classmethod
     def load(cls, path: Path) -> Backup:
         manifest = json.loads((Path(path) / MANIFEST).read_text())
         files = tuple(BackupFile(**f) for f in manifest.pop("files"))
+        databases = tuple(BackupFile(**f) for f in manifest.pop("databases", ()))
         manifest.pop("path", None)
-        return cls(path=Path(path), files=files, **manifest)
+        return cls(path=Path(path), files=files, databases=databases, **manifest)
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class RestoredLake:
     catalog: str
     data_path: str
     ledger_path: Path | None
+    ledger_url: str | None = None
+    book_path: Path | None = None
 
 
 def _catalog_kind(catalog: str) -> tuple[str, str]:
@@ -172,13 +182,16 @@ def _copy_data_files(paths: list[str], scheduled: set[str], data_path: str, targ
 
 
 def backup(
-    catalog: str, data_path: str, backups_dir: Path, ledger_path: Path | None = None, now: datetime | None = None
+    catalog: str, data_path: str, backups_dir: Path, ledger_path: Path | None = None, now: datetime | None = None,
+    *, ledger_conninfo: str | None = None, book_path: Path | None = None,
 ) -> Backup:
-    """Write `backups_dir/<UTC timestamp>/`: the catalog copied at one instant, then every file it references.
+    """Write `backups_dir/<UTC timestamp>/`: the catalog copied at one instant, then every file it references,
+    the ledger (a SQLite file, or `pg_dump -Fc` of `ledger_conninfo`) and the paper broker's book.
 
     Data files are immutable and only removed by snapshot expiry, so copying the catalog
     first and the files after gives a consistent warehouse while writers keep publishing.
-    The directory appears under its final name only once complete.
+    Every file's SHA-256 goes into the manifest, which restore checks. The directory
+    appears under its final name only once complete.
     """
     kind, target = _catalog_kind(catalog)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
@@ -195,13 +208,22 @@ def backup(
             query = _postgres_query(target)  # files are only added, so the live list covers the dump
         rows, scheduled, stored_data_path, latest = _catalog_rows(query)
         files = _copy_data_files(referenced_files(rows, stored_data_path), set(scheduled), stored_data_path, staging / DATA_DIR)
-        has_ledger = bool(ledger_path and Path(ledger_path).exists())
-        if has_ledger:
+        databases = [CATALOG_FILE[kind]]
+        has_ledger = bool(ledger_conninfo) or bool(ledger_path and Path(ledger_path).exists())
+        if ledger_conninfo:
+            _pg_dump(ledger_conninfo, staging / LEDGER_DUMP)
+            databases.append(LEDGER_DUMP)
+        elif has_ledger:
             _sqlite_copy(Path(ledger_path), staging / LEDGER_FILE)
+            databases.append(LEDGER_FILE)
+        if book_path is not None and Path(book_path).exists():
+            _sqlite_copy(Path(book_path), staging / BOOK_FILE)
+            databases.append(BOOK_FILE)
         result = Backup(
             path=final, created_at=datetime.now(timezone.utc).isoformat(), catalog_kind=kind,
             source_catalog=catalog if kind == "sqlite" else "postgres:<conninfo>", source_data_path=stored_data_path,
             latest_snapshot_id=latest, files=files, ledger=has_ledger,
+            databases=tuple(BackupFile(name, (staging / name).stat().st_size, _sha256(staging / name)) for name in databases),
         )
         manifest = asdict(result)
         manifest["path"] = str(final)
@@ -230,20 +252,34 @@ def _pg_restore(dump: Path, conninfo: str) -> None:
         raise BackupError(redact(f"pg_restore failed ({completed.returncode}): {completed.stderr.strip()}"))
 
 
-def restore(backup_dir: Path, target_dir: Path, target_catalog: str | None = None) -> RestoredLake:
-    """Restore a backup into a fresh directory (and, for PostgreSQL, an empty database `target_catalog`).
-
-    The restored catalog's stored data path is pointed at the restored files, so the
-    warehouse opens with the returned settings and never touches the original location.
-    """
+def verify_backup(backup_dir: Path) -> Backup:
+    """Every file of the backup is there with the size and SHA-256 its manifest recorded, or a `BackupError` naming it."""
     taken = Backup.load(Path(backup_dir))
+    expected = [(Path(backup_dir) / DATA_DIR / f.relative_path, f) for f in taken.files]
+    expected += [(Path(backup_dir) / f.relative_path, f) for f in taken.databases]
+    for path, item in expected:
+        if not path.exists() or path.stat().st_size != item.bytes:
+            raise BackupError(f"backup {backup_dir} is damaged: {path} is missing or truncated")
+        digest = _sha256(path)
+        if digest != item.sha256:
+            raise BackupError(
+                f"backup {backup_dir} is damaged: {path} has SHA-256 {digest[:12]}…, the manifest says {item.sha256[:12]}…"
+            )
+    return taken
+
+
+def restore(backup_dir: Path, target_dir: Path, target_catalog: str | None = None,
+            target_ledger: str | None = None) -> RestoredLake:
+    """Restore a backup into a fresh directory (and, for PostgreSQL, empty databases `target_catalog`/`target_ledger`).
+
+    Every file is checked against its manifest digest first: a damaged backup restores
+    nothing. The restored catalog's stored data path is pointed at the restored files, so
+    the warehouse opens with the returned settings and never touches the original location.
+    """
     target_dir = Path(target_dir).resolve()
     if target_dir.exists() and any(target_dir.iterdir()):
         raise BackupError(f"restore target {target_dir} is not empty; restore into a fresh location")
-    for item in taken.files:
-        expected = Path(backup_dir) / DATA_DIR / item.relative_path
-        if not expected.exists() or expected.stat().st_size != item.bytes:
-            raise BackupError(f"backup {backup_dir} is damaged: {expected} is missing or truncated")
+    taken = verify_backup(Path(backup_dir))
     target_dir.mkdir(parents=True, exist_ok=True)
     data_path = f"{target_dir / DATA_DIR}{os.sep}"
     source_data = Path(backup_dir) / DATA_DIR
@@ -268,12 +304,22 @@ def restore(backup_dir: Path, target_dir: Path, target_catalog: str | None = Non
         with psycopg.connect(conninfo) as con:
             con.execute("UPDATE ducklake_metadata SET value = %s WHERE key = 'data_path'", (data_path,))
         catalog = target_catalog
-    ledger = None
-    if taken.ledger:
+    ledger, ledger_url = None, None
+    if (Path(backup_dir) / LEDGER_DUMP).exists():
+        if not target_ledger:
+            raise BackupError("this backup holds a PostgreSQL ledger: restoring it needs target_ledger='CONNINFO' "
+                              "of an empty database")
+        _pg_restore(Path(backup_dir) / LEDGER_DUMP, target_ledger)
+        ledger_url = target_ledger
+    elif taken.ledger:
         ledger = target_dir / LEDGER_FILE
         _sqlite_copy(Path(backup_dir) / LEDGER_FILE, ledger)
+    book = None
+    if (Path(backup_dir) / BOOK_FILE).exists():
+        book = target_dir / BOOK_FILE
+        _sqlite_copy(Path(backup_dir) / BOOK_FILE, book)
     logger.info("restored {} into {}", backup_dir, target_dir)
-    return RestoredLake(catalog=catalog, data_path=data_path, ledger_path=ledger)
+    return RestoredLake(catalog=catalog, data_path=data_path, ledger_path=ledger, ledger_url=ledger_url, book_path=book)
 
 
 def list_backups(backups_dir: Path) -> list[Path]:
