@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 import polars as pl
+
+from assets.fingerprint import code_digests, combined_digest, metadata_digest
 
 Severity = Literal["error", "warn"]
 PartitionKind = Literal["daily", "weekly", "none"]
@@ -86,19 +87,39 @@ class Asset:
         return tuple(name for name in names if name in CONTEXT_INPUTS)
 
     @cached_property
+    def code_digests(self) -> dict[str, str]:
+        """Digests of everything that computes the rows: the transform (and fetch), every project
+        function, class and constant they reach, the parameters and look-backs (see `assets.fingerprint`)."""
+        roots = [self.transform] + ([self.fetch] if self.fetch is not None else [])
+        return code_digests(roots, {"params": dict(self.params), "lookback": dict(self.lookback)})
+
+    @cached_property
     def code_version(self) -> str:
-        """A digest of the transform's source and its parameters, unless pinned.
+        """One digest of `code_digests`, unless pinned: a change to it rebuilds the asset's data.
 
         Pinning lets a refactor that cannot change data avoid a full rebuild.
         """
         if self.pinned_code_version:
             return self.pinned_code_version
-        digest = hashlib.sha256(inspect.getsource(self.transform).encode())
-        if self.fetch is not None:
-            digest.update(inspect.getsource(self.fetch).encode())
-        digest.update(repr(sorted(self.params.items())).encode())
-        digest.update(repr(sorted(self.lookback.items())).encode())
-        return digest.hexdigest()[:12]
+        return combined_digest(self.code_digests)
+
+    @cached_property
+    def metadata(self) -> dict[str, Any]:
+        """What describes the asset without changing its rows; a change is recorded, never rebuilt."""
+        return {
+            "description": self.description,
+            "grain": list(self.grain),
+            "time_column": self.time_column,
+            "tags": sorted(self.tags),
+            "freshness_seconds": self.freshness.total_seconds() if self.freshness else None,
+            "refresh_every_seconds": self.refresh_every.total_seconds() if self.refresh_every else None,
+            "contract": self.contract.__name__ if self.contract else None,
+            "checks": [{"name": c.name, "severity": c.severity, "description": c.description} for c in self.checks],
+        }
+
+    @cached_property
+    def metadata_hash(self) -> str:
+        return metadata_digest(self.metadata)
 
     def build(self, inputs: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
         """Run the transform on named input frames; the params are passed as keyword arguments."""

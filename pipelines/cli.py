@@ -20,7 +20,7 @@ from rich.tree import Tree
 from assets import SelectionError, default_graph
 from assets.sources import SourceError
 from pipelines.logs import configure_console
-from pipelines.materialize import RunSummary, catalog_state, plan_run
+from pipelines.materialize import RunSummary, catalog_state, plan_run, record_definitions
 from pipelines.planning import plan_selection
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
@@ -49,10 +49,22 @@ def materialize(
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild every partition")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="rebuild partitions `quarry verify` found damaged")] = False,
     plan_only: Annotated[bool, typer.Option("--plan", help="show what would be built and why; build nothing")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="with --plan: print the plan as one JSON object, {\"assets\": [{\"asset\", \"to_build\", "
+            "\"reasons\": {reason: partitions}, \"up_to_date\", \"blocked\", \"first\", \"last\", \"code_version\", "
+            "\"downstream\"}], \"to_build\": total}, for scripts and CI",
+        ),
+    ] = False,
 ) -> None:
     """Build every stale partition of the selection, in dependency order."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
+    if as_json and not plan_only:
+        console.print("[red]error[/]: --json prints a plan: use it with --plan")
+        raise typer.Exit(2)
     first = date.fromisoformat(start) if start else None
     last = date.fromisoformat(end) if end else None
     window = default_window(settings, first, last)
@@ -67,9 +79,14 @@ def materialize(
             console.print(f"[red]error[/]: {error}")
             raise typer.Exit(2) from None
         last_run = warehouse.last_run()
+        if not plan_only and not any(p.to_build for p in plans):
+            record_definitions(warehouse, graph.select(selection))
     to_build = sum(len(p.to_build) for p in plans)
     if plan_only:
-        _print_plan(plans)
+        if as_json:
+            typer.echo(json.dumps(plan_json(graph, plans)))
+        else:
+            _print_plan(plans)
         return
     if to_build == 0:
         blocked = sum(len(p.blocked) for p in plans)
@@ -88,7 +105,11 @@ def materialize(
 def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int], repair: bool = False) -> RunSummary:
     """Run the Prefect flow in this process with a progress bar fed by the materializer's log records."""
     from loguru import logger
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     from pipelines.flows import RunNotClean, materialize_flow, task_runner
 
@@ -108,16 +129,60 @@ def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int], re
         if "progress" in extra:
             progress.update(bar, advance=extra["progress"], description=extra.get("asset", ""))
 
+    settings = Settings()
+    startup = settings.prefect_startup_timeout_seconds
+    prefect_settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup}
     sink = logger.add(advance, level="INFO", format="{message}")
     try:
-        with progress, temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        with progress, temporary_settings(prefect_settings):
             try:
-                flow = materialize_flow.with_options(task_runner=task_runner(Settings()))
+                flow = materialize_flow.with_options(task_runner=task_runner(settings))
                 return flow(selection=selection, start=start, end=end, full_refresh=full_refresh, repair=repair)
             except RunNotClean as not_clean:
                 return not_clean.summary
+    except RuntimeError as error:
+        if not is_server_startup_timeout(error):
+            raise
+        console.print(
+            f"[red]error[/]: Prefect's temporary server did not answer within {startup} s (a busy machine?); "
+            "nothing was built. Raise QUARRY_PREFECT_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running server."
+        )
+        raise typer.Exit(1) from None
     finally:
         logger.remove(sink)
+
+
+def is_server_startup_timeout(error: BaseException) -> bool:
+    """Prefect's ephemeral server gave up starting (its message, as Prefect 3 words it)."""
+    return "Timed out while attempting to connect to ephemeral Prefect API server" in str(error)
+
+
+def plan_json(graph, plans) -> dict:
+    """The plan as `materialize --plan --json` prints it: per asset, partitions to build by reason."""
+    assets = []
+    for plan in plans:
+        keys = sorted(w.partition_key for w in plan.to_build)
+        assets.append(
+            {
+                "asset": plan.asset,
+                "to_build": len(plan.to_build),
+                "reasons": _reason_counts(plan),
+                "up_to_date": len(plan.up_to_date),
+                "blocked": len(plan.blocked),
+                "first": keys[0] if keys else None,
+                "last": keys[-1] if keys else None,
+                "code_version": graph[plan.asset].code_version,
+                "downstream": sorted(graph.downstream(plan.asset)) if plan.to_build else [],
+            }
+        )
+    return {"assets": assets, "to_build": sum(a["to_build"] for a in assets)}
+
+
+def _reason_counts(plan) -> dict[str, int]:
+    reasons: dict[str, int] = {}
+    for w in plan.to_build:
+        reasons[w.reason] = reasons.get(w.reason, 0) + 1
+    return dict(sorted(reasons.items()))
 
 
 def _print_plan(plans) -> None:
@@ -126,12 +191,9 @@ def _print_plan(plans) -> None:
         table.add_column(column)
     graph = default_graph()
     for plan in plans:
-        reasons: dict[str, int] = {}
-        for w in plan.to_build:
-            reasons[w.reason] = reasons.get(w.reason, 0) + 1
         impact = ", ".join(sorted(graph.downstream(plan.asset))) if plan.to_build else ""
         table.add_row(
-            plan.asset, str(len(plan.to_build)), ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items())),
+            plan.asset, str(len(plan.to_build)), ", ".join(f"{r}: {n}" for r, n in _reason_counts(plan).items()),
             str(len(plan.up_to_date)), str(len(plan.blocked)), impact,
         )
     console.print(table)
@@ -194,6 +256,7 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
                 "latest_version": mine["version_id"][-1] if mine.height else None,
                 "latest_published_at": str(mine["published_at"][-1]) if mine.height else None,
                 "code_version": a.code_version,
+                "metadata_hash": a.metadata_hash,
                 "stale": bool(plan.to_build),
                 "stale_partitions": len(plan.to_build),
                 "quarantined_partitions": attempts.filter(pl.col("status") == "quarantined").height,

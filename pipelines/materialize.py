@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import traceback
 import time
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+import polars as pl
 from loguru import logger
 
 from assets.graph import AssetGraph
@@ -18,6 +20,12 @@ from pipelines.building import BatchResult, BuildContext, build_batch
 from pipelines.planning import AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection
 from warehouse import Warehouse
 from warehouse.redaction import redact
+
+
+DEFINITION_SCHEMA = pl.Schema({
+    "asset": pl.String, "code_version": pl.String, "metadata_hash": pl.String, "code_digests": pl.String,
+    "metadata": pl.String, "recorded_at": pl.Datetime("us", "UTC"),
+})
 
 
 class BatchFuture(Protocol):
@@ -93,7 +101,37 @@ class RunSummary:
 
 
 def catalog_state(warehouse: Warehouse, names: list[str]) -> CatalogState:
-    return CatalogState(warehouse.current_versions(names), warehouse.latest_attempts(names))
+    definitions = warehouse.asset_definitions(names)
+    code_digests = {
+        (row["asset"], row["code_version"]): json.loads(row["code_digests"])
+        for row in definitions.select("asset", "code_version", "code_digests").iter_rows(named=True)
+    }
+    return CatalogState(warehouse.current_versions(names), warehouse.latest_attempts(names), code_digests)
+
+
+def changed_definitions_rows(assets: list[Asset], recorded: pl.DataFrame, at: datetime) -> pl.DataFrame:
+    """Definition rows for the assets whose code version or metadata differ from their latest record."""
+    latest = {
+        row["asset"]: (row["code_version"], row["metadata_hash"])
+        for row in recorded.select("asset", "code_version", "metadata_hash").iter_rows(named=True)
+    }  # rows come oldest first, so the last one per asset wins
+    rows = [
+        {
+            "asset": a.name, "code_version": a.code_version, "metadata_hash": a.metadata_hash,
+            "code_digests": json.dumps(a.code_digests, sort_keys=True),
+            "metadata": json.dumps(a.metadata, sort_keys=True), "recorded_at": at,
+        }
+        for a in assets
+        if latest.get(a.name) != (a.code_version, a.metadata_hash)
+    ]
+    return pl.DataFrame(rows, schema=DEFINITION_SCHEMA)
+
+
+def record_definitions(warehouse: Warehouse, assets: list[Asset]) -> int:
+    """Bring the catalog's record of each asset up to date; a metadata-only change lands here and rebuilds nothing."""
+    rows = changed_definitions_rows(assets, warehouse.asset_definitions([a.name for a in assets]), datetime.now(timezone.utc))
+    warehouse.record_asset_definitions(rows)
+    return rows.height
 
 
 def plan_run(
@@ -141,6 +179,7 @@ def run_materialization(
         retire_damaged_files(warehouse)
     selected = graph.select(selection)
     selected_names = {a.name for a in selected}
+    record_definitions(warehouse, selected)
     summary = RunSummary(run_id, selection or "*", datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
     identity = source.identity() if hasattr(source, "identity") else None
     waiting = {a.name: a for a in selected}

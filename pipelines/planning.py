@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 import polars as pl
 
 from assets.calendar import sessions as exchange_sessions
+from assets.fingerprint import changed_definitions
 from assets.graph import AssetGraph
 from assets.model import UNPARTITIONED, Asset
 
@@ -129,14 +130,27 @@ class AssetPlan:
 
 @dataclass(frozen=True)
 class CatalogState:
-    """The slice of `quarry.versions` planning needs: published versions and latest attempts."""
+    """The slice of the catalog planning needs: published versions, latest attempts, recorded code digests."""
 
     published: pl.DataFrame
     latest: pl.DataFrame
+    #: (asset, code version) -> that version's per-definition digests, to name what changed
+    code_digests: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def published_map(self, asset: str) -> dict[str, dict]:
         rows = self.published.filter(pl.col("asset") == asset)
         return {row["partition_key"]: row for row in rows.iter_rows(named=True)}
+
+    def code_change(self, asset: Asset, published_code_version: str) -> str:
+        """Why a partition built with another code version is stale, naming the definitions that changed."""
+        before = self.code_digests.get((asset.name, published_code_version))
+        if before is None:
+            return CODE_CHANGED
+        changed = changed_definitions(before, asset.code_digests)
+        if not changed:
+            return CODE_CHANGED  # a pin moved, with the code as it was
+        shown = ", ".join(changed[:3]) + (f" (+{len(changed) - 3} more)" if len(changed) > 3 else "")
+        return f"{CODE_CHANGED}: {shown}"
 
     def quarantined_keys(self, asset: str) -> set[str]:
         rows = self.latest.filter((pl.col("asset") == asset) & (pl.col("status") == "quarantined"))
@@ -216,6 +230,7 @@ def plan_asset(
 
     own_keys = sorted(own)
     cascading = False
+    code_changes: dict[str, str] = {}
     for key in window.keys_for(asset):
         inputs: dict[str, dict] = {}
         pending = False
@@ -263,6 +278,11 @@ def plan_asset(
                 blocked.append((key, "damaged in storage: run `quarry materialize --repair`"))
             continue
         reason = _staleness(asset, own.get(key), inputs, closes.get(key), full_refresh, pending, now)
+        if reason == CODE_CHANGED:
+            published_code = own[key]["code_version"]
+            if published_code not in code_changes:
+                code_changes[published_code] = state.code_change(asset, published_code)
+            reason = code_changes[published_code]
         if asset.is_stateful and cascading and not reason:
             reason = PREVIOUS_PENDING
         if reason:

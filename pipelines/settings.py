@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     )
     dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster; unset starts a local one.")
     dask_workers: int = Field(2, ge=1, description="Worker processes of the local Dask cluster.")
+    prefect_startup_timeout_seconds: int = Field(
+        180, ge=1,
+        description="How long a run waits for Prefect's temporary server to start; Prefect's own 20 s is too "
+        "short for a first run on a busy laptop. Unused when PREFECT_API_URL names a running server.",
+    )
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     clock: datetime | None = Field(
         None,

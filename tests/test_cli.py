@@ -50,6 +50,20 @@ def test_materialize_then_noop_then_explore(workdir):
     plan = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--plan")
     assert plan.returncode == 0 and "bars_raw [2025-03-10] — missing" in plan.stdout
 
+    as_json = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--plan", "--json")
+    planned = json.loads(as_json.stdout)
+    by_asset = {a["asset"]: a for a in planned["assets"]}
+    assert len(by_asset) == 21 and planned["to_build"] == sum(a["to_build"] for a in planned["assets"])
+    assert by_asset["bars_raw"] | {"code_version": None} == {
+        "asset": "bars_raw", "to_build": 1, "reasons": {"missing": 1}, "up_to_date": 5, "blocked": 0,
+        "first": "2025-03-10", "last": "2025-03-10", "code_version": None,
+        "downstream": by_asset["bars_raw"]["downstream"],
+    }
+    assert "bars_hourly" in by_asset["bars_raw"]["downstream"]
+    assert by_asset["splits"]["to_build"] == 1 and by_asset["splits"]["reasons"] == {"new session": 1}
+    wrong = quarry(workdir, "materialize", "--json")
+    assert wrong.returncode == 2 and "use it with --plan" in wrong.stdout
+
     rows = json.loads(quarry(workdir, "sql", "SELECT symbol, count(*) AS bars FROM bars_daily GROUP BY symbol ORDER BY symbol", "--json").stdout)
     assert len(rows) == 20 and {r["bars"] for r in rows} == {5}
 

@@ -23,6 +23,8 @@ from warehouse.versions import PublishBatch
 LAKE = "lake"
 EXTENSIONS = ("ducklake", "sqlite_scanner", "postgres_scanner")
 COMMIT_RETRIES = 8
+#: The catalog step that adds quarry.asset_definitions (warehouse/catalog_migrations/v0003_asset_definitions.py).
+ASSET_DEFINITIONS_SINCE = 3
 
 
 class WarehouseError(RuntimeError):
@@ -168,9 +170,11 @@ class Warehouse:
                 f"catalog {self.catalog!r} is at schema version {found}, newer than this Quarry's {latest}: "
                 "upgrade Quarry to open it"
             )
+        self._schema_version = found
         if found == latest or self.read_only:
             return
         applied = self._retrying(catalog_migrations.upgrade, "upgrade the catalog")
+        self._schema_version = latest
         if applied:
             logger.info("catalog upgraded to schema version {} ({})", latest, ", ".join(step.name for step in applied))
 
@@ -297,6 +301,29 @@ class Warehouse:
     def last_run(self) -> dict | None:
         found = self.query(f"SELECT * FROM {LAKE}.quarry.runs ORDER BY started_at DESC LIMIT 1")
         return None if found.is_empty() else found.row(0, named=True)
+
+    def asset_definitions(self, assets: list[str] | None = None) -> pl.DataFrame:
+        """Every recorded definition (code version, digests, metadata) of the assets, oldest first."""
+        if self._schema_version < ASSET_DEFINITIONS_SINCE:  # a read-only open of a catalog not upgraded yet
+            return pl.DataFrame(schema={"asset": pl.String, "code_version": pl.String, "code_digests": pl.String})
+        sql = f"SELECT * FROM {LAKE}.quarry.asset_definitions"
+        params: list = []
+        if assets is not None:
+            sql += " WHERE list_contains(?, asset)"
+            params.append(assets)
+        return self.query(sql + " ORDER BY recorded_at, asset", params)
+
+    def record_asset_definitions(self, rows: pl.DataFrame) -> None:
+        """Append definitions that changed (see `pipelines.materialize.record_definitions`)."""
+        if rows.is_empty():
+            return
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.register("definition_rows", rows)
+            cur.execute(f"INSERT INTO {LAKE}.quarry.asset_definitions BY NAME SELECT * FROM definition_rows")
+            cur.unregister("definition_rows")
+
+        self._retrying(write, "record asset definitions")
 
     # ---- data reads ----------------------------------------------------------------------
 
