@@ -10,27 +10,17 @@ from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, S
 BACKTEST_PARAMS = {
     "initial_capital": 1_000_000.0, "commission_bps": 1.0, "slippage_bps": 2.0, "kelly_fraction": 0.25,
     "min_trades_for_kelly": 20, "default_weight_pct": 0.02, "max_pair_weight_pct": 0.10,
-    "max_gross_exposure_pct": 1.0,
+    "max_gross_exposure_pct": 1.0, "fill_lag_bars": 1,
 }
 #: Clock-aligned regular-session hourly bars in a trading year: 252 sessions × 7 bars.
 BARS_PER_YEAR = {"periods_per_year": 252.0 * 7}
 
 
-def latest_hedges(pair_candidates: pl.DataFrame) -> pl.DataFrame:
-    """Each traded pair's most recent weekly estimate: the hedge ratio a backtest sizes legs with."""
-    return (
-        pair_candidates.filter(pl.col("is_traded"))
-        .sort("week_end_date")
-        .group_by("symbol_y", "symbol_x")
-        .last()
-        .with_columns(pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x"))
-    )
-
-
 UTC_TS = pl.Datetime("us", "UTC")
 EMPTY_TRADES = pl.Schema({
-    "pair_id": pl.String, "trade_id": pl.Int64, "side": pl.String, "entry_ts": UTC_TS, "exit_ts": UTC_TS,
-    "entry_y_px": pl.Float64, "entry_x_px": pl.Float64, "exit_y_px": pl.Float64, "exit_x_px": pl.Float64,
+    "pair_id": pl.String, "trade_id": pl.Int64, "side": pl.String, "signal_ts": UTC_TS, "entry_ts": UTC_TS,
+    "exit_ts": UTC_TS, "entry_y_px": pl.Float64, "entry_x_px": pl.Float64, "exit_y_px": pl.Float64,
+    "exit_x_px": pl.Float64, "hedge_ratio": pl.Float64, "intercept": pl.Float64,
     "entry_spread": pl.Float64, "exit_spread": pl.Float64, "entry_zscore": pl.Float64, "exit_zscore": pl.Float64,
     "y_qty": pl.Float64, "x_qty": pl.Float64, "kelly_weight_pct": pl.Float64, "weight_pct": pl.Float64,
     "entry_notional": pl.Float64, "gross_pnl": pl.Float64, "cost": pl.Float64, "net_pnl": pl.Float64,
@@ -42,33 +32,30 @@ EMPTY_EQUITY = pl.Schema({
 })
 
 
-def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, **params):
+def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params):
     """The simulation both backtest assets publish a side of; pure, so running it twice gives the same frames.
 
-    With no active pair there is nothing to simulate: both sides come back empty.
+    Each trade uses the hedge ratio carried on the signal row that opened it, never a later scan.
+    With no signalled pair there is nothing to simulate: both sides come back empty.
     """
     from assets.analytics.backtest import BacktestParams, BacktestResult, backtest_trades as simulate
 
-    hedges = latest_hedges(pair_candidates)
-    signals = pair_signals.filter(pl.col("pair_id").is_in(hedges["pair_id"].implode())).with_columns(
-        pl.col("signal").cast(pl.Enum(["none", "hold", "enter_long", "enter_short", "exit", "stop"]))
-    )
-    if signals.is_empty():
+    if pair_signals.is_empty():
         return BacktestResult(pl.DataFrame(schema=EMPTY_TRADES), pl.DataFrame(schema=EMPTY_EQUITY))
-    return simulate(signals, bars_hourly, hedges, BacktestParams(**params))
+    return simulate(pair_signals, bars_hourly, BacktestParams(**params))
 
 
 @asset(contract=BacktestTrades, grain=("pair_id", "trade_id"), tags=("backtest",), params=BACKTEST_PARAMS)
-def backtest_trades(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, **params) -> pl.DataFrame:
-    """One row per simulated round trip of a pair (open trades marked to the last bar), with fills, fractional-Kelly size, costs and P&L."""
-    trades = run_backtest(pair_signals, bars_hourly, pair_candidates, **params).trades
+def backtest_trades(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) -> pl.DataFrame:
+    """One row per simulated round trip of a pair (open trades marked to the last bar), with fills one bar after the signal, the hedge ratio in force at entry, fractional-Kelly size, costs, P&L and the exit reason."""
+    trades = run_backtest(pair_signals, bars_hourly, **params).trades
     return trades.with_columns(pl.col("side", "exit_reason").cast(pl.String))
 
 
 @asset(contract=BacktestEquity, grain=("pair_id", "bar_ts"), tags=("backtest",), params=BACKTEST_PARAMS)
-def backtest_equity(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, **params) -> pl.DataFrame:
+def backtest_equity(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) -> pl.DataFrame:
     """One row per pair and hourly bar of the backtest: position held, net P&L after costs, equity and return."""
-    return run_backtest(pair_signals, bars_hourly, pair_candidates, **params).returns
+    return run_backtest(pair_signals, bars_hourly, **params).returns
 
 
 @asset(contract=PairPerformance, grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)

@@ -124,7 +124,7 @@ def pair_spreads(
     bars_hourly: pl.DataFrame, pair_candidates: pl.DataFrame, partition_keys: list[str], *, window: int,
     lookback_sessions: int,
 ) -> pl.DataFrame:
-    """One row per active pair and regular-session hour: the log spread with the hedge ratio of the latest completed weekly scan, and its z-score over the last `window` bars; partitioned by session date.
+    """One row per active pair and regular-session hour: the log spread with the hedge ratio (and intercept, both carried on the row) of the latest completed weekly scan, and its z-score over the last `window` bars; partitioned by session date.
 
     A day uses the candidates of the week before it, never its own week, so the hedge
     ratio and the pair list are known before the first bar they apply to.
@@ -160,7 +160,7 @@ def _empty_spreads() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "pair_id": pl.String, "symbol_y": pl.String, "symbol_x": pl.String, "bar_ts": pl.Datetime("us", "UTC"),
         "spread": pl.Float64, "spread_mean": pl.Float64, "spread_std": pl.Float64, "zscore": pl.Float64,
-        "hedge_week_end_date": pl.Date,
+        "hedge_ratio": pl.Float64, "intercept": pl.Float64, "hedge_week_end_date": pl.Date,
     })
 
 
@@ -174,33 +174,39 @@ def _empty_spreads() -> pl.DataFrame:
     freshness=timedelta(days=4),
 )
 def pair_signals(
-    pair_spreads: pl.DataFrame, previous: pl.DataFrame | None, *, entry_z: float, exit_z: float, stop_z: float,
-    max_holding_bars: int,
+    pair_spreads: pl.DataFrame, pair_candidates: pl.DataFrame, previous: pl.DataFrame | None,
+    partition_keys: list[str], *, entry_z: float, exit_z: float, stop_z: float, max_holding_bars: int,
 ) -> pl.DataFrame:
-    """One row per active pair and hour: the pair's position after that bar (−1 short spread, 0 flat, +1 long spread) and the signal that set it, from a per-pair state machine resumed from the previous session; partitioned by session date.
+    """One row per active pair and hour: the pair's position after that bar (−1 short spread, 0 flat, +1 long spread), the signal that set it and the hedge ratio of its spread, from a per-pair state machine on the pair's own sessions, resumed from the previous session; partitioned by session date.
 
-    The trading flows read this asset only.
+    A position ends on an added row at the first bar of a session its pair has no spread
+    in (`dropped` from the candidates, or a `gap` in its stream), so no position spans a
+    session without rows. The trading flows read this asset only.
     """
     from assets.analytics.spreads import SignalParams, pair_signals as run_signals, signal_state
 
     params = SignalParams(entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, max_holding_bars=max_holding_bars)
     state = signal_state(previous) if previous is not None and previous.height else None
-    if pair_spreads.is_empty():
+    sessions = pl.Series(partition_keys).str.to_date().sort().to_list()
+    spreads = pair_spreads.select("pair_id", "symbol_y", "symbol_x", "bar_ts", "spread", "zscore", "hedge_ratio", "intercept")
+    signals = run_signals(
+        spreads, params, state=state, through=sessions[-1], candidates=pair_candidates, partitions=sessions
+    )
+    if signals.is_empty():
         return _empty_signals()
-    signals = run_signals(pair_spreads, params, state=state)
-    legs = pair_spreads.select("pair_id", "bar_ts", "symbol_y", "symbol_x", "spread")
     return (
-        signals.join(legs, on=["pair_id", "bar_ts"], how="left")
-        .with_columns(pl.col("signal").cast(pl.String))
-        .select("pair_id", "symbol_y", "symbol_x", "bar_ts", "spread", "zscore", "position", "signal", "bars_held",
-                "is_stop_locked")
+        signals.with_columns(pl.col("signal").cast(pl.String))
+        .select(*_SIGNAL_SCHEMA)
         .sort("pair_id", "bar_ts")
     )
 
 
+_SIGNAL_SCHEMA = {
+    "pair_id": pl.String, "symbol_y": pl.String, "symbol_x": pl.String, "bar_ts": pl.Datetime("us", "UTC"),
+    "spread": pl.Float64, "zscore": pl.Float64, "hedge_ratio": pl.Float64, "intercept": pl.Float64,
+    "position": pl.Int8, "signal": pl.String, "bars_held": pl.Int32, "is_stop_locked": pl.Boolean,
+}
+
+
 def _empty_signals() -> pl.DataFrame:
-    return pl.DataFrame(schema={
-        "pair_id": pl.String, "symbol_y": pl.String, "symbol_x": pl.String, "bar_ts": pl.Datetime("us", "UTC"),
-        "spread": pl.Float64, "zscore": pl.Float64, "position": pl.Int8, "signal": pl.String, "bars_held": pl.Int32,
-        "is_stop_locked": pl.Boolean,
-    })
+    return pl.DataFrame(schema=_SIGNAL_SCHEMA)

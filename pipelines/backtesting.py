@@ -12,7 +12,6 @@ import polars as pl
 from assets.analytics.backtest import BacktestParams, backtest_trades
 from assets.analytics.performance import HOURLY_BARS_PER_YEAR, pair_performance, strategy_performance
 from assets.analytics.spreads import SignalParams, pair_signals
-from assets.backtests import latest_hedges
 from warehouse import LAKE, Warehouse, WarehouseError
 from warehouse.versions import data_version
 
@@ -71,9 +70,17 @@ def run_backtest(
         spreads = spreads.filter(pl.col("pair_id").is_in(pairs))
     if spreads.is_empty():
         raise WarehouseError(f"no pair spreads between {start} and {end}" + (f" for {', '.join(pairs)}" if pairs else ""))
-    signals = pair_signals(spreads, signal_params)
-    hedges = latest_hedges(read["pair_candidates"]).filter(pl.col("pair_id").is_in(signals["pair_id"].unique().implode()))
-    result = backtest_trades(signals, read["bars_hourly"].filter(in_window), hedges, backtest_params)
+    # The window ends at `end` or at the last published session before it, whichever is earlier:
+    # a stream that stops there is open at the window's end, not dropped.
+    published_through = max(
+        (k for k in versions.filter(pl.col("asset") == "pair_spreads")["partition_key"].to_list() if k <= end.isoformat()),
+        default=end.isoformat(),
+    )
+    known_scans = read["pair_candidates"].filter(pl.col("week_end_date") <= end)
+    signals = pair_signals(
+        spreads, signal_params, through=date.fromisoformat(published_through), candidates=known_scans
+    )
+    result = backtest_trades(signals, read["bars_hourly"].filter(in_window), backtest_params)
     fingerprints = {
         name: {
             "partitions": versions.filter(pl.col("asset") == name).height,

@@ -134,6 +134,8 @@ class PairSpreads(pa.DataFrameModel):
     spread_mean: float = pa.Field(nullable=True)
     spread_std: float = pa.Field(nullable=True, ge=0)
     zscore: float = pa.Field(nullable=True)
+    hedge_ratio: float = pa.Field()
+    intercept: float = pa.Field()
     hedge_week_end_date: pl.Date = pa.Field()
 
     class Config:
@@ -148,16 +150,23 @@ class PairSignals(pa.DataFrameModel):
     symbol_y: str = pa.Field()
     symbol_x: str = pa.Field()
     bar_ts: UTC_TS = pa.Field()
-    spread: float = pa.Field()
+    spread: float = pa.Field(nullable=True)
     zscore: float = pa.Field(nullable=True)
+    hedge_ratio: float = pa.Field()
+    intercept: float = pa.Field()
     position: pl.Int8 = pa.Field(isin=[-1, 0, 1])
-    signal: str = pa.Field(isin=["none", "hold", "enter_long", "enter_short", "exit", "stop"])
+    signal: str = pa.Field(isin=["none", "hold", "enter_long", "enter_short", "exit", "stop", "max_hold", "dropped", "gap"])
     bars_held: pl.Int32 = pa.Field(ge=0)
     is_stop_locked: bool = pa.Field()
 
     class Config:
         unique = ["pair_id", "bar_ts"]
         strict = True
+
+    @pa.dataframe_check(error="only a stream break's row (at the first bar of a session the pair missed) lacks a spread")
+    def spread_only_missing_on_breaks(cls, data: PolarsData) -> pl.LazyFrame:
+        is_break_row = pl.col("zscore").is_null() & pl.col("signal").is_in(["dropped", "gap", "none"])
+        return data.lazyframe.select(pl.col("spread").is_not_null() | is_break_row)
 
     @pa.dataframe_check(error="a flat pair holds nothing; a position comes from an entry or a hold")
     def position_matches_signal(cls, data: PolarsData) -> pl.LazyFrame:
@@ -234,7 +243,7 @@ class BacktestTrades(pa.DataFrameModel):
     cost: float = pa.Field(ge=0)
     net_pnl: float = pa.Field()
     bars_held: pl.Int32 = pa.Field(ge=0)
-    exit_reason: str = pa.Field(isin=["exit", "stop", "open"])
+    exit_reason: str = pa.Field(isin=["exit", "stop", "max_hold", "dropped", "gap", "open"])
     is_open: bool = pa.Field()
 
     class Config:

@@ -15,11 +15,12 @@ __all__ = [
     "BacktestParams",
     "BacktestResult",
     "backtest_trades",
+    "fractional_kelly",
     "kelly_weights",
 ]
 
 SIDE_DTYPE = pl.Enum(["long_spread", "short_spread"])
-EXIT_REASON_DTYPE = pl.Enum(["exit", "stop", "open"])
+EXIT_REASON_DTYPE = pl.Enum(["exit", "stop", "max_hold", "dropped", "gap", "open"])
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class BacktestParams:
     earlier closed trades, or ``default_weight_pct`` until the pair has closed
     ``min_trades_for_kelly`` trades; it is capped at ``max_pair_weight_pct``,
     then scaled down at entry if it would push the gross notional of all open
-    trades above ``max_gross_exposure_pct``. ``fill_lag_bars`` = 0 fills at the
-    close of the bar whose z-score fired the signal; slippage stands for the
-    distance to a real fill. 1 fills at the next bar's close.
+    trades above ``max_gross_exposure_pct``. ``fill_lag_bars`` = 1 (the default)
+    fills at the close of the pair's bar after the one whose z-score fired the
+    signal, so no fill uses the price its decision was computed from; 0 fills at
+    that same close. Slippage stands for the distance to a real fill.
     """
 
     initial_capital: float = 1_000_000.0
@@ -47,7 +49,7 @@ class BacktestParams:
     default_weight_pct: float = 0.02
     max_pair_weight_pct: float = 0.10
     max_gross_exposure_pct: float = 1.0
-    fill_lag_bars: int = 0
+    fill_lag_bars: int = 1
 
     def __post_init__(self) -> None:
         if self.initial_capital <= 0.0:
@@ -56,8 +58,9 @@ class BacktestParams:
             raise ValueError("costs, default weight and kelly_fraction must not be negative")
         if self.max_pair_weight_pct <= 0.0 or self.max_gross_exposure_pct <= 0.0:
             raise ValueError("weight caps must be positive")
-        if self.min_trades_for_kelly < 1 or self.fill_lag_bars < 0:
-            raise ValueError("need min_trades_for_kelly >= 1 and fill_lag_bars >= 0")
+        if self.min_trades_for_kelly < 1 or self.fill_lag_bars not in (0, 1):
+            # a longer lag could carry a fill past the row a stream break leaves for it
+            raise ValueError("need min_trades_for_kelly >= 1 and fill_lag_bars of 0 or 1")
 
     @property
     def cost_rate(self) -> float:
@@ -73,11 +76,12 @@ class BacktestResult:
     returns: pl.DataFrame
 
 
-def backtest_trades(
-    signals: pl.DataFrame, bars_hourly: pl.DataFrame, candidates: pl.DataFrame, params: BacktestParams
-) -> BacktestResult:
-    """Simulate every pair's signalled positions with costs and sizing.
+def backtest_trades(signals: pl.DataFrame, bars_hourly: pl.DataFrame, params: BacktestParams) -> BacktestResult:
+    """Simulate every pair's signalled positions with costs and sizing, knowing only the past.
 
+    ``signals`` carries each bar's legs, spread, z-score, position, signal and the
+    hedge ratio and intercept its spread was computed with. A trade is sized and
+    valued for its whole life with the hedge ratio of the bar whose signal opened it.
     A long spread buys ``D = N / (1 + |hedge_ratio|)`` dollars of y and sells
     ``hedge_ratio * D`` dollars of x at the fill close (N the trade's gross
     notional), so its P&L tracks the log spread; quantities stay fixed until
@@ -86,9 +90,19 @@ def backtest_trades(
     quantities held since the previous close, so it needs no loop over time;
     only the gross-exposure cap walks through entry times.
 
+    Fills happen ``fill_lag_bars`` of the pair's bars after the signal, except
+    a stream break's row (``dropped``/``gap``, at the first bar of a session the
+    pair missed), which closes the position at its own bar: the pair has no
+    later bar to wait for, and its leg closes there (or the last ones before,
+    for a leg without that bar) price the exit. A lag never carries a position
+    across a break.
+
     ``trades``: one row per round trip, including one still open at a pair's
     last bar (``is_open``, no exit fields, P&L marked to that bar without exit
-    costs). ``return_pct`` is net P&L as a fraction of entry notional.
+    costs; it holds exposure only until that bar). ``entry_spread`` and
+    ``exit_spread`` are the signal bars' spreads; ``return_pct`` is net P&L as a
+    fraction of entry notional; ``exit_reason`` is the closing signal
+    (``exit``, ``stop``, ``max_hold``, ``dropped``, ``gap``) or ``open``.
 
     ``returns``: one row per pair_id and bar_ts. ``position`` is the position
     held after that close; ``is_in_market`` marks bars whose P&L came from a
@@ -98,21 +112,27 @@ def backtest_trades(
     traded alone on the strategy's capital.
 
     Run it over each pair's whole signal history: a position already open on
-    a pair's first row counts as entered at that row's close.
+    a pair's first row counts as signalled at that row.
     """
     frame, layout = sort_by_pair_and_time(
         signals.select(
             "pair_id",
+            "symbol_y",
+            "symbol_x",
             pl.col("bar_ts").cast(pl.Datetime("us", "UTC")),
-            pl.col("zscore").cast(pl.Float64),
+            pl.col("spread", "zscore", "hedge_ratio", "intercept").cast(pl.Float64),
             "position",
-            "signal",
+            pl.col("signal").cast(pl.String),
         )
     )
-    legs = _pair_legs(layout.pair_ids, candidates)
-    y_px, x_px = _leg_closes(frame["bar_ts"], layout, legs, bars_hourly)
+    legs = _pair_legs(frame, layout)
+    is_break = frame["signal"].is_in(["dropped", "gap"]).to_numpy() | (
+        frame["spread"].is_null().to_numpy() & (frame["position"].to_numpy() == 0)
+    )
+    y_px, x_px = _leg_closes(frame["bar_ts"], layout, legs, bars_hourly, is_break)
 
-    position = _lagged_within_pair(frame["position"].to_numpy().astype(np.int8), layout, params.fill_lag_bars)
+    signalled = frame["position"].to_numpy().astype(np.int8)
+    position = _lagged_within_pair(signalled, layout, params.fill_lag_bars, is_break)
     previous = _shifted_within_pair(position, layout, fill=0)
     is_entry = (position != 0) & (position != previous)
     is_exit = (previous != 0) & (position != previous)
@@ -129,9 +149,16 @@ def backtest_trades(
     trade_pair = np.searchsorted(layout.first_row, entry_row, side="right") - 1
     last_row = layout.first_row + layout.n_rows - 1
     close_row = np.where(is_open, last_row[trade_pair], exit_row)
+    entry_signal_row = entry_row - params.fill_lag_bars
+    # a break row closes at its own bar when it is the closing signal, else it fills the signal one bar before it
+    is_break_exit = frame["signal"].is_in(["dropped", "gap"]).to_numpy()[close_row]
+    exit_signal_row = np.where(
+        is_break_exit, close_row, np.where(is_break[close_row], close_row - 1, close_row - params.fill_lag_bars)
+    )
 
     side = position[entry_row].astype(np.float64)
-    hedge_ratio = legs.hedge_ratio[trade_pair]
+    hedge_ratio = frame["hedge_ratio"].to_numpy()[entry_signal_row]
+    intercept = frame["intercept"].to_numpy()[entry_signal_row]
     y_share = 1.0 / (1.0 + np.abs(hedge_ratio))
     y_growth = y_px[close_row] / y_px[entry_row]
     x_growth = x_px[close_row] / x_px[entry_row]
@@ -141,9 +168,9 @@ def backtest_trades(
     )
 
     kelly_weight = kelly_weights(unit_return, is_open, trade_pair, params)
-    entry_ts = frame["bar_ts"].to_physical().to_numpy()[entry_row]
-    exit_ts = np.where(is_open, np.iinfo(np.int64).max, frame["bar_ts"].to_physical().to_numpy()[close_row])
-    weight = _cap_gross_exposure(entry_ts, exit_ts, kelly_weight, params.max_gross_exposure_pct)
+    bar_ts = frame["bar_ts"].to_physical().to_numpy()
+    # an open trade holds its exposure until its pair's last bar, never beyond its stream
+    weight = _cap_gross_exposure(bar_ts[entry_row], bar_ts[close_row], kelly_weight, params.max_gross_exposure_pct)
 
     notional = weight * params.initial_capital
     y_qty = side * notional * y_share / y_px[entry_row]
@@ -157,24 +184,22 @@ def backtest_trades(
     returns = _bar_returns(frame, layout, position, held_trade, (y_px, x_px), (y_qty, x_qty), fills, params)
 
     gross_pnl = y_qty * (y_px[close_row] - y_px[entry_row]) + x_qty * (x_px[close_row] - x_px[entry_row])
-    intercept = legs.intercept[trade_pair]
-    entry_signal_row = entry_row - params.fill_lag_bars
-    exit_signal_row = close_row - params.fill_lag_bars
     trades = pl.DataFrame(
         {
             "pair_id": layout.pair_ids.gather(trade_pair),
             "trade_id": np.arange(entry_row.size) - np.searchsorted(trade_pair, trade_pair),
             "side": pl.Series((side < 0).astype(np.uint8)).cat.to(SIDE_DTYPE),
+            "signal_ts": frame["bar_ts"].gather(entry_signal_row),
             "entry_ts": frame["bar_ts"].gather(entry_row),
             "exit_ts": _null_where(frame["bar_ts"].gather(close_row), is_open),
             "entry_y_px": y_px[entry_row],
             "entry_x_px": x_px[entry_row],
             "exit_y_px": _null_where(pl.Series(y_px[close_row]), is_open),
             "exit_x_px": _null_where(pl.Series(x_px[close_row]), is_open),
-            "entry_spread": _log_spread(y_px[entry_row], x_px[entry_row], hedge_ratio, intercept),
-            "exit_spread": _null_where(
-                pl.Series(_log_spread(y_px[close_row], x_px[close_row], hedge_ratio, intercept)), is_open
-            ),
+            "hedge_ratio": hedge_ratio,
+            "intercept": intercept,
+            "entry_spread": frame["spread"].gather(entry_signal_row),
+            "exit_spread": _null_where(frame["spread"].gather(exit_signal_row), is_open),
             "entry_zscore": frame["zscore"].gather(entry_signal_row),
             "exit_zscore": _null_where(frame["zscore"].gather(exit_signal_row), is_open),
             "y_qty": y_qty,
@@ -199,12 +224,7 @@ def kelly_weights(
 ) -> np.ndarray:
     """Capital fraction of each trade from its pair's earlier closed trades only; trades ordered by pair, then time.
 
-    With win share p, loss share q, mean win W and mean loss L (fractions of
-    notional), the notional fraction maximising expected log growth is
-    ``(p W - q L) / (W L (p + q))`` -- ``p/L - q/W`` without flat trades, the
-    familiar ``p - q/b`` rescaled from capital at risk to notional. No losses
-    yet gives an unbounded estimate, left to the per-pair cap; a non-positive
-    edge gives zero. A trade's own outcome and later ones never enter.
+    A trade's own outcome and later ones never enter (see ``fractional_kelly``).
     """
     is_win = ~is_open & (unit_return > 0.0)
     is_loss = ~is_open & (unit_return < 0.0)
@@ -219,15 +239,43 @@ def kelly_weights(
             "loss_total": np.where(is_loss, -unit_return, 0.0),
         }
     ).select(pl.exclude("pair").cum_sum().shift(1, fill_value=0.0).over("pair"))
-    n_earlier, wins, losses, win_total, loss_total = (earlier[name].to_numpy() for name in earlier.columns)
-    edge = win_total - loss_total  # the earlier trades' summed return
+    return fractional_kelly(
+        *(earlier[name].to_numpy() for name in earlier.columns),
+        kelly_fraction=params.kelly_fraction,
+        min_trades=params.min_trades_for_kelly,
+        default_weight=params.default_weight_pct,
+        cap=params.max_pair_weight_pct,
+    )
+
+
+def fractional_kelly(
+    n_closed: np.ndarray,
+    wins: np.ndarray,
+    losses: np.ndarray,
+    win_total: np.ndarray,
+    loss_total: np.ndarray,
+    *,
+    kelly_fraction: float,
+    min_trades: int,
+    default_weight: float,
+    cap: float,
+) -> np.ndarray:
+    """Capped fractional Kelly weight from closed trades' counts and summed returns per notional.
+
+    The one sizing rule of the backtest and the live pairs book. With win share p,
+    loss share q, mean win W and mean loss L (fractions of notional), the notional
+    fraction maximising expected log growth is ``(p W - q L) / (W L (p + q))`` --
+    ``p/L - q/W`` without flat trades, the familiar ``p - q/b`` rescaled from
+    capital at risk to notional. No losses yet gives an unbounded estimate, left
+    to ``cap``; a non-positive edge gives zero; fewer than ``min_trades`` closed
+    trades give ``default_weight``.
+    """
+    edge = win_total - loss_total  # the closed trades' summed return
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         kelly = edge / ((win_total / wins) * (loss_total / losses) * (wins + losses))
     kelly = np.where(edge <= 0.0, 0.0, np.where(losses > 0, kelly, np.inf))
-    sized = np.where(
-        n_earlier >= params.min_trades_for_kelly, params.kelly_fraction * kelly, params.default_weight_pct
-    )
-    return np.clip(np.nan_to_num(sized, nan=0.0), 0.0, params.max_pair_weight_pct)
+    sized = np.where(n_closed >= min_trades, kelly_fraction * kelly, default_weight)
+    return np.clip(np.nan_to_num(sized, nan=0.0), 0.0, cap)
 
 
 def _cap_gross_exposure(
@@ -331,49 +379,36 @@ def _bar_returns(
 
 @dataclass(frozen=True)
 class _PairLegs:
-    """Per pair, in layout order: leg symbols as indices into ``symbols``, hedge ratio and intercept."""
+    """Per pair, in layout order: leg symbols as indices into ``symbols``."""
 
     symbols: pl.Series
     y_symbol: np.ndarray
     x_symbol: np.ndarray
-    hedge_ratio: np.ndarray
-    intercept: np.ndarray
 
 
-def _pair_legs(pair_ids: pl.Series, candidates: pl.DataFrame) -> _PairLegs:
-    """Legs and hedge of each signalled pair; every pair must have exactly one candidate row."""
-    legs = candidates.select("symbol_y", "symbol_x", "hedge_ratio", "intercept").with_columns(
-        pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x")
-    )
-    if legs["pair_id"].is_duplicated().any():
-        raise ValueError("candidates must hold one row per pair")
-    matched = pl.DataFrame({"pair_id": pair_ids}).join(legs, on="pair_id", how="left", maintain_order="left")
-    if matched["hedge_ratio"].null_count():
-        missing = matched.filter(pl.col("hedge_ratio").is_null())["pair_id"].head(5).to_list()
-        raise ValueError(f"signalled pairs missing from candidates, e.g. {missing}")
-    symbols = pl.concat([matched["symbol_y"], matched["symbol_x"]]).unique(maintain_order=True)
+def _pair_legs(frame: pl.DataFrame, layout: PairLayout) -> _PairLegs:
+    """The legs of each signalled pair, from its first row."""
+    first = frame.select("symbol_y", "symbol_x")[layout.first_row]
+    symbols = pl.concat([first["symbol_y"], first["symbol_x"]]).unique(maintain_order=True)
     index = pl.DataFrame({"symbol": symbols, "symbol_idx": np.arange(symbols.len())})
 
     def indices(column: str) -> np.ndarray:
         return (
-            matched.select(pl.col(column).alias("symbol"))
+            first.select(pl.col(column).alias("symbol"))
             .join(index, on="symbol", how="left", maintain_order="left")["symbol_idx"]
             .to_numpy()
         )
 
-    return _PairLegs(
-        symbols=symbols,
-        y_symbol=indices("symbol_y"),
-        x_symbol=indices("symbol_x"),
-        hedge_ratio=matched["hedge_ratio"].to_numpy().astype(np.float64),
-        intercept=matched["intercept"].to_numpy().astype(np.float64),
-    )
+    return _PairLegs(symbols=symbols, y_symbol=indices("symbol_y"), x_symbol=indices("symbol_x"))
 
 
 def _leg_closes(
-    bar_ts: pl.Series, layout: PairLayout, legs: _PairLegs, bars_hourly: pl.DataFrame
+    bar_ts: pl.Series, layout: PairLayout, legs: _PairLegs, bars_hourly: pl.DataFrame, is_break: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Close of each row's y and x leg, looked up in a (symbol, bar) price grid rather than by joins."""
+    """Close of each row's y and x leg, looked up in a (symbol, bar) price grid rather than by joins.
+
+    A stream break's row takes a leg's last close at or before its bar when the leg has none there.
+    """
     closes = (
         bars_hourly.select(
             "symbol", pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), pl.col("close_px").cast(pl.Float64)
@@ -402,10 +437,25 @@ def _leg_closes(
     else:
         y_px = grid[legs.y_symbol, :-1].ravel()
         x_px = grid[legs.x_symbol, :-1].ravel()
+    if is_break.any():
+        filled = _forward_filled(grid[:, :-1])
+        columns = _calendar_columns(calendar, row_ts[is_break])
+        prior = np.minimum(np.searchsorted(calendar[:-1], row_ts[is_break], side="right") - 1, calendar.size - 2)
+        columns = np.where(columns == calendar.size - 1, prior, columns)
+        pair_of_break = layout.pair_of_row[is_break]
+        y_px[is_break] = np.where(columns >= 0, filled[legs.y_symbol[pair_of_break], columns], np.nan)
+        x_px[is_break] = np.where(columns >= 0, filled[legs.x_symbol[pair_of_break], columns], np.nan)
     missing = int(np.isnan(y_px).sum() + np.isnan(x_px).sum())
     if missing:
         raise ValueError(f"{missing} leg closes of signal rows are missing from bars_hourly or not positive")
     return y_px, x_px
+
+
+def _forward_filled(grid: np.ndarray) -> np.ndarray:
+    """Each (symbol, bar) cell holding the symbol's last known value at or before that bar."""
+    known = np.where(np.isnan(grid), 0, np.arange(grid.shape[1]))
+    np.maximum.accumulate(known, axis=1, out=known)
+    return np.take_along_axis(grid, known, axis=1)
 
 
 def _shared_bar_ts(row_ts: np.ndarray, layout: PairLayout) -> np.ndarray | None:
@@ -444,20 +494,14 @@ def _shifted_within_pair(values: np.ndarray, layout: PairLayout, fill: float) ->
     return shifted
 
 
-def _lagged_within_pair(values: np.ndarray, layout: PairLayout, lag: int) -> np.ndarray:
-    """Values moved ``lag`` rows later within each pair, zero before the lag has elapsed."""
-    if lag == 0:
-        return values
-    lagged = np.zeros_like(values)
-    lagged[lag:] = values[:-lag]
-    lagged[layout.row_in_pair < lag] = 0
+def _lagged_within_pair(values: np.ndarray, layout: PairLayout, lag: int, is_break: np.ndarray) -> np.ndarray:
+    """Positions moved ``lag`` (0 or 1) rows later within each pair, flat before the lag has elapsed.
+
+    A stream break's row is flat at once; being flat in the signals too, it carries nothing past itself.
+    """
+    lagged = values.copy() if lag == 0 else _shifted_within_pair(values, layout, fill=0)
+    lagged[is_break] = 0
     return lagged
-
-
-def _log_spread(
-    y_px: np.ndarray, x_px: np.ndarray, hedge_ratio: np.ndarray, intercept: np.ndarray
-) -> np.ndarray:
-    return np.log(y_px) - hedge_ratio * np.log(x_px) - intercept
 
 
 def _null_where(values: pl.Series, is_missing: np.ndarray) -> pl.Series:
@@ -465,6 +509,5 @@ def _null_where(values: pl.Series, is_missing: np.ndarray) -> pl.Series:
 
 
 def _exit_reasons(signal_at_exit: pl.Series, is_open: np.ndarray) -> pl.Series:
-    """``stop`` when the closing signal was a stop, ``open`` for trades still held, else ``exit``."""
-    code = np.where(is_open, 2, np.where((signal_at_exit == "stop").to_numpy(), 1, 0)).astype(np.uint8)
-    return pl.Series(code).cat.to(EXIT_REASON_DTYPE)
+    """The closing signal (``exit``, ``stop``, ``max_hold``, ``dropped``, ``gap``), ``open`` for trades still held."""
+    return _null_where(signal_at_exit, is_open).fill_null("open").cast(EXIT_REASON_DTYPE)

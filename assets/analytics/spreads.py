@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import polars as pl
 
 __all__ = [
+    "BREAK_SIGNALS",
+    "EXIT_SIGNALS",
     "SIGNAL_DTYPE",
     "PairLayout",
     "SignalParams",
     "lookback_bars",
     "pair_signals",
     "pair_spreads",
+    "session_of",
     "signal_state",
     "sort_by_pair_and_time",
 ]
 
-SIGNAL_DTYPE = pl.Enum(["none", "hold", "enter_long", "enter_short", "exit", "stop"])
 
 # Spreads are summed as integers in units of 2**-40 so that window sums are exact.
 _FIXED_POINT_BITS = 40
@@ -35,6 +38,8 @@ _LEG_SPREAD_SCHEMA = pl.Schema(
         "symbol_x": pl.String,
         "bar_ts": pl.Datetime("us", "UTC"),
         "spread": pl.Float64,
+        "hedge_ratio": pl.Float64,
+        "intercept": pl.Float64,
     }
 )
 _SPREAD_COLUMNS = [
@@ -46,6 +51,8 @@ _SPREAD_COLUMNS = [
     "spread_mean",
     "spread_std",
     "zscore",
+    "hedge_ratio",
+    "intercept",
 ]
 
 
@@ -62,7 +69,7 @@ def pair_spreads(
     min_periods: int | None = None,
     prior_spreads: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per cointegrated pair and bar_ts where both legs have a bar.
+    """One row per cointegrated pair and bar_ts where both legs have a bar, with the hedge ratio and intercept it used.
 
     ``spread = ln(y) - hedge_ratio * ln(x) - intercept``; ``spread_mean`` and
     ``spread_std`` (ddof=1) cover the pair's last ``window`` spreads including
@@ -148,6 +155,8 @@ def _leg_spreads(bars_hourly: pl.DataFrame, candidates: pl.DataFrame) -> pl.Data
                     "symbol_x": active["symbol_x"].gather(pair_of_cell),
                     "bar_ts": pl.Series(calendar[bar_of_cell]).cast(pl.Datetime("us", "UTC")),
                     "spread": spread[pair_of_cell - start, bar_of_cell],
+                    "hedge_ratio": hedge_ratio[pair_of_cell, 0],
+                    "intercept": intercept[pair_of_cell, 0],
                 }
             )
         )
@@ -240,14 +249,21 @@ _STATE_POSITION = np.array([0, 0, 1, -1], dtype=np.int8)
 _STATE_IN_MARKET = np.array([0, 0, 1, 1], dtype=np.int32)
 
 # Z-score zones in increasing z: (-inf, -stop] (-stop, -entry] (-entry, -exit) [-exit, exit]
-# (exit, entry) [entry, stop) [stop, inf); then a bar without a z-score, and no bar at all
-# (padding after a pair's last bar, where the machine stands still).
-(_BELOW_STOP, _LONG_ENTRY, _LONG_HOLD, _EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP, _NO_Z, _NO_BAR) = (
-    range(9)
-)
-_ZONES = 9
+# (exit, entry) [entry, stop) [stop, inf); then a bar without a z-score, no bar at all
+# (padding after a pair's last bar, where the machine stands still), and the two stream
+# breaks: the pair left the candidates, or its stream skipped a session while listed.
+(
+    _BELOW_STOP, _LONG_ENTRY, _LONG_HOLD, _EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP, _NO_Z, _NO_BAR,
+    _DROPPED_BAR, _GAP_BAR,
+) = range(11)
+_ZONES = 11
 
-_NONE, _HOLD, _ENTER_LONG, _ENTER_SHORT, _EXIT, _STOP = range(6)
+_NONE, _HOLD, _ENTER_LONG, _ENTER_SHORT, _EXIT, _STOP, _MAX_HOLD, _DROPPED, _GAP = range(9)
+SIGNAL_DTYPE = pl.Enum(["none", "hold", "enter_long", "enter_short", "exit", "stop", "max_hold", "dropped", "gap"])
+#: Signals that end a position, each naming why.
+EXIT_SIGNALS = ("exit", "stop", "max_hold", "dropped", "gap")
+#: Signals on the rows a stream break adds: the position ends at the first bar of the session the pair missed.
+BREAK_SIGNALS = ("dropped", "gap")
 
 
 def _transition_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -256,12 +272,14 @@ def _transition_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     signal = np.full((4, _ZONES), _NONE, dtype=np.uint8)
     increment = np.zeros((4, _ZONES), dtype=np.int32)
     is_holding = np.zeros((4, _ZONES), dtype=bool)
+    breaks = {_DROPPED_BAR: _DROPPED, _GAP_BAR: _GAP}
     for zone in range(_ZONES):
         inside_entry_band = zone in (_LONG_HOLD, _EXIT_BAND, _SHORT_HOLD)
 
         next_state[_FLAT, zone] = {_LONG_ENTRY: _LONG, _SHORT_ENTRY: _SHORT}.get(zone, _FLAT)
         signal[_FLAT, zone] = {_LONG_ENTRY: _ENTER_LONG, _SHORT_ENTRY: _ENTER_SHORT}.get(zone, _NONE)
-        next_state[_FLAT_LOCKED, zone] = _FLAT if inside_entry_band else _FLAT_LOCKED
+        # a stream break forgets the stop lock: the pair starts afresh when it comes back
+        next_state[_FLAT_LOCKED, zone] = _FLAT if inside_entry_band or zone in breaks else _FLAT_LOCKED
 
         for state, adverse, exits in (
             (_LONG, (_BELOW_STOP,), (_EXIT_BAND, _SHORT_HOLD, _SHORT_ENTRY, _ABOVE_STOP)),
@@ -271,7 +289,9 @@ def _transition_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
                 next_state[state, zone], signal[state, zone] = state, _NONE
                 continue
             increment[state, zone] = 1
-            if zone in adverse:
+            if zone in breaks:
+                next_state[state, zone], signal[state, zone] = _FLAT, breaks[zone]
+            elif zone in adverse:
                 next_state[state, zone], signal[state, zone] = _FLAT_LOCKED, _STOP
             elif zone in exits:
                 next_state[state, zone], signal[state, zone] = _FLAT, _EXIT
@@ -282,7 +302,13 @@ def _transition_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def pair_signals(
-    spreads: pl.DataFrame, params: SignalParams, *, state: pl.DataFrame | None = None
+    spreads: pl.DataFrame,
+    params: SignalParams,
+    *,
+    state: pl.DataFrame | None = None,
+    through: date | None = None,
+    candidates: pl.DataFrame | None = None,
+    partitions: list[date] | None = None,
 ) -> pl.DataFrame:
     """One row per pair_id and bar_ts: the pair's position after that bar's close and the signal that set it.
 
@@ -295,24 +321,48 @@ def pair_signals(
     - short -> flat (``exit``) when ``z <= exit_z``; long -> flat when
       ``z >= -exit_z``. Overshooting through the band also exits; the opposite
       entry can follow on a later bar.
-    - in position -> flat (``stop``) when ``z >= stop_z`` while short,
-      ``z <= -stop_z`` while long, or when the position would reach
-      ``max_holding_bars`` bars held; so ``bars_held`` never exceeds it.
-    - after a stop the pair is locked: it re-enters only after a later bar with
-      ``|z| < entry_z`` has released the lock, so a fresh crossing is needed.
+    - in position -> flat (``stop``) when ``z >= stop_z`` while short or
+      ``z <= -stop_z`` while long; (``max_hold``) when the position would reach
+      ``max_holding_bars`` of the pair's own bars held, so ``bars_held`` never exceeds it.
+    - after a stop or max-hold the pair is locked: it re-enters only after a later
+      bar with ``|z| < entry_z`` has released the lock, so a fresh crossing is needed.
     - a bar without a z-score (warm-up) keeps the position and counts towards
       the holding time, but triggers no z-based transition.
+    - the machine runs on the pair's own clock of exchange sessions: when a
+      pair has no row in a session after one it had rows in, an open position
+      ends on an added row at that session's first bar (no spread, no z-score):
+      ``dropped`` when the pair was not among the session's traded
+      ``candidates`` (the latest weekly scan before it), ``gap`` otherwise. The
+      break also releases a stop lock; the pair starts flat when it comes back.
+      A position closed on the pair's last bar before a break also gets that
+      row (signal ``none``), so a fill one bar after the signal has a bar.
 
-    Columns: pair_id, bar_ts, zscore, ``position`` (-1 short spread, 0 flat,
-    +1 long spread), ``signal`` (none, hold, enter_long, enter_short, exit,
-    stop), ``bars_held`` (0 on entry bars, then bars held including the exit
-    or stop bar) and ``is_stop_locked``. ``state`` (from ``signal_state``)
-    resumes each listed pair where an earlier run ended.
+    When ``partitions`` (the sessions the output may hold rows for) leaves out the
+    session a break belongs to (its upstream was quarantined), the break moves to
+    the next listed session: onto the pair's first row there (``gap``, that bar's
+    z-score unused) when it has one, else as an added row at its first bar.
+
+    Breaks are found between a pair's rows, between ``state`` (from
+    ``signal_state``, which resumes each listed pair where an earlier run
+    ended) and its first row, and after its last row when ``through`` (the
+    last session the frame covers) is later. So splitting a history anywhere
+    and resuming gives the rows of one pass.
+
+    Columns: pair_id, symbol_y, symbol_x, bar_ts, spread, zscore, hedge_ratio, intercept
+    (those of the spreads given, the columns the spreads lack are left out), ``position``
+    (-1 short spread, 0 flat, +1 long spread), ``signal`` (``SIGNAL_DTYPE``),
+    ``bars_held`` (0 on entry bars, then bars held including the closing bar) and ``is_stop_locked``.
     """
-    frame, layout = sort_by_pair_and_time(spreads.select("pair_id", "bar_ts", "zscore"))
+    carried = [c for c in _CARRIED_COLUMNS if c in spreads.columns]
+    frame = _with_breaks(
+        spreads.select("pair_id", "bar_ts", "zscore", *carried), state, through, candidates, partitions
+    )
+    frame, layout = sort_by_pair_and_time(frame)
     initial_state, initial_held = _initial_state(layout.pair_ids, state)
 
     zones = _zones(frame["zscore"].to_numpy().astype(np.float64, copy=False), params)
+    break_zone = frame["break_zone"].to_numpy()
+    zones[break_zone > 0] = break_zone[break_zone > 0]
     # The machine steps through time, so it runs on (step, pair) grids: one contiguous row per step.
     states, signals, held = _run_state_machine(
         np.ascontiguousarray(layout.to_grid(zones, fill=_NO_BAR).T),
@@ -321,26 +371,179 @@ def pair_signals(
         params.max_holding_bars,
     )
     state_of_row = layout.from_grid(states.T)
-    return frame.with_columns(
+    out = frame.with_columns(
         position=pl.Series(_STATE_POSITION[state_of_row]),
         signal=pl.Series(layout.from_grid(signals.T)).cat.to(SIGNAL_DTYPE),
         bars_held=pl.Series(layout.from_grid(held.T)),
         is_stop_locked=pl.Series(state_of_row == _FLAT_LOCKED),
     )
+    # A break that found the pair flat is kept only right after a position closed on the pair's
+    # last bar before it: a fill one bar after that signal happens at the break's bar.
+    closed_before_resuming = _closed_on_last_bar(out.select("pair_id"), state)
+    closed_just_before = (
+        pl.col("signal").shift(1).over("pair_id").is_in(_Z_EXIT_SIGNALS).fill_null(pl.col("closed_before_resuming"))
+    )
+    is_kept = ~pl.col("is_added") | pl.col("signal").is_in(BREAK_SIGNALS) | closed_just_before
+    return out.with_columns(closed_before_resuming).filter(is_kept).drop("break_zone", "is_added", "closed_before_resuming")
+
+
+_Z_EXIT_SIGNALS = ("exit", "stop", "max_hold")
+
+
+def _closed_on_last_bar(pairs: pl.DataFrame, state: pl.DataFrame | None) -> pl.Series:
+    """Per row, whether the resumed state ended on a bar that closed a position on its z-score or holding time."""
+    if state is None or "is_closed_on_last_bar" not in state.columns:
+        return pl.Series("closed_before_resuming", [False] * pairs.height, dtype=pl.Boolean)
+    flags = pairs.join(state.select("pair_id", "is_closed_on_last_bar"), on="pair_id", how="left", maintain_order="left")
+    return flags["is_closed_on_last_bar"].fill_null(False).alias("closed_before_resuming")
+
+
+_CARRIED_COLUMNS = ("symbol_y", "symbol_x", "spread", "hedge_ratio", "intercept")
+_EXCHANGE_TZ = "America/New_York"
+
+
+def session_of(bar_ts: pl.Expr) -> pl.Expr:
+    """The exchange session date a bar belongs to."""
+    return bar_ts.dt.convert_time_zone(_EXCHANGE_TZ).dt.date()
+
+
+def _with_breaks(
+    rows: pl.DataFrame,
+    state: pl.DataFrame | None,
+    through: date | None,
+    candidates: pl.DataFrame | None,
+    partitions: list[date] | None,
+) -> pl.DataFrame:
+    """The rows plus, per pair, one row at the first bar of every session its stream skipped.
+
+    ``break_zone`` is 0 on rows that step the machine by their z-score and names the kind
+    of break on the others; ``is_added`` marks the rows that are not spreads.
+    """
+    from assets.calendar import sessions as exchange_sessions
+
+    rows = rows.with_columns(
+        pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), break_zone=pl.lit(0, pl.Int8), is_added=pl.lit(False)
+    )
+    carried = [c for c in _CARRIED_COLUMNS if c in rows.columns]
+    seen = rows.select("pair_id", *carried, "bar_ts")
+    if state is not None and state.height:
+        seen = pl.concat(
+            [
+                state.select(
+                    "pair_id",
+                    *(pl.col(c) if c in state.columns else pl.lit(None, rows.schema[c]).alias(c) for c in carried),
+                    pl.col("last_bar_ts").cast(pl.Datetime("us", "UTC")).alias("bar_ts"),
+                ),
+                seen,
+            ]
+        )
+    if seen.is_empty():
+        return rows
+    dates = seen.select(session_of(pl.col("bar_ts")))["bar_ts"]
+    first, last = dates.min(), max(dates.max(), through) if through is not None else dates.max()
+    calendar = exchange_sessions(first, last).select("session_date", "open_ts").with_row_index("session_index")
+    if calendar.is_empty():
+        return rows
+    # one row per pair and session it had bars in, numbered on the exchange calendar
+    days = (
+        seen.sort("pair_id", "bar_ts")
+        .with_columns(session_date=session_of(pl.col("bar_ts")))
+        .group_by("pair_id", "session_date", maintain_order=True)
+        .last()
+    )
+    index = np.searchsorted(calendar["session_date"].to_numpy(), days["session_date"].to_numpy(), side="right") - 1
+    days = days.with_columns(session_index=pl.Series(index, dtype=pl.Int64)).with_columns(
+        next_seen=pl.col("session_index").shift(-1).over("pair_id")
+    )
+    ends_early = (
+        pl.col("next_seen").is_null() & (pl.col("session_index") < calendar.height - 1) if through is not None else pl.lit(False)
+    )
+    skipped = days.filter((pl.col("next_seen") > pl.col("session_index") + 1) | ends_early).with_columns(
+        session_index=pl.col("session_index") + 1
+    )
+    if partitions is not None:
+        skipped = _moved_to_partitions(skipped, calendar["session_date"], partitions)
+    if skipped.is_empty():
+        return rows
+    if partitions is not None:
+        # a break moved onto a session the pair has rows in ends the position on its first row there
+        on_rows = skipped.filter(pl.col("session_index") == pl.col("next_seen")).select("pair_id", "session_index")
+        skipped = skipped.filter(pl.col("session_index") != pl.col("next_seen").fill_null(-1))
+        first_rows = (
+            rows.with_columns(session_date=session_of(pl.col("bar_ts")))
+            .join(calendar.select("session_date", pl.col("session_index").cast(pl.Int64)), on="session_date")
+            .join(on_rows, on=["pair_id", "session_index"], how="semi")
+            .group_by("pair_id", "session_index")
+            .agg(pl.col("bar_ts").min())
+            .with_columns(is_moved_break=pl.lit(True))
+        )
+        rows = (
+            rows.join(first_rows.select("pair_id", "bar_ts", "is_moved_break"), on=["pair_id", "bar_ts"], how="left")
+            .with_columns(
+                break_zone=pl.when(pl.col("is_moved_break")).then(pl.lit(_GAP_BAR, pl.Int8)).otherwise(pl.col("break_zone"))
+            )
+            .drop("is_moved_break")
+        )
+        if skipped.is_empty():
+            return rows
+    breaks = (
+        skipped.drop("session_date", "bar_ts", "next_seen")
+        .join(calendar.with_columns(pl.col("session_index").cast(pl.Int64)), on="session_index")
+        .with_columns(bar_ts=pl.col("open_ts").dt.truncate("1h"))
+    )
+    if candidates is None:  # nothing says the pair left the candidates: every break is a gap
+        breaks = breaks.with_columns(is_listed=pl.lit(True))
+    else:
+        listed = _listed_pairs(candidates, breaks.select("session_date").unique())
+        breaks = breaks.join(listed, on=["pair_id", "session_date"], how="left")
+    breaks = breaks.with_columns(
+        break_zone=pl.when(pl.col("is_listed").fill_null(False)).then(_GAP_BAR).otherwise(_DROPPED_BAR).cast(pl.Int8),
+        zscore=pl.lit(None, pl.Float64),
+        is_added=pl.lit(True),
+    )
+    if "spread" in carried:
+        breaks = breaks.with_columns(spread=pl.lit(None, pl.Float64))
+    return pl.concat([rows, breaks.select(rows.columns)], how="vertical_relaxed")
+
+
+def _moved_to_partitions(skipped: pl.DataFrame, calendar: pl.Series, partitions: list[date]) -> pl.DataFrame:
+    """Breaks moved to the first listed session at or after their own; those with none left are dropped."""
+    is_listed = calendar.is_in(pl.Series(partitions, dtype=pl.Date).implode()).to_numpy()
+    listed_at = np.flatnonzero(is_listed)
+    at = np.searchsorted(listed_at, skipped["session_index"].to_numpy())
+    moved = np.where(at < listed_at.size, listed_at[np.minimum(at, max(listed_at.size - 1, 0))], -1) if listed_at.size else np.full(at.size, -1)
+    return skipped.with_columns(session_index=pl.Series(moved, dtype=pl.Int64)).filter(pl.col("session_index") >= 0)
+
+
+def _listed_pairs(candidates: pl.DataFrame, days: pl.DataFrame) -> pl.DataFrame:
+    """(pair_id, session_date, is_listed) for the pairs cointegrated in the latest scan before each day."""
+    weeks = candidates.select(pl.col("week_end_date").unique().sort())
+    in_force = days.sort("session_date").join_asof(
+        weeks.with_columns(week=pl.col("week_end_date")), left_on="session_date", right_on="week",
+        strategy="backward", allow_exact_matches=False,
+    ).drop_nulls("week_end_date")
+    # the pairs the spreads are computed for: the traded ones where the scan ranks them
+    active = candidates.filter(pl.col("is_traded" if "is_traded" in candidates.columns else "is_cointegrated")).select(
+        "week_end_date", pair_id=pl.concat_str("symbol_y", pl.lit("/"), "symbol_x")
+    )
+    return in_force.join(active, on="week_end_date").select("pair_id", "session_date", is_listed=pl.lit(True))
 
 
 def signal_state(signals: pl.DataFrame) -> pl.DataFrame:
     """One row per pair_id: the machine state after its last bar, to resume ``pair_signals`` from."""
+    carried = [c for c in _CARRIED_COLUMNS if c in signals.columns and c != "spread"]
     return (
         signals.sort("pair_id", "bar_ts")
         .group_by("pair_id", maintain_order=True)
-        .agg(pl.col("bar_ts", "position", "bars_held", "is_stop_locked").last())
+        .agg(pl.col("bar_ts", "position", "bars_held", "is_stop_locked", "signal", *carried).last())
         .select(
             "pair_id",
+            *carried,
             pl.col("bar_ts").alias("last_bar_ts"),
             "position",
             pl.when(pl.col("position") != 0).then(pl.col("bars_held")).otherwise(0).alias("bars_held"),
             "is_stop_locked",
+            pl.col("signal").cast(pl.String).is_in(_Z_EXIT_SIGNALS).alias("is_closed_on_last_bar"),
         )
     )
 
@@ -470,7 +673,7 @@ def _run_state_machine(
         timed_out = is_holding_table[key] & (held >= max_holding_bars)
         if timed_out.any():
             next_state[timed_out] = _FLAT_LOCKED
-            signal[timed_out] = _STOP
+            signal[timed_out] = _MAX_HOLD
         states[step] = next_state
         signals[step] = signal
         held_out[step] = held

@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 from loguru import logger
+
+from assets.analytics.backtest import fractional_kelly
+from assets.analytics.spreads import EXIT_SIGNALS
 
 from pipelines.trading.brokers import Broker
 from pipelines.trading.execution import OrderIntent, place_order
@@ -93,21 +97,16 @@ class Strategy(Protocol):
 
 
 def kelly_weight(trades: pl.DataFrame, params: PairsParams, regime: RegimeParams) -> float:
-    """Capped fractional Kelly from closed backtest trades' returns; the default weight with too few trades.
-
-    Same estimate as the backtest: ``(p W - q L) / (W L (p + q))`` on returns per notional.
-    """
-    closed = trades.filter(~pl.col("is_open"))["return_pct"].drop_nulls()
-    if closed.len() < params.min_trades_for_kelly:
-        return min(params.default_weight_pct, regime.max_pair_weight_pct)
-    wins, losses = closed.filter(closed > 0), -closed.filter(closed < 0)
-    edge = float(wins.sum() - losses.sum())
-    if edge <= 0:
-        return 0.0
-    if losses.len() == 0:
-        return regime.max_pair_weight_pct
-    kelly = edge / (float(wins.mean()) * float(losses.mean()) * (wins.len() + losses.len()))
-    return float(min(max(regime.kelly_fraction * kelly, 0.0), regime.max_pair_weight_pct))
+    """Capped fractional Kelly from the pair's closed backtest trades, by the backtest's own rule (`fractional_kelly`)."""
+    closed = trades.filter(~pl.col("is_open"))["return_pct"].drop_nulls().to_numpy()
+    wins, losses = closed[closed > 0], -closed[closed < 0]
+    weight = fractional_kelly(
+        np.array([closed.size]), np.array([wins.size]), np.array([losses.size]),
+        np.array([wins.sum()]), np.array([losses.sum()]),
+        kelly_fraction=regime.kelly_fraction, min_trades=params.min_trades_for_kelly,
+        default_weight=params.default_weight_pct, cap=regime.max_pair_weight_pct,
+    )
+    return float(weight[0])
 
 
 def cycle_id_at(strategy: str, now: datetime, period: timedelta = BAR) -> str:
@@ -181,7 +180,6 @@ class PairsStrategy:
             require_last_hour(bars_read, signals_read, now)
             signals, bars = known_at(signals_read.frame, now), known_at(bars_read.frame, now)
             regime_rows = reader.read_latest("market_regime", 2).frame.filter(pl.col("session_date") < now.date())
-            candidates = reader.read_latest("pair_candidates", 2).frame.filter(pl.col("week_end_date") < now.date())
             backtest = reader.read("backtest_trades").frame
         except UnusableAssetError as unusable:
             return self._blocked(report, reader, now, dry_run, unusable)
@@ -197,10 +195,9 @@ class PairsStrategy:
         report.versions = reader.versions_used()
         state = book_state(self.ledger, broker, prices, now)
         latest = signals.sort("bar_ts").group_by("pair_id").last().sort("pair_id")
-        hedges = candidates.filter(pl.col("is_traded")).sort("week_end_date").group_by("symbol_y", "symbol_x").last()
         committed = sum(t["entry_notional"] or 0.0 for t in self.ledger.live_pair_trades(self.name))
         for row in latest.iter_rows(named=True):
-            decision, trade = self._decide(row, hedges, backtest, prices, state, regime, committed, cycle_id)
+            decision, trade = self._decide(row, backtest, prices, state, regime, committed, cycle_id)
             if decision.verdict == "rejected":
                 breaches = validate_risk_limits(TradeProposal(row["pair_id"], decision.legs, True), state, self.limits).breaches
                 if not dry_run:
@@ -240,7 +237,7 @@ class PairsStrategy:
             self.ledger.finish_cycle(report.cycle_id, "blocked", str(unusable), report.versions, now)
         return report
 
-    def _decide(self, row, hedges, backtest, prices, state, regime, committed, cycle_id):
+    def _decide(self, row, backtest, prices, state, regime, committed, cycle_id):
         pair_id, signal, z = row["pair_id"], row["signal"], row["zscore"]
         live = [t for t in self.ledger.live_pair_trades(self.name) if t["pair_id"] == pair_id]
         if live:
@@ -262,11 +259,10 @@ class PairsStrategy:
             return PairDecision(pair_id, signal, z, "none", "approved", "no entry signal"), None
         if abs(z) < regime.min_abs_entry_z:
             return PairDecision(pair_id, signal, z, "none", "approved", f"|z| below {regime.min_abs_entry_z}"), None
-        hedge = hedges.filter((pl.col("symbol_y") == row["symbol_y"]) & (pl.col("symbol_x") == row["symbol_x"]))
         py, px = prices.get(row["symbol_y"]), prices.get(row["symbol_x"])
-        if hedge.is_empty() or py is None or px is None:
-            return PairDecision(pair_id, signal, z, "none", "approved", "no hedge ratio or price for the pair"), None
-        beta = float(hedge["hedge_ratio"][0])
+        if py is None or px is None:
+            return PairDecision(pair_id, signal, z, "none", "approved", "no price for the pair"), None
+        beta = float(row["hedge_ratio"])  # the hedge of the spread that fired the signal, as in the backtest
         weight = kelly_weight(backtest.filter(pl.col("pair_id") == pair_id), self.params, regime)
         room = max(0.0, self.params.max_total_weight_pct * state.equity - committed)
         notional = min(weight * state.equity, room)
@@ -306,7 +302,7 @@ class PairsStrategy:
         elif trade["status"] == "open":
             self.ledger.update_pair_trade(trade["pair_trade_id"], status="closing", closed_cycle_id=cycle_id,
                                           exit_zscore=row["zscore"], exit_ts=row["bar_ts"],
-                                          exit_reason=row["signal"] if row["signal"] in ("exit", "stop") else "flip")
+                                          exit_reason=row["signal"] if row["signal"] in EXIT_SIGNALS else "flip")
         placed = []
         for leg_name, leg in zip(("y", "x"), decision.legs):
             if abs(leg.signed_qty) < 1e-9:

@@ -56,7 +56,7 @@ def test_whole_strategy_builds_clean(built):
     assert strategy.height == 1 and strategy["trade_count"][0] > 10
     assert -1 < strategy["max_drawdown_pct"][0] < 0
     trades = warehouse.read("backtest_trades")
-    assert set(trades["exit_reason"]) <= {"exit", "stop", "open"} and trades.height == strategy["trade_count"][0] + strategy["open_trade_count"][0]
+    assert set(trades["exit_reason"]) <= {"exit", "stop", "max_hold", "dropped", "gap", "open"} and trades.height == strategy["trade_count"][0] + strategy["open_trade_count"][0]
 
 
 def test_known_pairs_are_found_and_match_statsmodels(built):
@@ -113,12 +113,81 @@ def test_signals_resumed_day_by_day_equal_one_pass(built, tmp_path):
         second = build(stepwise, selection="+pair_signals", run_id="second", batch_partitions=3)
         assert second.exit_code == 0
         assert len(second.outcomes["pair_signals"].built) == RunWindow.between(date(2025, 9, 2), END).sessions.height
-        columns = ["pair_id", "bar_ts", "position", "signal", "bars_held", "is_stop_locked"]
-        one_pass = warehouse.read("pair_signals").select(columns).sort("pair_id", "bar_ts")
-        resumed = stepwise.read("pair_signals").select(columns).sort("pair_id", "bar_ts")
+        one_pass = warehouse.read("pair_signals").sort("pair_id", "bar_ts")
+        resumed = stepwise.read("pair_signals").select(one_pass.columns).sort("pair_id", "bar_ts")
         assert resumed.equals(one_pass)
     finally:
         stepwise.close()
+
+
+def test_published_signals_follow_the_stated_rules_on_each_pairs_sessions(built):
+    from assets.analytics.spreads import SignalParams
+    from assets.calendar import hourly_bar_starts
+    from tests.assets.analytics.signal_reference import reference_pair_signals
+
+    warehouse, *_ = built
+    calendar = RunWindow.between(START, END).sessions
+    sessions = calendar["session_date"].to_list()
+    open_bar = dict(hourly_bar_starts(calendar).group_by("session_date").agg(pl.col("bar_ts").min()).iter_rows())
+    scans = warehouse.read("pair_candidates").filter(pl.col("is_cointegrated"))
+    by_week = {}
+    for week, y, x in scans.select("week_end_date", "symbol_y", "symbol_x").iter_rows():
+        by_week.setdefault(week, set()).add(f"{y}/{x}")
+    listed = set()
+    for day in sessions:
+        earlier = [week for week in by_week if week < day]
+        listed |= {(pair, day) for pair in by_week[max(earlier)]} if earlier else set()
+    spreads = warehouse.read("pair_spreads").with_columns(
+        session_date=pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date()
+    )
+    expected = reference_pair_signals(
+        spreads.select("pair_id", "bar_ts", "session_date", "zscore").to_dicts(), sessions, SignalParams(),
+        listed=listed, through=END, open_bar=open_bar,
+    )
+    published = warehouse.read("pair_signals").sort("pair_id", "bar_ts")
+    assert published.select("pair_id", "bar_ts", "position", "signal", "bars_held", "is_stop_locked").rows() == expected
+    assert {"dropped", "exit", "stop"} <= set(published["signal"])
+
+    # no position spans a session in which its pair had no rows
+    number = {day: k for k, day in enumerate(sessions)}
+    rows = published.with_columns(
+        session=pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().replace_strict(number, return_dtype=pl.Int64)
+    )
+    spanning = rows.filter(
+        (pl.col("session").shift(-1).over("pair_id") > pl.col("session") + 1) & (pl.col("position") != 0)
+    )
+    assert spanning.is_empty()
+
+
+def test_every_trade_uses_what_its_signal_knew(built):
+    warehouse, *_ = built
+    trades = warehouse.read("backtest_trades")
+    spreads = warehouse.read("pair_spreads").select(
+        "pair_id", pl.col("bar_ts").alias("signal_ts"), "spread", pl.col("hedge_ratio").alias("spread_hedge"), "hedge_week_end_date"
+    )
+    scans = warehouse.read("pair_candidates").select(
+        pl.concat_str("symbol_y", pl.lit("/"), "symbol_x").alias("pair_id"), pl.col("week_end_date").alias("hedge_week_end_date"),
+        pl.col("hedge_ratio").alias("scan_hedge"),
+    )
+    checked = trades.join(spreads, on=["pair_id", "signal_ts"], how="left").join(scans, on=["pair_id", "hedge_week_end_date"], how="left")
+    assert checked["spread_hedge"].null_count() == 0
+    assert (checked["hedge_ratio"] == checked["spread_hedge"]).all() and (checked["hedge_ratio"] == checked["scan_hedge"]).all()
+    assert (checked["entry_spread"] == checked["spread"]).all()
+    # the scan in force is the last one before the signal's session
+    signal_day = checked["signal_ts"].dt.convert_time_zone("America/New_York").dt.date()
+    assert (checked["hedge_week_end_date"] < signal_day).all()
+    assert (trades["entry_ts"] > trades["signal_ts"]).all()  # one bar of fill lag
+
+    # a trade holds exposure only while its pair has rows: every in-market bar follows its pair's previous session
+    equity = warehouse.read("backtest_equity").sort("pair_id", "bar_ts").with_columns(
+        day=pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date()
+    )
+    sessions = RunWindow.between(START, END).sessions["session_date"].to_list()
+    number = {day: k for k, day in enumerate(sessions)}
+    held = equity.with_columns(session=pl.col("day").replace_strict(number, return_dtype=pl.Int64)).filter(
+        pl.col("is_in_market") & (pl.col("session") > pl.col("session").shift(1).over("pair_id") + 1)
+    )
+    assert held.is_empty()
 
 
 def test_rebuild_is_a_noop_and_a_new_day_builds_only_that_day(built, tmp_path):

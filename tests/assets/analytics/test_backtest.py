@@ -40,17 +40,24 @@ def make_bars(closes: dict[str, list[float]]) -> pl.DataFrame:
     )
 
 
-def make_candidates(pairs: list[tuple[str, str, float]], intercept: float = 0.0) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "symbol_y": [y for y, _, _ in pairs],
-            "symbol_x": [x for _, x, _ in pairs],
-            "hedge_ratio": [beta for _, _, beta in pairs],
-            "intercept": [intercept] * len(pairs),
-            "half_life_bars": [10.0] * len(pairs),
-            "is_cointegrated": [True] * len(pairs),
-        }
+def legged(
+    signals: pl.DataFrame, bars: pl.DataFrame, pairs: list[tuple[str, str, float]], intercept: float = 0.0
+) -> pl.DataFrame:
+    """Signals with their legs, the hedge ratio and intercept of their spread, and that spread from the bars."""
+    hedges = {f"{y}/{x}": beta for y, x, beta in pairs}
+    closes = bars.select("symbol", "bar_ts", "close_px")
+    frame = signals.with_columns(
+        symbol_y=pl.col("pair_id").str.split("/").list.first(),
+        symbol_x=pl.col("pair_id").str.split("/").list.last(),
+        hedge_ratio=pl.col("pair_id").replace_strict(hedges, return_dtype=pl.Float64),
+        intercept=pl.lit(intercept),
     )
+    for leg in ("y", "x"):
+        frame = frame.join(
+            closes.rename({"symbol": f"symbol_{leg}", "close_px": f"{leg}_px"}), on=[f"symbol_{leg}", "bar_ts"], how="left"
+        )
+    spread = pl.col("y_px").log() - pl.col("hedge_ratio") * pl.col("x_px").log() - pl.col("intercept")
+    return frame.with_columns(spread=spread.fill_null(0.0)).drop("y_px", "x_px")
 
 
 HAND_PARAMS = BacktestParams(
@@ -61,6 +68,7 @@ HAND_PARAMS = BacktestParams(
     min_trades_for_kelly=10,
     max_pair_weight_pct=0.5,
     max_gross_exposure_pct=1.0,
+    fill_lag_bars=0,
 )
 
 
@@ -76,7 +84,7 @@ def two_trade_run(params: BacktestParams = HAND_PARAMS):
             "X": [50.0, 50.0, 50.5, 51.0, 50.0, 50.0, 50.0, 50.0, 49.0],
         }
     )
-    return backtest_trades(signals, bars, make_candidates([("Y", "X", 1.0)]), params)
+    return backtest_trades(legged(signals, bars, [("Y", "X", 1.0)]), bars, params)
 
 
 def test_two_trades_priced_by_hand():
@@ -134,7 +142,7 @@ def test_fill_lag_moves_fills_to_the_next_close():
 def test_legs_split_gross_notional_by_hedge_ratio():
     signals = make_signals("Y/X", [0, -1, -1], ["none", "enter_short", "hold"])
     bars = make_bars({"Y": [40.0, 40.0, 41.0], "X": [80.0, 80.0, 79.0]})
-    trades = backtest_trades(signals, bars, make_candidates([("Y", "X", 1.5)]), HAND_PARAMS).trades
+    trades = backtest_trades(legged(signals, bars, [("Y", "X", 1.5)]), bars, HAND_PARAMS).trades
     row = trades.row(0, named=True)
     assert row["y_qty"] * 40.0 == pytest.approx(-100_000 / 2.5)
     assert row["x_qty"] * 80.0 == pytest.approx(100_000 * 1.5 / 2.5)
@@ -202,20 +210,16 @@ def test_changing_a_future_trade_leaves_earlier_sizes_alone():
     # Y tracks X plus a noisy multiple of z, so trades mostly win and Kelly sizes vary.
     x_close = 50.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
     y_close = 2.0 * x_close * np.exp(0.01 * z + rng.normal(0, 0.004, n))
-    candidates = make_candidates([("Y", "X", 1.0)])
     params = BacktestParams(min_trades_for_kelly=3, max_pair_weight_pct=1e6, max_gross_exposure_pct=1e9)
-
-    base = backtest_trades(
-        signals, make_bars({"Y": y_close.tolist(), "X": x_close.tolist()}), candidates, params
-    ).trades
+    bars = make_bars({"Y": y_close.tolist(), "X": x_close.tolist()})
+    base = backtest_trades(legged(signals, bars, [("Y", "X", 1.0)]), bars, params).trades
     assert base.height > 10 and base["weight_pct"].n_unique() > 3
     k = base.height // 2
     entry_bar = hours(n).index(base["entry_ts"][k])
     shocked_y = y_close.copy()
     shocked_y[entry_bar + 1 :] *= 1.2
-    shocked = backtest_trades(
-        signals, make_bars({"Y": shocked_y.tolist(), "X": x_close.tolist()}), candidates, params
-    ).trades
+    shocked_bars = make_bars({"Y": shocked_y.tolist(), "X": x_close.tolist()})
+    shocked = backtest_trades(legged(signals, shocked_bars, [("Y", "X", 1.0)]), shocked_bars, params).trades
 
     assert shocked["return_pct"][k] != base["return_pct"][k]
     assert shocked["weight_pct"][: k + 1].to_list() == base["weight_pct"][: k + 1].to_list()
@@ -233,10 +237,8 @@ def test_gross_cap_shares_room_pro_rata_and_frees_it_on_exit():
     }
     signals = pl.concat(make_signals(pair_id, *columns) for pair_id, columns in rows.items())
     bars = make_bars({symbol: [10.0, 10.5, 11.0, 10.8, 10.2, 10.4] for symbol in "ABCDZ"})
-    params = BacktestParams(default_weight_pct=0.6, max_pair_weight_pct=1.0, max_gross_exposure_pct=1.0)
-    trades = backtest_trades(
-        signals, bars, make_candidates([(p, "Z", 1.0) for p in "ABCD"]), params
-    ).trades.sort("pair_id")
+    params = BacktestParams(default_weight_pct=0.6, max_pair_weight_pct=1.0, max_gross_exposure_pct=1.0, fill_lag_bars=0)
+    trades = backtest_trades(legged(signals, bars, [(p, "Z", 1.0) for p in "ABCD"]), bars, params).trades.sort("pair_id")
     assert trades["kelly_weight_pct"].to_list() == [0.6] * 4
     assert trades["weight_pct"].to_list() == pytest.approx([0.5, 0.5, 0.0, 0.5], abs=1e-12)
 
@@ -261,7 +263,7 @@ def test_bar_pnl_adds_up_to_trade_pnl_on_a_random_book():
     signals = pair_signals(spreads, SignalParams(entry_z=1.5, exit_z=0.2, stop_z=3.5, max_holding_bars=15))
     params = BacktestParams(min_trades_for_kelly=5, max_gross_exposure_pct=0.15, fill_lag_bars=1)
 
-    result = backtest_trades(signals, bars, make_candidates(pairs), params)
+    result = backtest_trades(legged(signals, bars, pairs), bars, params)
 
     by_pair = result.returns.group_by("pair_id").agg(
         pl.col("net_pnl").sum(), pl.col("is_in_market").sum(), pl.col("equity").last()
@@ -286,16 +288,63 @@ def _open_gross_by_bar(trades: pl.DataFrame) -> list[float]:
     ]
 
 
-def test_missing_candidate_or_leg_price_is_an_error():
+def test_missing_leg_price_is_an_error():
     signals = make_signals("Y/X", [0, 1], ["none", "enter_long"])
-    with pytest.raises(ValueError, match="missing from candidates"):
-        backtest_trades(
-            signals,
-            make_bars({"Y": [1.0, 1.0], "X": [1.0, 1.0]}),
-            make_candidates([("Y", "W", 1.0)]),
-            HAND_PARAMS,
-        )
+    full = make_bars({"Y": [1.0, 1.0], "X": [1.0, 1.0]})
     with pytest.raises(ValueError, match="leg closes"):
-        backtest_trades(
-            signals, make_bars({"Y": [1.0, 1.0], "X": [1.0]}), make_candidates([("Y", "X", 1.0)]), HAND_PARAMS
-        )
+        backtest_trades(legged(signals, full, [("Y", "X", 1.0)]), make_bars({"Y": [1.0, 1.0], "X": [1.0]}), HAND_PARAMS)
+
+
+def test_a_trade_keeps_its_entry_hedge_and_closes_at_a_stream_break():
+    from datetime import date
+
+    from assets.calendar import hourly_bar_starts, sessions
+
+    bar_ts = hourly_bar_starts(sessions(date(2025, 3, 3), date(2025, 3, 5)))["bar_ts"].to_list()
+    day0, day1, day2 = bar_ts[:7], bar_ts[7:14], bar_ts[14:]
+    signals = pl.DataFrame(
+        {
+            "pair_id": "A/B", "symbol_y": "A", "symbol_x": "B",
+            "bar_ts": [day0[5], day0[6], day1[0], day2[0], day2[1]],
+            "spread": [0.11, 0.05, None, -0.2, -0.1],
+            "zscore": [-2.5, -1.9, None, 2.4, 2.2],
+            "hedge_ratio": [1.0, 2.0, 2.0, 1.5, 1.5],
+            "intercept": [0.0, 0.0, 0.0, 0.1, 0.1],
+            "position": pl.Series([1, 1, 0, -1, -1], dtype=pl.Int8),
+            "signal": ["enter_long", "hold", "gap", "enter_short", "hold"],
+        }
+    )
+    closes = {"A": np.linspace(100.0, 110.0, len(bar_ts)), "B": np.linspace(50.0, 45.0, len(bar_ts))}
+    bars = pl.DataFrame(
+        {"symbol": np.repeat(["A", "B"], len(bar_ts)), "bar_ts": bar_ts * 2, "close_px": np.concatenate([closes["A"], closes["B"]])}
+    ).filter(~((pl.col("symbol") == "B") & (pl.col("bar_ts") == day1[0])))  # B has no bar where the gap closes
+    trades = backtest_trades(signals, bars, BacktestParams()).trades
+
+    first, second = trades.row(0, named=True), trades.row(1, named=True)
+    assert (first["hedge_ratio"], first["entry_spread"], first["exit_reason"]) == (1.0, 0.11, "gap")
+    assert first["entry_ts"] == day0[6] and first["exit_ts"] == day1[0]  # one bar after the signal; at the break
+    assert first["exit_y_px"] == closes["A"][7] and first["exit_x_px"] == closes["B"][6]  # B's last close before
+    assert first["x_qty"] == pytest.approx(-first["y_qty"] * closes["A"][6] * 1.0 / closes["B"][6])
+    exit_notional = abs(first["y_qty"]) * closes["A"][7] + abs(first["x_qty"]) * closes["B"][6]
+    assert first["cost"] == pytest.approx(BacktestParams().cost_rate * (first["entry_notional"] + exit_notional))
+    assert second["is_open"] and second["exit_reason"] == "open" and second["hedge_ratio"] == 1.5
+    assert second["entry_ts"] == day2[1] and second["entry_spread"] == -0.2
+
+
+def test_an_open_trade_frees_its_exposure_when_its_stream_ends():
+    rows = {
+        "A/Z": ([0, 1, 1], ["none", "enter_long", "hold"]),
+        "B/Z": ([0, 0, 0, 0, 1, 1], ["none", "none", "none", "none", "enter_long", "hold"]),
+    }
+    signals = pl.concat(make_signals(pair_id, *columns) for pair_id, columns in rows.items())
+    bars = make_bars({symbol: [10.0, 10.5, 11.0, 10.8, 10.2, 10.4] for symbol in "ABZ"})
+    params = BacktestParams(default_weight_pct=0.6, max_pair_weight_pct=1.0, max_gross_exposure_pct=1.0, fill_lag_bars=0)
+    trades = backtest_trades(legged(signals, bars, [("A", "Z", 1.0), ("B", "Z", 1.0)]), bars, params).trades.sort("pair_id")
+    assert trades["is_open"].to_list() == [True, True]
+    assert trades["weight_pct"].to_list() == [0.6, 0.6]  # A's stream ended at bar 2: its room is free at bar 4
+
+
+def test_fill_lag_is_zero_or_one_bar():
+    with pytest.raises(ValueError, match="fill_lag_bars"):
+        BacktestParams(fill_lag_bars=2)
+    assert BacktestParams().fill_lag_bars == 1

@@ -117,6 +117,8 @@ def test_no_cointegrated_pairs_give_an_empty_frame():
         "spread_mean",
         "spread_std",
         "zscore",
+        "hedge_ratio",
+        "intercept",
     ]
 
 
@@ -243,7 +245,7 @@ def test_holding_time_stop_and_missing_zscores_count_as_held_bars():
         "enter_long",
         "hold",
         "hold",
-        "stop",
+        "max_hold",
         "none",
         "none",
     ]
@@ -278,7 +280,7 @@ def reference_signals(
             ):
                 signal, state = "exit", "flat"
             elif held >= params.max_holding_bars:
-                signal, state = "stop", "locked"
+                signal, state = "max_hold", "locked"
             else:
                 signal = "hold"
             bars_held = held
@@ -349,7 +351,7 @@ def test_state_machine_invariants(case):
             if signal in ("enter_long", "enter_short"):
                 assert previous_position == 0 and not locked, "entry while in position or stop-locked"
                 open_entries += 1
-            if signal in ("exit", "stop"):
+            if signal in ("exit", "stop", "max_hold"):
                 assert previous_position != 0
                 open_entries -= 1
             assert open_entries in (0, 1), "an entry without exactly one exit or stop"
@@ -361,7 +363,7 @@ def test_state_machine_invariants(case):
                     assert row["position"] == 0 and signal == "stop"
                 if locked and abs(z) < params.entry_z:
                     locked = False
-            if signal == "stop":
+            if signal in ("stop", "max_hold"):
                 locked = True
             assert row["position"] == 0 or row["position"] == previous_position or previous_position == 0
             previous_position = row["position"]
@@ -401,3 +403,123 @@ def test_signals_accept_unsorted_input_and_return_it_sorted():
     assert_frame_equal(
         pair_signals(shuffled, params), pair_signals(spreads.sort("pair_id", "bar_ts"), params)
     )
+
+
+# --- the pair's own clock: stream breaks, resuming at any session --------------------------------------
+
+from datetime import date  # noqa: E402
+
+from assets.calendar import hourly_bar_starts, sessions as exchange_sessions  # noqa: E402
+from tests.assets.analytics.signal_reference import reference_pair_signals  # noqa: E402
+
+CALENDAR = exchange_sessions(date(2025, 3, 3), date(2025, 4, 25))
+SESSION_DATES = CALENDAR["session_date"].to_list()
+BAR_STARTS = hourly_bar_starts(CALENDAR)
+OPEN_BAR = {d: ts for d, ts in BAR_STARTS.group_by("session_date").agg(pl.col("bar_ts").min()).iter_rows()}
+WEEK_ENDS = sorted(CALENDAR.group_by(pl.col("session_date").dt.week().alias("week")).agg(pl.col("session_date").max())["session_date"])
+
+
+@st.composite
+def clocked_cases(draw):
+    params, _ = draw(signal_cases())
+    z_value = st.one_of(st.floats(-6.0, 6.0, allow_nan=False), st.none())
+    rows = []
+    for k in range(draw(st.integers(1, 3))):
+        days = sorted(draw(st.sets(st.sampled_from(SESSION_DATES[:20]), min_size=1, max_size=12)))
+        for day in days:
+            bars = BAR_STARTS.filter(pl.col("session_date") == day)["bar_ts"].to_list()
+            kept = bars[: draw(st.integers(1, len(bars)))]
+            rows += [{"pair_id": f"P{k}/Q", "bar_ts": ts, "session_date": day, "zscore": draw(z_value)} for ts in kept]
+    scans = {week: draw(st.sets(st.sampled_from(["P0/Q", "P1/Q", "P2/Q"]))) for week in WEEK_ENDS}
+    cut = draw(st.integers(1, 20))
+    return params, rows, scans, cut
+
+
+def _candidates(scans: dict[date, set[str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [(week, p.split("/")[0], "Q", True) for week, pairs in scans.items() for p in sorted(pairs)],
+        schema={"week_end_date": pl.Date, "symbol_y": pl.String, "symbol_x": pl.String, "is_cointegrated": pl.Boolean},
+        orient="row",
+    ).vstack(pl.DataFrame({"week_end_date": WEEK_ENDS, "symbol_y": "Z", "symbol_x": "Q", "is_cointegrated": False}))
+
+
+def _listed(scans: dict[date, set[str]]) -> set[tuple[str, date]]:
+    listed = set()
+    for day in SESSION_DATES:
+        earlier = [week for week in scans if week < day]
+        if earlier:
+            listed |= {(pair, day) for pair in scans[max(earlier)]}
+    return listed
+
+
+def _as_tuples(frame: pl.DataFrame) -> list[tuple]:
+    return frame.select(
+        "pair_id", "bar_ts", "position", pl.col("signal").cast(pl.String), "bars_held", "is_stop_locked"
+    ).rows()
+
+
+@settings(max_examples=120, deadline=None)
+@given(clocked_cases())
+def test_signals_follow_the_pairs_own_sessions_and_resume_anywhere(case):
+    params, rows, scans, cut = case
+    spreads = pl.DataFrame(
+        rows, schema={"pair_id": pl.String, "bar_ts": pl.Datetime("us", "UTC"), "session_date": pl.Date, "zscore": pl.Float64}
+    ).with_columns(symbol_y=pl.col("pair_id").str.split("/").list.first(), symbol_x=pl.lit("Q"), spread=pl.lit(0.0))
+    through = SESSION_DATES[21]
+    candidates = _candidates(scans)
+    one_pass = pair_signals(spreads.drop("session_date"), params, through=through, candidates=candidates)
+
+    expected = reference_pair_signals(
+        rows, SESSION_DATES, params, listed=_listed(scans), through=through, open_bar=OPEN_BAR
+    )
+    assert _as_tuples(one_pass) == expected
+
+    first = pair_signals(
+        spreads.filter(pl.col("session_date") < SESSION_DATES[cut]).drop("session_date"), params,
+        through=SESSION_DATES[cut - 1], candidates=candidates,
+    )
+    rest = pair_signals(
+        spreads.filter(pl.col("session_date") >= SESSION_DATES[cut]).drop("session_date"), params,
+        state=signal_state(first) if first.height else None, through=through, candidates=candidates,
+    )
+    assert _as_tuples(pl.concat([first, rest]).sort("pair_id", "bar_ts")) == expected
+
+
+def test_a_position_ends_at_the_first_bar_of_a_session_its_pair_missed():
+    days = SESSION_DATES[:4]
+    bars = {d: BAR_STARTS.filter(pl.col("session_date") == d)["bar_ts"].to_list() for d in days}
+    spreads = pl.DataFrame(
+        {"pair_id": "A/B", "bar_ts": [bars[days[0]][-1], bars[days[2]][0]], "zscore": [2.5, 2.5]},
+        schema_overrides={"bar_ts": pl.Datetime("us", "UTC")},
+    )
+    out = pair_signals(spreads, SignalParams())
+    assert out.select("bar_ts", "position", pl.col("signal").cast(pl.String), "bars_held").rows() == [
+        (bars[days[0]][-1], -1, "enter_short", 0),
+        (bars[days[1]][0], 0, "gap", 1),
+        (bars[days[2]][0], -1, "enter_short", 0),
+    ]
+    # the stream ending before `through` closes it too; without `through` it stays open
+    ended = pair_signals(spreads.head(1), SignalParams(), through=days[3])
+    assert ended["signal"].cast(pl.String).to_list() == ["enter_short", "gap"]
+    assert pair_signals(spreads.head(1), SignalParams())["position"].to_list() == [-1]
+
+
+def test_a_break_in_a_session_without_a_partition_ends_the_position_on_the_next_one():
+    days = SESSION_DATES[:4]
+    bars = {d: BAR_STARTS.filter(pl.col("session_date") == d)["bar_ts"].to_list() for d in days}
+    spreads = pl.DataFrame(
+        {"pair_id": "A/B", "bar_ts": [bars[days[0]][-1], bars[days[2]][0], bars[days[2]][1]], "zscore": [2.5, 2.5, 2.5]},
+        schema_overrides={"bar_ts": pl.Datetime("us", "UTC")},
+    )
+    # days[1] was never built (its upstream was quarantined): the position ends on the pair's next row
+    out = pair_signals(spreads, SignalParams(), partitions=[days[0], days[2], days[3]], through=days[3])
+    assert out.select("bar_ts", "position", pl.col("signal").cast(pl.String)).rows() == [
+        (bars[days[0]][-1], -1, "enter_short"),
+        (bars[days[2]][0], 0, "gap"),
+        (bars[days[2]][1], -1, "enter_short"),
+        (bars[days[3]][0], 0, "gap"),
+    ]
+    resumed = pair_signals(
+        spreads.tail(2), SignalParams(), state=signal_state(out.head(1)), partitions=[days[2], days[3]], through=days[3]
+    )
+    assert resumed.equals(out.tail(3))
