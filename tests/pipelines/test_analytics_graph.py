@@ -146,7 +146,7 @@ def test_published_signals_follow_the_stated_rules_on_each_pairs_sessions(built)
     )
     published = warehouse.read("pair_signals").sort("pair_id", "bar_ts")
     assert published.select("pair_id", "bar_ts", "position", "signal", "bars_held", "is_stop_locked").rows() == expected
-    assert {"dropped", "exit", "stop"} <= set(published["signal"])
+    assert {"exit", "enter_long", "enter_short"} <= set(published["signal"])
 
     # no position spans a session in which its pair had no rows
     number = {day: k for k, day in enumerate(sessions)}
