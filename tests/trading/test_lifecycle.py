@@ -87,3 +87,17 @@ def test_orders_with_unknown_outcome_are_adopted_or_marked_not_submitted_after_t
     assert reconcile_trades(ledger, broker, NOW + timedelta(minutes=7)).discrepancies == []
     assert broker.submit_order(OrderRequest("q-c1-KO.PEP-y-open", "KO", "buy", 10.0)).status == "filled"
     assert len(broker.orders()) == 2  # a second submit of a known id returns the book's order, books nothing
+
+
+def test_reconcile_reports_a_live_ledger_order_the_broker_does_not_know(ledger, tmp_path):
+    """The other direction: the ledger says an order is working, the broker has never heard of it."""
+    settings = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
+    broker = PaperBroker(paper_engine(settings.paper_url), PRICES.get, NOW, settings)
+    ledger.insert_order(dict(client_order_id="q-c9-KO-s-open", cycle_id="c9", strategy="momentum", pair_id="KO",
+                             leg="s", action="open", symbol="KO", side="buy", qty=5.0, filled_qty=0.0,
+                             status="accepted", broker_order_id="paper-99", created_at=NOW, updated_at=NOW))
+    report = reconcile_trades(ledger, broker, NOW + timedelta(minutes=1))
+    assert report.discrepancies == ["ledger order q-c9-KO-s-open (accepted) is unknown to the broker: expired"]
+    assert report.repaired == [] and ledger.order("q-c9-KO-s-open")["status"] == "expired"
+    assert [e["rule"] for e in ledger.rows(tables.risk_events)] == ["reconcile_order_missing_at_broker"]
+    assert reconcile_trades(ledger, broker, NOW + timedelta(minutes=2)).discrepancies == []
