@@ -34,23 +34,46 @@ class HealthRow:
 
 
 def freshness_rows(current: pl.DataFrame, graph: AssetGraph, now: datetime) -> list[HealthRow]:
-    """For each asset that declares a freshness: ok while its last publish is younger than that, else stale."""
-    last = dict(current.group_by("asset").agg(pl.col("published_at").max()).iter_rows()) if current.height else {}
+    """For each asset that declares a freshness: is the data recent enough, judged by data time, not publish time.
+
+    A partitioned asset is as old as its newest published partition's session close (as
+    the validated reader measures it), and the detail says how many exchange sessions it
+    is behind; an unpartitioned one is as old as its last publish.
+    """
     rows = []
     for asset in graph:
         if asset.freshness is None:
             continue
-        published = last.get(asset.name)
-        if published is None:
+        mine = current.filter(pl.col("asset") == asset.name) if current.height else current
+        if mine.is_empty():
             rows.append(HealthRow(f"fresh:{asset.name}", "fail", "never published"))
             continue
-        age = now - published
-        within = age <= asset.freshness
-        rows.append(HealthRow(
-            f"fresh:{asset.name}", "ok" if within else "fail",
-            f"last published {published:%Y-%m-%d %H:%M} UTC, {_age(age)} ago (limit {_age(asset.freshness)})",
-        ))
+        if asset.is_partitioned:
+            newest = max(mine["partition_key"].to_list())
+            data_end, behind = _session_close_and_lag(newest, now)
+            age = now - data_end
+            detail = (f"newest partition {newest} (data to {data_end:%Y-%m-%d %H:%M} UTC), {_age(age)} old, "
+                      f"{behind} completed sessions behind (limit {_age(asset.freshness)})")
+        else:
+            published = mine["published_at"].max()
+            age = now - published
+            detail = f"last published {published:%Y-%m-%d %H:%M} UTC, {_age(age)} ago (limit {_age(asset.freshness)})"
+        rows.append(HealthRow(f"fresh:{asset.name}", "ok" if age <= asset.freshness else "fail", detail))
     return rows
+
+
+def _session_close_and_lag(key: str, now: datetime) -> tuple[datetime, int]:
+    """The close of the session `key` and how many sessions have completed after it by `now`."""
+    from datetime import date
+
+    from assets.calendar import sessions
+
+    day = date.fromisoformat(key)
+    span = sessions(day, max(day, now.date()))
+    close = span.filter(pl.col("session_date") == day)["close_ts"]
+    data_end = close[0] if close.len() else datetime(day.year, day.month, day.day, 21, tzinfo=timezone.utc)
+    behind = span.filter((pl.col("session_date") > day) & (pl.col("close_ts") <= now)).height
+    return data_end, behind
 
 
 def _age(delta: timedelta) -> str:
@@ -110,6 +133,49 @@ def check_prefect_api(api_url: str | None) -> HealthRow:
     return HealthRow("prefect-api", "ok", redact(api_url))
 
 
+def check_orchestration(api_url: str | None, now: datetime, stalled_after: timedelta) -> list[HealthRow]:
+    """What stops schedules from running: Late runs, work pools with no live worker, runs stuck Pending or Running.
+
+    Only against a Prefect server (a temporary one has no workers and no lateness to speak of).
+    """
+    if not api_url:
+        return []
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter, FlowRunFilterStartTime, FlowRunFilterState, FlowRunFilterStateName, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    try:
+        with get_client(sync_client=True) as client:
+            late = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Late"]))),
+                limit=200)
+            stuck = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])),
+                    start_time=FlowRunFilterStartTime(before_=now - stalled_after)),
+                limit=200)
+            deployments = {d.id: d.name for d in client.read_deployments(limit=200)}
+            pools = [(pool, client.read_workers_for_work_pool(pool.name)) for pool in client.read_work_pools()]
+    except Exception as error:
+        return [HealthRow("orchestration", "fail", redact(f"{api_url}: {type(error).__name__}: {error}"))]
+
+    def runs(found) -> str:
+        names = sorted({deployments.get(r.deployment_id, r.name) for r in found})
+        return f"{len(found)} runs: " + ", ".join(names[:10])
+
+    idle = [pool.name for pool, workers in pools
+            if not pool.is_paused and not any(str(w.status).upper().endswith("ONLINE") for w in workers)]
+    return [
+        HealthRow("late-runs", "fail" if late else "ok", runs(late) if late else "none"),
+        HealthRow("stalled-runs", "fail" if stuck else "ok",
+                  f"{runs(stuck)} pending or running for over {_age(stalled_after)}" if stuck else "none"),
+        HealthRow("work-pools", "fail" if idle else "ok",
+                  f"no live worker in {', '.join(sorted(idle))}" if idle else f"{len(pools)} pools with live workers"),
+    ]
+
+
 def run_probes(probes: Mapping[str, Probe]) -> list[HealthRow]:
     rows = []
     for name, probe in probes.items():
@@ -126,6 +192,7 @@ def system_health(settings: Settings, ops: OpsSettings, graph: AssetGraph | None
     now = now or datetime.now(timezone.utc)
     rows = check_warehouse(settings, graph or default_graph(), now)
     rows.append(check_prefect_api(ops.prefect_api_url))
+    rows += check_orchestration(ops.prefect_api_url, now, timedelta(minutes=ops.stalled_run_minutes))
     return rows + run_probes(probes or {})
 
 

@@ -33,6 +33,9 @@ class OpsSettings(BaseSettings):
     verify_sample: int = Field(
         200, ge=0, description="Published partitions the health flow re-verifies per run, least recently verified first."
     )
+    stalled_run_minutes: float = Field(
+        120, gt=0, description="A flow run Pending or Running longer than this is reported as stalled."
+    )
     failed_run_lookback_minutes: float = Field(
         60, gt=0, description="How far back the health monitor looks for failed or crashed flow runs."
     )

@@ -69,16 +69,20 @@ def test_cli_backup_restore_archive_optimize_and_health(cli, lake, tmp_path):
     assert "fresh:bars_raw" in health.output and "never published" in health.output
 
 
-def test_freshness_uses_each_assets_declared_limit():
-    now = datetime(2025, 3, 14, 12, tzinfo=timezone.utc)
+def test_freshness_is_judged_by_the_newest_partition_against_the_exchange_calendar():
+    now = datetime(2026, 12, 1, 15, tzinfo=timezone.utc)  # a Tuesday; the last completed session is 2026-11-30
+    just_now = now - timedelta(minutes=5)
     current = pl.DataFrame({
-        "asset": ["bars_raw", "pair_candidates"],
-        "published_at": [now - timedelta(days=5), now - timedelta(days=5)],
+        "asset": ["bars_daily", "bars_raw", "pair_candidates", "universe"],
+        "partition_key": ["2026-11-20", "2026-11-30", "2026-11-27", "all"],
+        "published_at": [just_now, now - timedelta(days=20), now - timedelta(days=3), now - timedelta(days=5)],
     })
     rows = {r.check: r for r in freshness_rows(current, default_graph(), now)}
-    assert rows["fresh:bars_raw"].status == "fail"  # 4 days allowed
-    assert rows["fresh:pair_candidates"].status == "ok"  # 10 days allowed (weekly scan)
-    assert rows["fresh:bars_daily"].detail == "never published"
+    # published five minutes ago, but its newest session is 2026-11-20: 11-23, 24, 25, 27 (Thanksgiving) and 30 since
+    assert rows["fresh:bars_daily"].status == "fail" and "5 completed sessions behind" in rows["fresh:bars_daily"].detail
+    assert rows["fresh:bars_raw"].status == "ok"  # published long ago, and holds the last completed session
+    assert rows["fresh:pair_candidates"].status == "ok"  # the last complete week, within its 10 days
+    assert rows["fresh:bars_hourly"].detail == "never published"
     assert "fresh:backtest_trades" not in rows  # no freshness declared
 
 
