@@ -94,26 +94,26 @@ class AssetGraph:
                 stack.extend(children[child])
         return seen
 
-    def select(self, selection: str | None) -> list[Asset]:
-        """Resolve `name`, `+name`, `name+`, `+name+`, `tag:X` and comma unions; empty means all."""
-        if not selection or selection.strip() in ("", "*"):
-            return self.in_order()
-        chosen: set[str] = set()
-        for term in (t.strip() for t in selection.split(",")):
-            if not term:
-                continue
-            if term.startswith("tag:"):
-                tag = term[4:]
-                tagged = {a.name for a in self.assets.values() if tag in a.tags}
-                if not tagged:
-                    raise SelectionError(f"no asset has tag {tag!r}")
-                chosen |= tagged
-                continue
-            name = term.strip("+")
-            self[name]
-            chosen.add(name)
-            if term.startswith("+"):
-                chosen |= self.upstream(name)
-            if term.endswith("+"):
-                chosen |= self.downstream(name)
+    def select(self, selection: str | None, exclude: str | None = None) -> list[Asset]:
+        """The assets a dbt-style selection picks, in dependency order; no selection means all.
+
+        Space-separated selectors are a union, a comma inside one is an intersection; each is
+        `name`, a glob (`indicators_*`), `tag:X`, with graph operators `+name` (and upstream),
+        `name+` (and downstream), `2+name`/`name+1` (that many steps), `@name` (downstream and
+        all their upstream). `exclude` (same grammar) is taken away afterwards.
+        """
+        from assets.selection import SelectorSyntaxError, resolve
+
+        parents = {a.name: a.deps for a in self.assets.values()}
+        tags = {a.name: a.tags for a in self.assets.values()}
+        try:
+            chosen = set(self.assets) if not selection or selection.strip() in ("", "*") else resolve(
+                selection, parents, tags, SelectionError)
+            if exclude and exclude.strip():
+                chosen -= resolve(exclude, parents, tags, SelectionError)
+        except SelectorSyntaxError as error:
+            raise SelectionError(str(error)) from None
+        if not chosen:
+            raise SelectionError(f"the selection {selection or '*'!r}" + (f" without {exclude!r}" if exclude else "")
+                                 + " selects no asset")
         return self.in_order(chosen)

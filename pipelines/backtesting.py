@@ -67,6 +67,13 @@ def run_backtest(
     in_window = pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().is_between(start, end)
     spreads = read["pair_spreads"].filter(in_window)
     if pairs:
+        known = sorted(set(spreads["pair_id"].unique().to_list()))
+        unknown = [p for p in pairs if p not in known]
+        if unknown:
+            raise ValueError(
+                f"no pair {', '.join(unknown)} in pair_spreads between {start} and {end} "
+                f"(a pair id is its two symbols in alphabetical order, e.g. KO/PEP); known: {', '.join(known) or 'none'}"
+            )
         spreads = spreads.filter(pl.col("pair_id").is_in(pairs))
     if spreads.is_empty():
         raise WarehouseError(f"no pair spreads between {start} and {end}" + (f" for {', '.join(pairs)}" if pairs else ""))

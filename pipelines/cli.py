@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import webbrowser
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,14 +16,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.tree import Tree
 
-from assets import SelectionError, default_graph
-from assets.sources import SourceError
+from assets import default_graph
+from pipelines.cli_common import (
+    ExcludeOption, InputError, SelectOption, open_existing, parse_timestamp, parse_window, run_reporting_user_errors,
+    selection_text,
+)
 from pipelines.logs import configure_console
 from pipelines.materialize import RunSummary, catalog_state, plan_run, record_definitions
 from pipelines.planning import plan_selection
 from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
-from warehouse import LAKE, Warehouse, WarehouseError, attach_sql
+from warehouse import LAKE, Warehouse, attach_sql
 from warehouse.redaction import redact
 
 # The embedded setup runs with no network: Prefect's temporary server must not try to send telemetry.
@@ -41,46 +43,56 @@ def _open(settings: Settings, read_only: bool = False) -> Warehouse:
     return Warehouse.open(settings.catalog, settings.data_path, read_only=read_only)
 
 
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="on an error, show the traceback instead of one line")] = False,
+) -> None:
+    """Quarry: versioned, contract-checked market data assets on Prefect."""
+
+
 @app.command()
 def materialize(
-    selection: Annotated[Optional[str], typer.Argument(help="name, +name, name+, tag:X, comma union; default all")] = None,
+    selectors: Annotated[Optional[list[str]], typer.Argument(metavar="[SELECTOR]...", help="shorthand for --select")] = None,
+    select: SelectOption = None,
+    exclude: ExcludeOption = None,
     start: Annotated[Optional[str], typer.Option("--from", help="first session (YYYY-MM-DD)")] = None,
     end: Annotated[Optional[str], typer.Option("--to", help="last session (YYYY-MM-DD)")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild every partition")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="rebuild partitions `quarry verify` found damaged")] = False,
-    plan_only: Annotated[bool, typer.Option("--plan", help="show what would be built and why; build nothing")] = False,
+    plan_only: Annotated[bool, typer.Option("--dry-run", "--plan", help="show what would be built and why; build nothing")] = False,
     as_json: Annotated[
         bool,
         typer.Option(
             "--json",
-            help="with --plan: print the plan as one JSON object, {\"assets\": [{\"asset\", \"to_build\", "
+            help="with --dry-run: print the plan as one JSON object, {\"assets\": [{\"asset\", \"to_build\", "
             "\"reasons\": {reason: partitions}, \"up_to_date\", \"blocked\", \"first\", \"last\", \"code_version\", "
             "\"downstream\"}], \"to_build\": total}, for scripts and CI",
         ),
     ] = False,
 ) -> None:
-    """Build every stale partition of the selection, in dependency order."""
+    """Build every stale partition of the selection, in dependency order.
+
+    Selection is dbt's: `-s "+pair_signals tag:weekly"` (space: union), `bars_hourly+,tag:daily`
+    (comma: intersection), `2+name`, `name+1`, `@name`, globs; `--exclude` takes assets away.
+    """
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
     if as_json and not plan_only:
-        console.print("[red]error[/]: --json prints a plan: use it with --plan")
-        raise typer.Exit(2)
-    first = date.fromisoformat(start) if start else None
-    last = date.fromisoformat(end) if end else None
+        raise InputError("--json prints a plan: use it with --dry-run (or --plan)")
+    first, last = parse_window(start, end)
+    selection, excluded = selection_text(selectors, select), selection_text(None, exclude)
     window = default_window(settings, first, last)
     graph = default_graph()
+    graph.select(selection, excluded)  # a selection naming nothing known fails before the warehouse is opened or created
     with _open(settings) as warehouse:
-        try:
-            plans = plan_run(
-                graph, warehouse, selection, window,
-                full_refresh=full_refresh, source_identity=make_source(settings).identity(), repair=repair,
-            )
-        except (SelectionError, SourceError, ValueError) as error:
-            console.print(f"[red]error[/]: {error}")
-            raise typer.Exit(2) from None
+        plans = plan_run(
+            graph, warehouse, selection, window,
+            full_refresh=full_refresh, source_identity=make_source(settings).identity(), repair=repair,
+            exclude=excluded,
+        )
         last_run = warehouse.last_run()
         if not plan_only and not any(p.to_build for p in plans):
-            record_definitions(warehouse, graph.select(selection))
+            record_definitions(warehouse, graph.select(selection, excluded))
     to_build = sum(len(p.to_build) for p in plans)
     if plan_only:
         if as_json:
@@ -97,12 +109,12 @@ def materialize(
         if last_run and last_run.get("report_path"):
             console.print(f"Last report: {last_run['report_path']}")
         return
-    summary = _run_flow(selection, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans}, repair)
+    summary = _run_flow(selection, excluded, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans}, repair)
     _print_summary(summary)
     raise typer.Exit(summary.exit_code)
 
 
-def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int], repair: bool = False) -> RunSummary:
+def _run_flow(selection, exclude, start, end, full_refresh, estimates: dict[str, int], repair: bool = False) -> RunSummary:
     """Run the Prefect flow in this process with a progress bar fed by the materializer's log records."""
     from loguru import logger
     from prefect.settings import (
@@ -137,7 +149,8 @@ def _run_flow(selection, start, end, full_refresh, estimates: dict[str, int], re
         with progress, temporary_settings(prefect_settings):
             try:
                 flow = materialize_flow.with_options(task_runner=task_runner(settings))
-                return flow(selection=selection, start=start, end=end, full_refresh=full_refresh, repair=repair)
+                return flow(selection=selection, exclude=exclude, start=start, end=end, full_refresh=full_refresh,
+                            repair=repair)
             except RunNotClean as not_clean:
                 return not_clean.summary
     except RuntimeError as error:
@@ -236,7 +249,7 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
     configure_console(settings.log_level, quiet=True)
     graph = default_graph()
     window = default_window(settings)
-    with _open(settings) as warehouse:
+    with open_existing(settings) as warehouse:
         state = catalog_state(warehouse, sorted(graph.assets))
     plans = {
         p.asset: p
@@ -294,7 +307,7 @@ def history(
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
     default_graph()[asset]
-    with _open(settings, read_only=True) as warehouse:
+    with open_existing(settings) as warehouse:
         versions = warehouse.versions(asset, partition).head(limit)
     table = Table(title=f"History of {asset}" + (f" [{partition}]" if partition else ""))
     for column in ("version", "partition", "status", "code", "data version", "rows", "created", "failed checks"):
@@ -317,7 +330,7 @@ def lineage(
     configure_console(settings.log_level, quiet=True)
     graph = default_graph()
     graph[asset]
-    with _open(settings, read_only=True) as warehouse:
+    with open_existing(settings) as warehouse:
         current = warehouse.current_versions()
     versions = {r["asset"]: r for r in current.sort("created_at").iter_rows(named=True)}
 
@@ -341,33 +354,10 @@ def lineage(
 
 
 @app.command()
-def sql(query: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Run SQL against the attached warehouse (the lake is attached as `lake` and in use)."""
-    settings = Settings()
-    from warehouse.sql_surface import install_sql_surface
-
-    with _open(settings) as warehouse:
-        cur = warehouse.cursor()
-        install_sql_surface(cur)
-        cur.execute(f"USE {LAKE}")
-        try:
-            result = cur.execute(query)
-            frame = result.pl() if result.description else pl.DataFrame()
-        except Exception as error:
-            console.print(f"[red]SQL error[/]: {error}")
-            raise typer.Exit(2)
-    if as_json:
-        print(frame.write_json())
-        return
-    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60):
-        print(frame)
-
-
-@app.command()
 def backtest(
     start: Annotated[Optional[str], typer.Option("--from", help="first session (YYYY-MM-DD); default 90 days back")] = None,
     end: Annotated[Optional[str], typer.Option("--to", help="last session (YYYY-MM-DD); default the last published")] = None,
-    pairs: Annotated[Optional[str], typer.Option("--pairs", help="comma-separated pair ids, e.g. PEP/KO,MS/GS")] = None,
+    pairs: Annotated[Optional[str], typer.Option("--pairs", help="comma-separated pair ids, symbols in alphabetical order, e.g. KO/PEP,GS/MS")] = None,
     entry_z: Annotated[float, typer.Option("--entry-z")] = 2.0,
     exit_z: Annotated[float, typer.Option("--exit-z")] = 0.5,
     stop_z: Annotated[float, typer.Option("--stop-z")] = 4.0,
@@ -379,7 +369,7 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Rerun the pairs strategy over a window with chosen parameters, pinned to the asset versions it reads."""
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     from assets.analytics.backtest import BacktestParams
     from assets.analytics.spreads import SignalParams
@@ -387,10 +377,13 @@ def backtest(
 
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
-    last = date.fromisoformat(end) if end else default_window(settings).sessions["session_date"].max()
-    first = date.fromisoformat(start) if start else last - timedelta(days=90)
-    pinned_at = datetime.fromisoformat(at) if at else None
-    with _open(settings, read_only=True) as warehouse:
+    first, last = parse_window(start, end)
+    last = last or default_window(settings).sessions["session_date"].max()
+    first = first or last - timedelta(days=90)
+    if first > last:
+        raise InputError(f"--from {first} is after the last session {last}: the window would be empty")
+    pinned_at = parse_timestamp(at, "--at")
+    with open_existing(settings) as warehouse:
         try:
             run = run_backtest(
                 warehouse, start=first, end=last,
@@ -398,9 +391,8 @@ def backtest(
                 backtest_params=BacktestParams(commission_bps=commission_bps, slippage_bps=slippage_bps, kelly_fraction=kelly_fraction),
                 pairs=pairs.split(",") if pairs else None, at=pinned_at,
             )
-        except (WarehouseError, ValueError) as error:
-            console.print(f"[red]error[/]: {error}")
-            raise typer.Exit(2) from None
+        except ValueError as error:  # parameters the strategy refuses (an unknown pair, a z-score out of range)
+            raise InputError(str(error)) from None
     if as_json:
         print(json.dumps({"window": [str(first), str(last)], "versions": run.versions, "result_digest": run.result_digest,
                           "strategy": run.strategy.to_dicts()[0], "pairs": run.pairs.to_dicts()}, default=str))
@@ -430,10 +422,12 @@ def report(
 ) -> None:
     """Where a run's HTML quality report is."""
     settings = Settings()
-    with _open(settings, read_only=True) as warehouse:
+    with open_existing(settings) as warehouse:
         run = warehouse.run(run_id) if run_id else warehouse.last_run()
+    if run_id and not run:
+        raise InputError(f"no run {run_id!r} in the catalog (quarry runs lists them)")
     if not run or not run.get("report_path"):
-        console.print("[red]no such run[/]" if run_id else "no runs yet: run `quarry materialize`")
+        console.print("no runs with a report yet: run `quarry materialize`")
         raise typer.Exit(1)
     path = Path(run["report_path"]).resolve()
     print(path)
@@ -454,16 +448,13 @@ _register_command_groups()
 
 
 def main() -> None:
-    """The `quarry` entry point: secrets masked in every log line, an unexpected failure as one redacted line."""
+    """The `quarry` entry point: secrets masked in every log line; a user error is one line with exit 2,
+    an unexpected failure one redacted line with exit 1 (`--debug`: the traceback)."""
     from pipelines.logs import install_redaction
     from pipelines.settings import redactor
 
     install_redaction()
-    try:
-        app()
-    except Exception as error:  # the last boundary: one line, nothing secret, no traceback
-        console.print(f"[red]error[/]: {redactor()(f'{type(error).__name__}: {error}')}", soft_wrap=True)
-        sys.exit(1)
+    sys.exit(run_reporting_user_errors(app, sys.argv[1:], redactor()))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from warehouse import require_warehouse
+
 console = Console()
 
 
@@ -41,7 +43,9 @@ def register(app: typer.Typer) -> None:
         from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
 
-        taken = take_backup(Settings(), OpsSettings())
+        settings = Settings()
+        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
+        taken = take_backup(settings, OpsSettings())
         held = ", ".join(f.relative_path for f in taken.databases)
         console.print(f"backup {taken.path}: {len(taken.files)} files, {taken.total_bytes:,} bytes, "
                       f"snapshot {taken.latest_snapshot_id}; {held}")
@@ -83,6 +87,7 @@ def register(app: typer.Typer) -> None:
         from warehouse.archive import archive_old_versions
 
         settings, ops = Settings(), OpsSettings()
+        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
         cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
         with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
             result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
@@ -103,6 +108,7 @@ def register(app: typer.Typer) -> None:
         from warehouse.optimize import optimize as optimize_lake
 
         settings, ops = Settings(), OpsSettings()
+        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
         cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
         with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
             result = optimize_lake(warehouse, cutoff)
@@ -145,6 +151,7 @@ def register(app: typer.Typer) -> None:
         from warehouse.verify import verify as verify_lake
 
         settings = Settings()
+        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
         graph = default_graph()
         try:
             assets = sorted(a.name for a in graph.select(selection)) if selection else None

@@ -110,8 +110,12 @@ def materialize_flow(
     end: date | None = None,
     full_refresh: bool = False,
     repair: bool = False,
+    exclude: str | None = None,
 ):
-    """Materialize a selection of assets over a window of sessions (default: the configured history)."""
+    """Materialize a selection of assets over a window of sessions (default: the configured history).
+
+    `selection` and `exclude` follow dbt's grammar: space-separated selectors, comma for intersection.
+    """
     settings = Settings()
     route_to_prefect(settings.log_level)
     window = default_window(settings, start, end)
@@ -130,6 +134,7 @@ def materialize_flow(
             full_refresh=full_refresh,
             repair=repair,
             batch_partitions=settings.batch_partitions,
+            exclude=exclude,
         )
         report = record_and_report(warehouse, settings, summary, flow_run_id=run_id)
     publish_artifacts(summary, report)

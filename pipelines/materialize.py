@@ -137,9 +137,10 @@ def record_definitions(warehouse: Warehouse, assets: list[Asset]) -> int:
 def plan_run(
     graph: AssetGraph, warehouse: Warehouse, selection: str | None, window: RunWindow,
     *, full_refresh: bool = False, source_identity: str | None = None, repair: bool = False,
+    exclude: str | None = None,
 ) -> list[AssetPlan]:
     """The whole run's plan from the catalog alone: cheap enough to answer a no-op run without Prefect."""
-    selected = graph.select(selection)
+    selected = graph.select(selection, exclude)
     names = sorted({a.name for a in selected} | {d for a in selected for d in a.deps})
     return plan_selection(
         graph, selected, catalog_state(warehouse, names), window,
@@ -165,6 +166,7 @@ def run_materialization(
     full_refresh: bool = False,
     batch_partitions: int = 260,
     repair: bool = False,
+    exclude: str | None = None,
 ) -> RunSummary:
     """Build every stale partition of the selection, each asset as soon as its upstreams are done.
 
@@ -177,10 +179,10 @@ def run_materialization(
         from warehouse.verify import retire_damaged_files
 
         retire_damaged_files(warehouse)
-    selected = graph.select(selection)
+    selected = graph.select(selection, exclude)
     selected_names = {a.name for a in selected}
     record_definitions(warehouse, selected)
-    summary = RunSummary(run_id, selection or "*", datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
+    summary = RunSummary(run_id, (selection or "*") + (f" --exclude {exclude}" if exclude else ""), datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
     identity = source.identity() if hasattr(source, "identity") else None
     waiting = {a.name: a for a in selected}
     running: dict[str, int] = {}

@@ -8,6 +8,7 @@ import duckdb
 import polars as pl
 
 from warehouse.lake import LAKE, Warehouse
+from warehouse.readonly import refuse_writes
 from warehouse.sql_surface import install_sql_surface
 
 
@@ -31,6 +32,11 @@ class Explorer:
 
     def sql(self, query: str, params: list | None = None) -> pl.DataFrame:
         return self.con.execute(query, params or []).pl()
+
+    def reader_query(self, query: str) -> duckdb.DuckDBPyRelation | None:
+        """A person's SQL, refused before it runs if it could change anything; None for a statement with no rows."""
+        refuse_writes(self.con, query)
+        return self.con.sql(query)
 
     def close(self) -> None:
         self.con.close()

@@ -31,6 +31,30 @@ class WarehouseError(RuntimeError):
     """The warehouse refused an operation; the message names the asset, partition or version."""
 
 
+class WarehouseMissing(WarehouseError):
+    """No warehouse exists at the configured catalog: nothing has been materialized there yet."""
+
+
+def catalog_file(catalog: str) -> Path | None:
+    """The file a SQLite or DuckDB catalog lives in; None for a catalog served by a database server."""
+    kind, _, target = catalog.partition(":")
+    return Path(target) if kind in ("sqlite", "duckdb") else None
+
+
+def require_warehouse(catalog: str) -> None:
+    """Refuse to go on where no warehouse exists, rather than create an empty one by accident.
+
+    Only `quarry materialize` creates a warehouse; every reader and maintenance command
+    calls this first, so a command run outside the project directory says so in one line.
+    """
+    path = catalog_file(catalog)
+    if path is not None and not path.is_file():
+        raise WarehouseMissing(
+            f"no warehouse at {path} (QUARRY_CATALOG={catalog}): run `quarry materialize` to build one, "
+            "or run from the project directory, or set QUARRY_CATALOG to an existing catalog"
+        )
+
+
 def ducklake_uri(catalog: str) -> str:
     """Map Quarry's catalog setting (`sqlite:PATH`, `postgres:CONNINFO`, `duckdb:PATH`) to a DuckLake URI."""
     kind, _, target = catalog.partition(":")
@@ -137,6 +161,8 @@ class Warehouse:
         self.data_path = data_path
         self.read_only = read_only
         kind, _, target = catalog.partition(":")
+        if read_only:
+            require_warehouse(catalog)
         if kind in ("sqlite", "duckdb") and not read_only:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         if kind == "sqlite" and not read_only:

@@ -27,7 +27,7 @@ class SqlObject:
     """A view or table macro of the SQL surface: how to call it, what one row is, and its body."""
 
     name: str
-    kind: str  # "view" or "table macro"
+    kind: str  # "view", "table macro" or "macro" (scalar)
     call: str
     returns: str
     body: str
@@ -36,6 +36,8 @@ class SqlObject:
         body = self.body.replace("{lake}", lake)
         if self.kind == "view":
             return f"CREATE OR REPLACE TEMP VIEW {self.name} AS {body}"
+        if self.kind == "macro":
+            return f"CREATE OR REPLACE TEMP MACRO {self.call} AS {body}"
         return f"CREATE OR REPLACE TEMP MACRO {self.call} AS TABLE {body}"
 
 
@@ -43,7 +45,34 @@ class SqlObject:
 # cannot look a snapshot up in a subquery: `asset_as_of` hands the timestamp (cast, so only a
 # timestamp can get in) to DuckDB's `query()`, and `asset_at_version` reads the rows its
 # publish transaction inserted from DuckLake's change feed, joined to the version row.
+# The guards below make a misspelt asset, a version id that cannot be read or an unknown run an
+# error instead of an empty answer (or, in `version_diff`, every row "added"): `error()` inside a
+# one-row aggregate runs even when the table being filtered is empty.
 SURFACE: tuple[SqlObject, ...] = (
+    SqlObject(
+        "known_asset", "macro", "known_asset(asset_name)",
+        "The name itself if the graph has that asset; otherwise an error naming the known assets.",
+        f"""(SELECT CASE WHEN count(*) > 0 THEN asset_name ELSE error('no asset named ''' || asset_name
+                || '''; known: ' || (SELECT string_agg(asset, ', ' ORDER BY asset) FROM {GRAIN_TABLE})) END
+            FROM {GRAIN_TABLE} WHERE asset = asset_name)""",
+    ),
+    SqlObject(
+        "readable_version", "macro", "readable_version(asset_name, version)",
+        "The version id itself if it is a published or superseded version of the asset; otherwise an error.",
+        """(SELECT CASE WHEN count(*) > 0 THEN version ELSE error('no published or superseded version '''
+                || coalesce(version, 'NULL') || ''' of ' || known_asset(asset_name)
+                || ' (list them: SELECT * FROM asset_versions(''' || asset_name || '''))') END
+            FROM {lake}.quarry.versions
+            WHERE version_id = version AND asset = asset_name AND status IN ('published', 'superseded'))""",
+    ),
+    SqlObject(
+        "known_run", "macro", "known_run(run)",
+        "The run id itself if the catalog has that run (or its check results); otherwise an error.",
+        """(SELECT CASE WHEN count(*) > 0 THEN run ELSE error('no run ''' || coalesce(run, 'NULL')
+                || ''' in the catalog (list them: quarry runs)') END
+            FROM (SELECT run_id FROM {lake}.quarry.runs UNION ALL SELECT run_id FROM {lake}.quarry.check_results)
+            WHERE run_id = run)""",
+    ),
     SqlObject(
         "asset_catalog", "view", "asset_catalog",
         "One row per asset: grain, partitioning, published partitions and rows, partitions whose latest "
@@ -76,7 +105,7 @@ SURFACE: tuple[SqlObject, ...] = (
         "One row per version of the asset (every partition and status), newest first.",
         """SELECT version_id, partition_key, status, code_version, data_version, row_count, run_id,
                   snapshot_id, created_at, published_at, superseded_at, failed_checks, build_seconds
-           FROM {lake}.quarry.versions WHERE asset = asset_name
+           FROM {lake}.quarry.versions WHERE asset = known_asset(asset_name)
            ORDER BY created_at DESC, version_id DESC""",
     ),
     SqlObject(
@@ -105,7 +134,7 @@ SURFACE: tuple[SqlObject, ...] = (
                         coalesce(v.snapshot_id, (SELECT s.snapshot_id FROM {lake}.snapshots() s
                                                  WHERE s.commit_extra_info = v.batch_id)) AS snapshot_id
                  FROM {lake}.quarry.versions v
-                 WHERE v.version_id = version AND v.asset = asset_name
+                 WHERE v.version_id = readable_version(asset_name, version) AND v.asset = asset_name
                    AND v.status IN ('published', 'superseded')) w
              ON c.snapshot_id = w.snapshot_id AND c.partition_key = w.partition_key
            WHERE c.change_type = 'insert'""",
@@ -114,7 +143,7 @@ SURFACE: tuple[SqlObject, ...] = (
         "run_checks", "table macro", "run_checks(run)",
         "One row per check evaluated in the run: asset, partition, check, severity, passed, failing rows, sample.",
         """SELECT asset, partition_key, check_name, severity, passed, failing_rows, message, sample, version_id, checked_at
-           FROM {lake}.quarry.check_results WHERE run_id = run
+           FROM {lake}.quarry.check_results WHERE run_id = known_run(run)
            ORDER BY passed, severity, asset, partition_key, check_name""",
     ),
     SqlObject(

@@ -42,12 +42,34 @@ def test_description_must_state_grain():
                            "pair_signals"]),
         ("tag:source", ["bars_raw", "company_info", "company_officers", "financial_statements",
                         "institutional_holders", "key_statistics", "splits", "universe"]),
-        ("splits,bars_daily", ["splits", "bars_daily"]),
+        ("splits bars_daily", ["splits", "bars_daily"]),
+        ("+bars_daily,tag:source", ["bars_raw", "splits"]),
+        ("1+bars_daily", ["bars_hourly", "bars_daily"]),
+        ("bars_hourly+1", ["bars_hourly", "bars_daily", "indicators_hourly", "pair_candidates", "pair_spreads",
+                           "backtest_equity", "backtest_trades"]),
+        ("indicators_*", ["indicators_hourly", "indicators_daily"]),
+        ("@bars_daily", ["bars_raw", "splits", "bars_hourly", "bars_daily", "indicators_daily", "market_regime"]),
         ("tag:performance", ["live_performance", "pair_performance", "strategy_performance"]),
     ],
 )
 def test_selection(selection, expected):
     assert [a.name for a in default_graph().select(selection)] == expected
+
+
+def test_exclude_takes_away_after_the_union():
+    names = [a.name for a in default_graph().select("+bars_daily", exclude="tag:source")]
+    assert names == ["bars_hourly", "bars_daily"]
+
+
+@pytest.mark.parametrize("selection", ["@+bars_daily", "bars_daily++", "path:bars", "@bars_daily+"])
+def test_a_selector_outside_the_grammar_is_named(selection):
+    with pytest.raises(SelectionError, match="selector"):
+        default_graph().select(selection)
+
+
+def test_a_selection_that_selects_nothing_says_so():
+    with pytest.raises(SelectionError, match="selects no asset"):
+        default_graph().select("splits,bars_daily")
 
 
 def test_empty_selection_is_everything_in_dependency_order():

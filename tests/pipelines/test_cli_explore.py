@@ -1,7 +1,11 @@
 """`quarry diff` and `quarry sql-surface` through typer's runner, and the lineage SVG file, on a real lake."""
 
 import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 import typer
 from typer.testing import CliRunner
@@ -9,6 +13,8 @@ from typer.testing import CliRunner
 from pipelines.cli_explore import draw_lineage, register
 from tests.warehouse.edited_market import EDITED_DAY, build_two_versions
 from warehouse.sql_surface import surface_markdown
+
+QUARRY = str(Path(sys.executable).with_name("quarry"))
 
 
 def _app() -> typer.Typer:
@@ -32,10 +38,10 @@ def test_diff_prints_counts_per_column_and_json(lake):
     same = runner.invoke(_app(), ["diff", "bars_daily", "--partition", "2025-03-03"])
     assert same.exit_code == 0 and "identical" in same.output
 
-    unknown = runner.invoke(_app(), ["diff", "bars_weekly"])
-    assert unknown.exit_code == 2 and "no asset named 'bars_weekly'" in unknown.output
-    once = runner.invoke(_app(), ["diff", "splits", "--partition", "nope"])
-    assert once.exit_code == 2 and "only ever published once" in once.output
+    for args, message in ((["diff", "bars_weekly"], "no asset named 'bars_weekly'"),
+                          (["diff", "splits", "--partition", "nope"], "only ever published once")):
+        failed = subprocess.run([QUARRY, *args], env=os.environ | lake.env(), capture_output=True, text=True)
+        assert failed.returncode == 2 and message in failed.stderr and failed.stderr.count("\n") == 1, failed.stderr
 
 
 def test_sql_surface_prints_the_script_or_the_reference():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from assets import default_graph
 from tests.warehouse.edited_market import EDITED_DAY, _at, build_two_versions
@@ -84,7 +85,10 @@ def test_the_script_works_in_a_plain_duckdb_connection(lake, tmp_path):
     for statement in script.read_text().split(";\n\n"):
         con.execute(statement)
     assert con.execute("SELECT count(*) FROM asset_catalog").fetchone()[0] == len(default_graph().assets)
-    assert con.execute("SELECT count(*) FROM version_diff('bars_daily', 'v-none', 'v-none')").fetchone()[0] == 0
+    with pytest.raises(duckdb.InvalidInputException, match="no published or superseded version 'v-none' of bars_daily"):
+        con.execute("SELECT count(*) FROM version_diff('bars_daily', 'v-none', 'v-none')")
+    with pytest.raises(duckdb.InvalidInputException, match="no asset named 'bars_dialy'"):
+        con.execute("SELECT count(*) FROM asset_versions('bars_dialy')")
     printed = subprocess.run([sys.executable, "-m", "warehouse.sql_surface"], capture_output=True, text=True, check=True)
     assert printed.stdout == surface_script()
 

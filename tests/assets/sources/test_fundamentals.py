@@ -22,7 +22,7 @@ from pipelines.settings import Settings
 from tests.assets.sources.standins import SampleYahoo
 
 NAMES = [a.name for a in FUNDAMENTALS_ASSETS]
-SELECTION = ",".join(NAMES)
+SELECTION = " ".join(NAMES)
 
 
 def graph() -> AssetGraph:
@@ -93,7 +93,7 @@ class BarsOnly:
 
 
 def test_a_source_without_fundamentals_fails_the_asset_not_the_run(lake):
-    summary = lake.materialize("company_info,universe", source=BarsOnly(), graph=graph())
+    summary = lake.materialize("company_info universe", source=BarsOnly(), graph=graph())
     assert summary.outcomes["universe"].built == ["all"]
     (key, why), = summary.outcomes["company_info"].failed
     assert "bars-only: has no fundamentals" in why
