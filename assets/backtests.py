@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from assets.model import asset
+from assets.model import AssetOut, asset, multi_asset
 from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, StrategyPerformance
 
 BACKTEST_PARAMS = {
@@ -45,17 +45,31 @@ def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params
     return simulate(pair_signals, bars_hourly, BacktestParams(**params))
 
 
-@asset(contract=BacktestTrades, grain=("pair_id", "trade_id"), tags=("backtest",), params=BACKTEST_PARAMS)
-def backtest_trades(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) -> pl.DataFrame:
-    """One row per simulated round trip of a pair (open trades marked to the last bar), with fills one bar after the signal, the hedge ratio in force at entry, fractional-Kelly size, costs, P&L and the exit reason."""
-    trades = run_backtest(pair_signals, bars_hourly, **params).trades
-    return trades.with_columns(pl.col("side", "exit_reason").cast(pl.String))
+@multi_asset(
+    outputs={
+        "backtest_trades": AssetOut(
+            "One row per simulated round trip of a pair (open trades marked to the last bar), with fills one bar "
+            "after the signal, the hedge ratio in force at entry, fractional-Kelly size, costs, P&L and the exit reason.",
+            contract=BacktestTrades, grain=("pair_id", "trade_id"),
+        ),
+        "backtest_equity": AssetOut(
+            "One row per pair and hourly bar of the backtest: position held, net P&L after costs, equity and return.",
+            contract=BacktestEquity, grain=("pair_id", "bar_ts"),
+        ),
+    },
+    tags=("backtest",),
+    params=BACKTEST_PARAMS,
+)
+def backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) -> dict[str, pl.DataFrame]:
+    """The pairs book simulated once: its round trips and its per-bar equity are two tables of one run."""
+    result = run_backtest(pair_signals, bars_hourly, **params)
+    return {
+        "backtest_trades": result.trades.with_columns(pl.col("side", "exit_reason").cast(pl.String)),
+        "backtest_equity": result.returns,
+    }
 
 
-@asset(contract=BacktestEquity, grain=("pair_id", "bar_ts"), tags=("backtest",), params=BACKTEST_PARAMS)
-def backtest_equity(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) -> pl.DataFrame:
-    """One row per pair and hourly bar of the backtest: position held, net P&L after costs, equity and return."""
-    return run_backtest(pair_signals, bars_hourly, **params).returns
+backtest_trades, backtest_equity = backtest
 
 
 @asset(contract=PairPerformance, grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)

@@ -62,6 +62,7 @@ class Asset:
     lookback: Mapping[str, int] = field(default_factory=dict)
     refresh_every: timedelta | None = None
     watermark: Callable[[], str] | None = None
+    output: str | None = None
 
     @property
     def is_partitioned(self) -> bool:
@@ -121,9 +122,29 @@ class Asset:
     def metadata_hash(self) -> str:
         return metadata_digest(self.metadata)
 
-    def build(self, inputs: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-        """Run the transform on named input frames; the params are passed as keyword arguments."""
+    @property
+    def computation(self) -> str:
+        """What runs to build this asset: the transform's name, shared by the outputs of a multi-asset."""
+        return self.transform.__qualname__
+
+    def compute(self, inputs: Mapping[str, pl.DataFrame]) -> pl.DataFrame | Mapping[str, pl.DataFrame]:
+        """Run the transform on named input frames (the params as keyword arguments): one frame, or a multi-asset's all."""
         return self.transform(**inputs, **self.params)
+
+    def build(self, inputs: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+        """This asset's frame from named input frames."""
+        computed = self.compute(inputs)
+        return computed[self.output] if self.output is not None else computed
+
+
+def _upstream_names(transform: Callable) -> tuple[str, ...]:
+    """A transform's positional parameters that are not context inputs: the upstream assets it reads."""
+    parameters = inspect.signature(transform).parameters.values()
+    return tuple(
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in CONTEXT_INPUTS
+    )
 
 
 def asset(
@@ -155,12 +176,7 @@ def asset(
     """
 
     def declare(transform: Callable[..., pl.DataFrame]) -> Asset:
-        parameters = inspect.signature(transform).parameters.values()
-        deps = tuple(
-            p.name
-            for p in parameters
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in CONTEXT_INPUTS
-        )
+        deps = _upstream_names(transform)
         description = inspect.getdoc(transform) or ""
         if not description.startswith("One row per"):
             raise ValueError(f"asset {transform.__name__}: description must state its grain ('One row per ...')")
@@ -183,5 +199,45 @@ def asset(
             refresh_every=refresh_every,
             watermark=watermark,
         )
+
+    return declare
+
+
+@dataclass(frozen=True)
+class AssetOut:
+    """One table a multi-asset publishes: its grain statement, contract, checks and grain key."""
+
+    description: str
+    contract: type | None = None
+    checks: tuple[Check, ...] = ()
+    grain: tuple[str, ...] = ()
+
+
+def multi_asset(
+    *,
+    outputs: Mapping[str, AssetOut],
+    tags: tuple[str, ...] = (),
+    params: Mapping[str, Any] | None = None,
+    freshness: timedelta | None = None,
+) -> Callable[[Callable[..., Mapping[str, pl.DataFrame]]], tuple[Asset, ...]]:
+    """Declare several assets computed together, as Dagster's `multi_asset`: one run of the transform, several tables.
+
+    The transform returns a mapping from output name to frame; each output is an asset of
+    its own (versions, contract, checks, staleness), and the engine computes the transform
+    once for all the outputs it builds and publishes them in one transaction. Outputs are
+    unpartitioned.
+    """
+
+    def declare(transform: Callable[..., Mapping[str, pl.DataFrame]]) -> tuple[Asset, ...]:
+        declared = []
+        for name, out in outputs.items():
+            if not out.description.startswith("One row per"):
+                raise ValueError(f"asset {name}: description must state its grain ('One row per ...')")
+            declared.append(Asset(
+                name=name, description=out.description, transform=transform, deps=_upstream_names(transform),
+                contract=out.contract, checks=out.checks, grain=out.grain, freshness=freshness,
+                tags=frozenset(tags), params=dict(params or {}), output=name,
+            ))
+        return tuple(declared)
 
     return declare

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
 import polars as pl
@@ -15,7 +15,7 @@ from loguru import logger
 from assets.calendar import sessions as exchange_sessions
 from assets.graph import AssetGraph
 from assets.model import UNPARTITIONED, Asset
-from pipelines.planning import PartitionWork
+from pipelines.planning import PartitionWork, partition_spans
 from quality.audit import RESULT_SCHEMA, audit, failed_checks_by_partition
 from warehouse import PublishBatch, Warehouse
 from warehouse.versions import data_versions_by_partition, new_id
@@ -50,7 +50,12 @@ class SourceWindow:
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a batch needs from outside the asset: the graph, the warehouse, the source, the run."""
+    """What a batch needs from outside the asset: the graph, the warehouse, the source, the run.
+
+    `input_versions` holds the plan's upstream records of this batch's partitions only.
+    A Prefect task receives the context quoted (never walked as a collection) beside a
+    small descriptor: the asset and its partition keys.
+    """
 
     graph: AssetGraph
     warehouse: Warehouse
@@ -59,6 +64,8 @@ class BuildContext:
     window_sessions: pl.DataFrame
     input_versions: dict[str, dict[str, dict]] = field(default_factory=dict)
     through: datetime | None = None
+    #: Per asset and partition, the published version a recheck of an unpartitioned source keeps if its data is unchanged.
+    rechecked: dict[str, dict[str, dict]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class BatchResult:
     warnings: int
     seconds: dict[str, float]
     worker: str = ""
+    version_rows: pl.DataFrame | None = None
+    unchanged: tuple[str, ...] = ()
 
     def metadata(self) -> dict:
         return {
@@ -97,20 +106,86 @@ def partition_keys_of(asset: Asset, frame: pl.DataFrame) -> pl.Expr:
     return column.dt.convert_time_zone(EXCHANGE_TZ).dt.date().cast(pl.String)
 
 
-def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> BatchResult:
-    """Write-audit-publish for one asset and a batch of its partitions.
+@dataclass(frozen=True)
+class BatchJob:
+    """What one task builds: batches of one or more assets, published together in one DuckLake transaction.
 
-    The staged frame never touches the published table: it is audited here, and only
-    the partitions that pass are published, in one transaction with their catalog rows.
+    Usually one asset and a run of its partitions; or the small unpartitioned assets that
+    became ready together (the outputs of a multi-asset among them, computed once).
     """
+
+    batches: tuple[tuple[str, tuple[PartitionWork, ...]], ...]
+
+    @classmethod
+    def of(cls, asset: str, work: list[PartitionWork]) -> BatchJob:
+        return cls(((asset, tuple(work)),))
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.batches)
+
+    @property
+    def label(self) -> str:
+        if len(self.batches) == 1:
+            name, work = self.batches[0]
+            return f"{name}[{work[0].partition_key}..{work[-1].partition_key}]"
+        return ", ".join(self.assets)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """Per asset of a job: what its batch published, or why it failed (the others still publish)."""
+
+    results: dict[str, BatchResult]
+    failures: dict[str, str]
+
+
+def build_job(ctx: BuildContext, job: BatchJob) -> JobResult:
+    """Write-audit-publish for every batch of a job, with one publish transaction for all of them.
+
+    A staged frame never touches the published table: it is audited here, and only the
+    partitions that pass are published, together with their catalog rows. An asset whose
+    transform or audit raises fails alone; the rest of the job still publishes.
+    """
+    batch_id = new_id("b")
+    computed: dict[str, object] = {}
+    staged: list[tuple[Asset, list[str], PublishBatch, pl.DataFrame, dict[str, list[str]], dict[str, float]]] = []
+    failures: dict[str, str] = {}
+    for name, work in job.batches:
+        asset = ctx.graph[name]
+        try:
+            staged.append(_stage(ctx, asset, list(work), batch_id, computed))
+        except Exception as error:  # one asset's failure must not stop the others in its job
+            logger.error("{}: build failed: {}", name, error)
+            failures[name] = f"{type(error).__name__}: {error}"
+    mark = time.perf_counter()
+    if staged:
+        ctx.warehouse.publish(*(batch for _, _, batch, _, _, _ in staged))
+    publish_seconds = (time.perf_counter() - mark) / max(len(staged), 1)
+    results = {}
+    for asset, keys, batch, checks, failed, timings in staged:
+        timings["publish"] = publish_seconds
+        results[asset.name] = _batch_result(asset, keys, batch, checks, failed, timings)
+    return JobResult(results, failures)
+
+
+def _stage(
+    ctx: BuildContext, asset: Asset, work: list[PartitionWork], batch_id: str, computed: dict[str, object]
+) -> tuple[Asset, list[str], PublishBatch, pl.DataFrame, dict[str, list[str]], dict[str, float]]:
+    """Read, transform and audit one asset's batch; `computed` shares a multi-asset's run among its outputs."""
     keys = [w.partition_key for w in work]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    inputs = _read_inputs(ctx, asset, keys)
+    inputs = None if asset.computation in computed else _read_inputs(ctx, asset, keys)
     timings["read"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    output = asset.build(inputs)
+    if inputs is not None:
+        computed[asset.computation] = asset.compute(inputs)
+    result = computed[asset.computation]
+    output = result[asset.output] if asset.output is not None else result
+    if asset.output is None:
+        del computed[asset.computation]
     staged = output.with_columns(partition_key=partition_keys_of(asset, output)).filter(
         pl.col("partition_key").is_in(keys)
     )
@@ -123,14 +198,40 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
     if asset.is_stateful:
         results = pl.concat([results, _after_a_failure(results, keys)], how="vertical")
     failed = failed_checks_by_partition(results)
-    quarantined = set(failed)
     timings["audit"] = time.perf_counter() - mark
+    batch = _publish_batch(ctx, asset, work, staged, results, failed, sum(timings.values()), batch_id)
+    return asset, keys, _unless_unchanged(ctx, asset, keys, batch, failed), results, failed, timings
 
-    mark = time.perf_counter()
-    batch = _publish_batch(ctx, asset, work, staged, results, failed, sum(timings.values()))
-    ctx.warehouse.publish(batch)
-    timings["publish"] = time.perf_counter() - mark
 
+def _unless_unchanged(
+    ctx: BuildContext, asset: Asset, keys: list[str], batch: PublishBatch, failed: dict[str, list[str]]
+) -> PublishBatch:
+    """A recheck of a source that found the data it published: no new version, only the record of the recheck.
+
+    The published version's upstream record is re-stamped (the new window or watermark),
+    so the next run knows the source was checked; its rows and data version stay as they are.
+    """
+    current = ctx.rechecked.get(asset.name, {})
+    fresh = dict(zip(batch.version_rows["partition_key"], batch.version_rows["data_version"]))
+    if failed or not current or any(k not in current or current[k]["data_version"] != fresh.get(k) for k in keys):
+        return batch
+    records = ctx.input_versions.get(asset.name, {})
+    return replace(
+        batch, rows=batch.rows.clear(), quarantined_rows=batch.quarantined_rows.clear(),
+        version_rows=batch.version_rows.clear(), check_rows=batch.check_rows.clear(),
+        confirmed={current[k]["version_id"]: json.dumps(records.get(k, {})) for k in keys},
+    )
+
+
+def _batch_result(
+    asset: Asset, keys: list[str], batch: PublishBatch, results: pl.DataFrame, failed: dict[str, list[str]],
+    timings: dict[str, float],
+) -> BatchResult:
+    if batch.confirmed:
+        logger.bind(progress=len(keys), asset=asset.name).info("{}: rechecked, unchanged at the source", asset.name)
+        return BatchResult(asset.name, (), (), 0, {}, {}, {}, 0, timings, f"{socket.gethostname()}:{os.getpid()}",
+                           None, tuple(keys))
+    quarantined = set(failed)
     published = tuple(k for k in keys if k not in quarantined)
     warnings = results.filter(~pl.col("passed") & (pl.col("severity") == "warn")).height
     versions = dict(zip(batch.version_rows["partition_key"], batch.version_rows["version_id"]))
@@ -150,6 +251,7 @@ def build_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> B
         warnings=warnings,
         seconds=timings,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        version_rows=batch.version_rows,
     )
 
 
@@ -160,10 +262,11 @@ def _read_inputs(ctx: BuildContext, asset: Asset, keys: list[str]) -> dict[str, 
     batch_sessions = _sessions_for(keys) if asset.is_partitioned else None
     for dep_name in asset.deps:
         dep = ctx.graph[dep_name]
-        wanted = None
         if dep.is_partitioned and asset.is_partitioned:
-            wanted = sorted({p for k in keys for p in planned.get(k, {}).get(dep_name, {}).get("partitions", [k])})
-        inputs[dep_name] = ctx.warehouse.read(dep_name, wanted)
+            spans = partition_spans([planned.get(k, {}).get(dep_name, {"partitions": [k]}) for k in keys])
+            inputs[dep_name] = ctx.warehouse.read(dep_name, spans=spans)
+        else:
+            inputs[dep_name] = ctx.warehouse.read(dep_name)
     for name in asset.context_inputs:
         if name == "sessions":
             inputs["sessions"] = batch_sessions if batch_sessions is not None else ctx.window_sessions
@@ -219,9 +322,9 @@ def _publish_batch(
     results: pl.DataFrame,
     failed: dict[str, list[str]],
     seconds: float,
+    batch_id: str,
 ) -> PublishBatch:
     now = datetime.now(timezone.utc)
-    batch_id = new_id("b")
     keys = [w.partition_key for w in work]
     quarantined = set(failed)
     data_versions = data_versions_by_partition(staged)

@@ -15,12 +15,12 @@ from prefect.assets import add_asset_metadata, materialize as prefect_materializ
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
-from assets import Asset, default_graph
-from pipelines.building import BatchResult, BuildContext, build_batch
+from assets import default_graph
+from pipelines.building import BatchJob, BuildContext, JobResult, build_job
 from pipelines.logs import route_to_prefect
 from pipelines.materialize import RunSummary, run_materialization
-from pipelines.planning import PartitionWork
 from pipelines.runs import default_window, make_source, record_and_report
 from pipelines.settings import Settings
 from warehouse import Warehouse
@@ -31,10 +31,11 @@ def asset_key(name: str) -> str:
     return f"quarry://{name}"
 
 
-def _materialize_batch(ctx: BuildContext, asset: Asset, work: list[PartitionWork]) -> BatchResult:
-    result = build_batch(ctx, asset, work)
-    add_asset_metadata(asset_key(asset.name), result.metadata())
-    return result
+def _materialize_job(ctx: BuildContext, job: BatchJob) -> JobResult:
+    done = build_job(ctx, job)
+    for name, result in done.results.items():
+        add_asset_metadata(asset_key(name), result.metadata())
+    return done
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,13 @@ def _warehouse_at(address: WarehouseAddress) -> Warehouse:
         return _WORKER_WAREHOUSES[address]
 
 
-def _materialize_remote_batch(
-    address: WarehouseAddress, ctx: BuildContext, asset_name: str, work: list[PartitionWork]
-) -> BatchResult:
-    """A batch in another process: the asset graph is rebuilt there from code, never shipped as pickled functions
+def _materialize_remote_job(address: WarehouseAddress, ctx: BuildContext, job: BatchJob) -> JobResult:
+    """A job in another process: the asset graph is rebuilt there from code, never shipped as pickled functions
     (a code version is a digest of source the worker must be able to read)."""
-    graph = default_graph()
-    result = build_batch(replace(ctx, graph=graph, warehouse=_warehouse_at(address)), graph[asset_name], work)
-    add_asset_metadata(asset_key(asset_name), {**result.metadata(), "worker": result.worker})
-    return result
+    done = build_job(replace(ctx, graph=default_graph(), warehouse=_warehouse_at(address)), job)
+    for name, result in done.results.items():
+        add_asset_metadata(asset_key(name), {**result.metadata(), "worker": result.worker})
+    return done
 
 
 def task_runner(settings: Settings):
@@ -82,23 +81,28 @@ def task_runner(settings: Settings):
 def prefect_submitter(remote: WarehouseAddress | None = None):
     """Submit each batch as a Prefect materializing task, so the server records asset events and lineage.
 
-    With `remote`, batches may run in other processes (Dask workers): the context travels
-    without its warehouse connection and each worker opens the warehouse at that address.
+    The parameters Prefect inspects are a small descriptor (asset name, partitions); the
+    context is quoted, so Prefect never walks the graph, the session calendar or the plan's
+    upstream records looking for futures. With `remote`, batches may run in other processes
+    (Dask workers): the context travels without its graph and warehouse connection (only
+    this job's upstream records) and each worker opens the warehouse at that address.
     """
 
-    def submit(ctx: BuildContext, asset: Asset, work: list[PartitionWork]):
+    def submit(ctx: BuildContext, job: BatchJob):
+        names = job.assets
+        upstream = sorted({d for name in names for d in ctx.graph[name].deps} - set(names))
         materializing = prefect_materialize(
-            PrefectAsset(key=asset_key(asset.name)),
-            asset_deps=[asset_key(d) for d in asset.deps],
-            name=f"materialize-{asset.name}",
+            *(PrefectAsset(key=asset_key(name)) for name in names),
+            asset_deps=[asset_key(d) for d in upstream],
+            name=f"materialize-{names[0]}" if len(names) == 1 else "materialize-together",
             cache_policy=NO_CACHE,
             persist_result=False,
-        )(_materialize_batch if remote is None else _materialize_remote_batch)
-        partitions = f"{work[0].partition_key}..{work[-1].partition_key}"
-        task = materializing.with_options(task_run_name=f"{asset.name}[{partitions}]")
+        )(_materialize_job if remote is None else _materialize_remote_job)
+        task = materializing.with_options(task_run_name=job.label)
         if remote is None:
-            return task.submit(ctx, asset, work)
-        return task.submit(remote, replace(ctx, graph=None, warehouse=None), asset.name, work)
+            return task.submit(quote(ctx), job)
+        # Dask hands a quoted parameter over still wrapped: the remote context goes as is (small without the graph)
+        return task.submit(remote, replace(ctx, graph=None, warehouse=None), job)
 
     return submit
 

@@ -16,8 +16,10 @@ from loguru import logger
 
 from assets.graph import AssetGraph
 from assets.model import Asset
-from pipelines.building import BatchResult, BuildContext, build_batch
-from pipelines.planning import AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection
+from pipelines.building import BatchJob, BatchResult, BuildContext, JobResult, build_job
+from pipelines.planning import (
+    RECHECKS, AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection,
+)
 from warehouse import Warehouse
 from warehouse.redaction import redact
 
@@ -28,14 +30,14 @@ DEFINITION_SCHEMA = pl.Schema({
 })
 
 
-class BatchFuture(Protocol):
+class JobFuture(Protocol):
     def add_done_callback(self, fn: Callable[[Any], None]) -> None: ...
 
-    def result(self) -> BatchResult: ...
+    def result(self) -> JobResult: ...
 
 
-#: Runs one batch somewhere (a thread, a Prefect task) and returns a future for it.
-Submit = Callable[[BuildContext, Asset, list[PartitionWork]], BatchFuture]
+#: Runs one job (one asset's batch, or small assets together) somewhere (a thread, a Prefect task); returns its future.
+Submit = Callable[[BuildContext, BatchJob], JobFuture]
 
 
 @dataclass
@@ -57,6 +59,7 @@ class AssetOutcome:
 
     def absorb(self, result: BatchResult) -> None:
         self.built.extend(result.published)
+        self.up_to_date.extend(result.unchanged)
         self.quarantined.extend(result.quarantined)
         self.rows += result.rows_written
         self.warnings += result.warnings
@@ -185,38 +188,68 @@ def run_materialization(
     summary = RunSummary(run_id, (selection or "*") + (f" --exclude {exclude}" if exclude else ""), datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
     identity = source.identity() if hasattr(source, "identity") else None
     waiting = {a.name: a for a in selected}
+    # the catalog is read once; each finished batch's version rows keep this copy current
+    state = catalog_state(warehouse, sorted({a.name for a in selected} | {d for a in selected for d in a.deps}))
     running: dict[str, int] = {}
-    finished_batches: queue.Queue = queue.Queue()
+    finished_jobs: queue.Queue = queue.Queue()
     started_at: dict[str, float] = {}
 
-    def launch(asset: Asset) -> None:
-        names = sorted({asset.name, *asset.deps})
-        plan = plan_asset(
-            graph, asset, catalog_state(warehouse, names), window,
+    def plan(asset: Asset) -> AssetPlan:
+        found = plan_asset(
+            graph, asset, state, window,
             full_refresh=full_refresh, source_identity=identity,
             watermark=asset.watermark() if asset.watermark else None, repair=repair,
         )
         outcome = summary.outcomes[asset.name]
-        outcome.up_to_date = list(plan.up_to_date)
-        outcome.skipped = list(plan.blocked)
-        for w in plan.to_build:
+        outcome.up_to_date = list(found.up_to_date)
+        outcome.skipped = list(found.blocked)
+        for w in found.to_build:
             outcome.reasons[w.reason] = outcome.reasons.get(w.reason, 0) + 1
-        announce = logger.bind(asset=asset.name, planned=len(plan.to_build))
-        if plan.is_noop:
-            announce.info("{}: up to date ({} partitions, {} blocked)", asset.name, len(plan.up_to_date), len(plan.blocked))
-            return
-        announce.info("{}: building {} partitions ({})", asset.name, len(plan.to_build), outcome.reasons)
+        announce = logger.bind(asset=asset.name, planned=len(found.to_build))
+        if found.is_noop:
+            announce.info("{}: up to date ({} partitions, {} blocked)", asset.name, len(found.up_to_date), len(found.blocked))
+        else:
+            announce.info("{}: building {} partitions ({})", asset.name, len(found.to_build), outcome.reasons)
+        return found
+
+    def rechecked(name: str, work: tuple[PartitionWork, ...]) -> dict[str, dict]:
+        """The published versions an unpartitioned source keeps when it is only rechecked and its data did not change."""
+        if graph[name].is_partitioned or not graph[name].is_source or any(w.reason not in RECHECKS for w in work):
+            return {}
+        published = state.published_map(name)
+        return {w.partition_key: published[w.partition_key] for w in work if w.partition_key in published}
+
+    def launch(job: BatchJob, plans: dict[str, AssetPlan]) -> None:
         ctx = BuildContext(
-            graph, warehouse, source, run_id, window.sessions, input_versions={asset.name: plan.input_versions},
+            graph, warehouse, source, run_id, window.sessions,
+            input_versions={
+                name: {w.partition_key: plans[name].input_versions[w.partition_key] for w in work}
+                for name, work in job.batches
+            },
+            rechecked={name: rechecked(name, work) for name, work in job.batches if rechecked(name, work)},
             through=window.through,
         )
-        # a stateful asset resumes each partition from the one before: one ordered batch
-        groups = batches(plan.to_build, len(plan.to_build) if asset.is_stateful else batch_partitions)
-        running[asset.name] = len(groups)
-        started_at[asset.name] = time.perf_counter()
-        for group in groups:
-            future = submit(ctx, asset, group)
-            future.add_done_callback(lambda f, a=asset.name, g=group: finished_batches.put((a, g, f)))
+        for name in job.assets:
+            running[name] = running.get(name, 0) + 1
+            started_at.setdefault(name, time.perf_counter())
+        submit(ctx, job).add_done_callback(lambda f, j=job: finished_jobs.put((j, f)))
+
+    def launch_ready(ready: list[Asset]) -> None:
+        """A job per batch of a partitioned asset; the unpartitioned ones ready together share one job."""
+        together: list[tuple[str, tuple[PartitionWork, ...]]] = []
+        plans: dict[str, AssetPlan] = {}
+        for asset in ready:
+            plans[asset.name] = found = plan(asset)
+            if found.is_noop:
+                continue
+            if not asset.is_partitioned:
+                together.append((asset.name, found.to_build))
+                continue
+            # a stateful asset resumes each partition from the one before: one ordered batch
+            for group in batches(found.to_build, len(found.to_build) if asset.is_stateful else batch_partitions):
+                launch(BatchJob.of(asset.name, group), plans)
+        if together:
+            launch(BatchJob(tuple(together)), plans)
 
     while waiting or running:
         ready = [
@@ -225,32 +258,42 @@ def run_materialization(
         ]
         for asset in ready:
             del waiting[asset.name]
-            launch(asset)
+        launch_ready(ready)
         if not running:
             continue
-        name, group, future = finished_batches.get()
-        outcome = summary.outcomes[name]
+        job, future = finished_jobs.get()
         try:
-            outcome.absorb(future.result())
-        except Exception as error:  # a batch's failure must not stop independent work
-            logger.error("{}: batch of {} partitions failed: {}", name, len(group), error)
+            done = future.result()
+        except Exception as error:  # a job's failure must not stop independent work
+            logger.error("{}: failed: {}", job.label, error)
             logger.debug("{}", "".join(traceback.format_exception(error)))
-            outcome.failed.extend((w.partition_key, redact(f"{type(error).__name__}: {error}")) for w in group)
-        running[name] -= 1
-        if running[name] == 0:
-            del running[name]
-            outcome.seconds = time.perf_counter() - started_at[name]
-            logger.bind(asset=name, finished=True).info(
-                "{}: done, {} partitions built, {} quarantined, {} failed, {} rows in {:.1f}s",
-                name, len(outcome.built), len(outcome.quarantined), len(outcome.failed), outcome.rows, outcome.seconds,
-            )
+            done = JobResult({}, {name: redact(f"{type(error).__name__}: {error}") for name in job.assets})
+        for name, work in job.batches:
+            outcome = summary.outcomes[name]
+            if name in done.results:
+                result = done.results[name]
+                outcome.absorb(result)
+                if result.version_rows is not None:
+                    state = state.after(result.version_rows)
+            else:
+                error = redact(done.failures.get(name, "not built"))
+                logger.error("{}: batch of {} partitions failed: {}", name, len(work), error)
+                outcome.failed.extend((w.partition_key, error) for w in work)
+            running[name] -= 1
+            if running[name] == 0:
+                del running[name]
+                outcome.seconds = time.perf_counter() - started_at[name]
+                logger.bind(asset=name, finished=True).info(
+                    "{}: done, {} partitions built, {} quarantined, {} failed, {} rows in {:.1f}s",
+                    name, len(outcome.built), len(outcome.quarantined), len(outcome.failed), outcome.rows, outcome.seconds,
+                )
     summary.finished_at = datetime.now(timezone.utc)
     return summary
 
 
 def thread_submitter(max_workers: int) -> tuple[Submit, Callable[[], None]]:
-    """Run batches on a bounded thread pool; returns the submitter and a shutdown function."""
+    """Run jobs on a bounded thread pool; returns the submitter and a shutdown function."""
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="quarry-batch")
-    return (lambda ctx, asset, work: pool.submit(build_batch, ctx, asset, work)), pool.shutdown
+    return (lambda ctx, job: pool.submit(build_job, ctx, job)), pool.shutdown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from bisect import bisect_left
 from datetime import date, datetime, timedelta, timezone
 
@@ -28,6 +28,8 @@ DUE = "due for refresh"
 NEW_AT_SOURCE = "new data at source"
 DAMAGED = "damaged in storage"
 NEW_HOUR = "new hour in the open session"
+#: Reasons that only say a source may have moved: a rebuild that finds the same data publishes no new version.
+RECHECKS = frozenset({NEW_SESSION, NEW_AT_SOURCE, SOURCE_CHANGED})
 
 #: How far back the run window keeps the calendar for look-backs (about two years of sessions).
 HISTORY_DAYS = 750
@@ -156,6 +158,28 @@ class CatalogState:
         rows = self.latest.filter((pl.col("asset") == asset) & (pl.col("status") == "quarantined"))
         return set(rows["partition_key"].to_list())
 
+    def after(self, version_rows: pl.DataFrame) -> CatalogState:
+        """The state once a batch's version rows have committed: a run keeps its catalog current in memory.
+
+        Each row becomes its partition's latest attempt; a published one also replaces the
+        partition's published version (a quarantined attempt leaves the published one in place).
+        """
+        if version_rows.is_empty():
+            return self
+        rows = version_rows.select(
+            pl.col(name).cast(dtype) if name in version_rows.columns else pl.lit(None, dtype).alias(name)
+            for name, dtype in self.latest.schema.items()
+        )
+        published = rows.filter(pl.col("status") == "published")
+
+        def replaced(frame: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+            if new.is_empty():
+                return frame
+            keys = new.select("asset", "partition_key")
+            return pl.concat([frame.join(keys, on=["asset", "partition_key"], how="anti"), new], how="vertical")
+
+        return replace(self, published=replaced(self.published, published), latest=replaced(self.latest, rows))
+
 
 def input_keys(
     asset: Asset, dep: Asset, partition_key: str, published_dep_keys: list[str], window: RunWindow
@@ -189,6 +213,42 @@ def fingerprint(versions: list[dict]) -> str:
         return versions[0]["data_version"]
     text = "|".join(f"{v['partition_key']}={v['data_version']}" for v in sorted(versions, key=lambda v: v["partition_key"]))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def upstream_record(versions: list[dict]) -> dict:
+    """What a version records of one upstream it read (`versions` in partition order).
+
+    One partition is named with its version id. A look-back is its first and last
+    partition, how many it read and one fingerprint of their version ids: a row stays a
+    few dozen bytes whatever the window, and the partitions read are exactly the
+    upstream's published partitions from `first` to `last`.
+    """
+    if len(versions) == 1:
+        only = versions[0]
+        return {"data_version": only["data_version"], "versions": [only["version_id"]], "partitions": [only["partition_key"]]}
+    ids = "|".join(v["version_id"] for v in versions)
+    return {
+        "data_version": fingerprint(versions),
+        "first": versions[0]["partition_key"],
+        "last": versions[-1]["partition_key"],
+        "count": len(versions),
+        "versions_fingerprint": hashlib.sha256(ids.encode()).hexdigest()[:32],
+    }
+
+
+def partition_spans(records: list[dict]) -> list[tuple[str, str]]:
+    """The upstream partitions several records read, as disjoint inclusive (first, last) key ranges."""
+    spans = sorted(
+        (r["first"], r["last"]) if "first" in r else (min(r["partitions"]), max(r["partitions"]))
+        for r in records if "first" in r or r.get("partitions")
+    )
+    merged: list[tuple[str, str]] = []
+    for first, last in spans:
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def plan_asset(
@@ -250,18 +310,14 @@ def plan_asset(
                 block_reason = f"upstream {dep.name} {absent[0] if absent else ''} not published".replace("  ", " ")
                 break
             keys = sorted(set(required) | {k for k in optional if k in dep_published[dep.name]})
-            versions = [dep_published[dep.name][k] for k in keys]
-            inputs[dep.name] = {
-                "data_version": fingerprint(versions),
-                "versions": [v["version_id"] for v in versions],
-                "partitions": keys,
-            }
+            inputs[dep.name] = upstream_record([dep_published[dep.name][k] for k in keys])
         if block_reason:
             blocked.append((key, block_reason))
             continue
         if asset.is_source and source_identity is not None:
             inputs["@source"] = {"data_version": source_identity, "versions": []}
-        if asset.is_source and not asset.is_partitioned and asset.refresh_every is None:
+        if asset.is_source and not asset.is_partitioned and asset.refresh_every is None and watermark is None:
+            # refetched on each new session, unless a watermark tells when the source changed
             inputs["@window"] = {"data_version": window.partition_keys[-1] if window.partition_keys else "", "versions": []}
         if asset.is_source and asset.is_partitioned and key == window.partial_key:
             inputs["@through"] = {"data_version": window.through.isoformat(), "versions": []}

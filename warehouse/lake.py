@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -170,6 +170,7 @@ class Warehouse:
         if not read_only and "://" not in data_path:
             Path(data_path).mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect()
+        self._cursors_lock = threading.Lock()
         load_extensions(self._con, catalog)
         self._con.execute("SET TimeZone = 'UTC'")
         try:
@@ -177,6 +178,8 @@ class Warehouse:
         except duckdb.Error as error:
             raise WarehouseError(attach_failure(catalog, data_path, read_only, str(error), _catalog_file_state(catalog))) from None
         self._publish_lock = threading.Lock()
+        #: Tables known to exist, with their columns once a publish has checked them: (schema, name) -> columns.
+        self._known_tables: dict[tuple[str, str], dict[str, str] | None] = {}
         try:
             self._upgrade_catalog()
         except BaseException:
@@ -224,7 +227,8 @@ class Warehouse:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for this thread, sharing the attached lake."""
-        cur = self._con.cursor()
+        with self._cursors_lock:  # the parent connection's list of cursors is not safe to change from two threads
+            cur = self._con.cursor()
         cur.execute("SET TimeZone = 'UTC'")
         return cur
 
@@ -247,7 +251,8 @@ class Warehouse:
         try:
             yield cur
         finally:
-            cur.close()
+            with self._cursors_lock:
+                cur.close()
 
     def _retrying(self, work, what: str):
         """Run `work(cursor)` in one transaction, retrying the whole transaction on a commit conflict.
@@ -276,11 +281,17 @@ class Warehouse:
     # ---- catalog reads -------------------------------------------------------------------
 
     def has_table(self, schema: str, table: str) -> bool:
+        """Whether the lake has the table; a table once seen is remembered (Quarry never drops one)."""
+        if (schema, table) in self._known_tables:
+            return True
         found = self.query(
             "SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
             [LAKE, schema, table],
         )
-        return found["n"][0] > 0
+        if found["n"][0] > 0:
+            self._known_tables[(schema, table)] = None
+            return True
+        return False
 
     def current_versions(self, assets: list[str] | None = None) -> pl.DataFrame:
         """The published version of every (asset, partition)."""
@@ -353,8 +364,14 @@ class Warehouse:
 
     # ---- data reads ----------------------------------------------------------------------
 
-    def read(self, asset: str, partition_keys: list[str] | None = None) -> pl.DataFrame:
-        """The published rows of an asset (optionally only some partitions), without the partition column."""
+    def read(
+        self, asset: str, partition_keys: list[str] | None = None, *, spans: list[tuple[str, str]] | None = None
+    ) -> pl.DataFrame:
+        """The published rows of an asset, without the partition column.
+
+        Optionally only some partitions: named one by one, or as inclusive (first, last)
+        key ranges (a look-back window is one range, however many sessions it spans).
+        """
         if not self.has_table("main", asset):
             raise WarehouseError(f"asset {asset!r} has never been published")
         sql = f'SELECT * EXCLUDE (partition_key) FROM {LAKE}.main."{asset}"'
@@ -362,6 +379,9 @@ class Warehouse:
         if partition_keys is not None:
             sql += " WHERE list_contains(?, partition_key)"
             params.append(partition_keys)
+        elif spans is not None:
+            sql += " WHERE " + (" OR ".join(["partition_key BETWEEN ? AND ?"] * len(spans)) or "false")
+            params.extend(key for span in spans for key in span)
         return self.query(sql, params)
 
     def read_as_of(
@@ -383,7 +403,7 @@ class Warehouse:
                     f"version {version_id} of {asset} partition {row['partition_key']} was {row['status']}; "
                     f"its rows are in {LAKE}.quarantine.{asset}, never published"
                 )
-            snapshot = row["snapshot_id"] or self._snapshot_of_batch(row["batch_id"])
+            snapshot = row["snapshot_id"] or self.snapshot_of_batch(row["batch_id"])
             clause, value, partition_keys = "VERSION => ?", snapshot, [row["partition_key"]]
         else:
             clause, value = "TIMESTAMP => ?::TIMESTAMPTZ", at
@@ -394,7 +414,8 @@ class Warehouse:
             params.append(partition_keys)
         return self.query(sql, params)
 
-    def _snapshot_of_batch(self, batch_id: str) -> int:
+    def snapshot_of_batch(self, batch_id: str) -> int:
+        """The DuckLake snapshot a publish batch committed (its id is in the commit's extra info)."""
         found = self.query(
             f"SELECT snapshot_id FROM {LAKE}.snapshots() WHERE commit_extra_info = ?", [batch_id]
         )
@@ -404,24 +425,54 @@ class Warehouse:
 
     # ---- writes --------------------------------------------------------------------------
 
-    def publish(self, batch: PublishBatch) -> None:
-        """Write-audit-publish, the publish step: one DuckLake transaction for the whole batch.
+    def publish(self, *batches: PublishBatch) -> None:
+        """Write-audit-publish, the publish step: one DuckLake transaction for the batches (one or several assets).
 
         Passed partitions replace their rows in the asset table and become the published
         version (the previous one superseded); quarantined partitions keep their rows in
-        `quarantine.<asset>` and leave the published table untouched. Check results and
-        version rows commit in the same transaction, so readers never see one without the other.
+        `quarantine.<asset>` and leave the published table untouched. Check results, version
+        rows and the snapshot's record (the batch id in the commit's extra info) commit in
+        the same transaction, so readers never see one without the other.
         """
-        with self._publish_lock:
-            self._retrying(lambda cur: self._publish_in(cur, batch), f"publish {batch.asset}")
-            self._retrying(lambda cur: self._record_snapshot(cur, batch), f"record snapshot of {batch.asset}")
+        if not batches:
+            return
+        names = ", ".join(b.asset for b in batches)
+        message = f"publish {names} ({sum(len(b.published_keys) for b in batches)} partitions)"
+        batch_ids = {b.batch_id for b in batches}
+        if len(batch_ids) != 1:
+            raise WarehouseError(f"one publish carries one batch id (its snapshot is found by it), got {sorted(batch_ids)}")
 
-    def _publish_in(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> None:
+        def publish_all(cur: duckdb.DuckDBPyConnection) -> dict:
+            checked = {}
+            for batch in batches:
+                checked.update(self._publish_in(cur, batch))
+            cur.execute(f"CALL {LAKE}.set_commit_message('quarry', ?, extra_info => ?)", [message, batches[0].batch_id])
+            # DuckLake stamps the snapshot with the time this transaction first touched the lake,
+            # which is before now: as of `published_at`, readers see these batches. The snapshot id
+            # is only known once the commit is done; `snapshot_of_batch` finds it by the batch id.
+            now = datetime.now(timezone.utc)
+            for batch in batches:
+                cur.register("version_rows", batch.version_rows)
+                cur.execute(
+                    f"""INSERT INTO {LAKE}.quarry.versions BY NAME
+                        SELECT * REPLACE (CASE WHEN status = 'published' THEN ?::TIMESTAMPTZ END AS published_at)
+                        FROM version_rows""",
+                    [now],
+                )
+                cur.unregister("version_rows")
+            return checked
+
+        with self._publish_lock:
+            checked = self._retrying(publish_all, f"publish {names}")
+        self._known_tables.update(checked)
+
+    def _publish_in(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> dict:
         table = f'{LAKE}.main."{batch.asset}"'
         published_keys = batch.published_keys
+        checked: dict[tuple[str, str], dict[str, str]] = {}
         if published_keys:
             cur.register("staged_rows", batch.rows)
-            self._ensure_table(cur, "main", batch.asset, "staged_rows")
+            checked["main", batch.asset] = self._ensure_table(cur, "main", batch.asset, "staged_rows")
             if batch.partitioned:
                 cur.execute(f"DELETE FROM {table} WHERE list_contains(?, partition_key)", [published_keys])
             else:
@@ -435,38 +486,26 @@ class Warehouse:
             cur.unregister("staged_rows")
         if batch.quarantined_rows.height:
             cur.register("quarantined_rows", batch.quarantined_rows)
-            self._ensure_table(cur, "quarantine", batch.asset, "quarantined_rows")
+            checked["quarantine", batch.asset] = self._ensure_table(cur, "quarantine", batch.asset, "quarantined_rows")
             cur.execute(f'INSERT INTO {LAKE}.quarantine."{batch.asset}" BY NAME SELECT * FROM quarantined_rows')
             cur.unregister("quarantined_rows")
-        cur.register("version_rows", batch.version_rows)
-        cur.execute(f"INSERT INTO {LAKE}.quarry.versions BY NAME SELECT * FROM version_rows")
-        cur.unregister("version_rows")
+        for version_id, upstream in batch.confirmed.items():
+            cur.execute(f"UPDATE {LAKE}.quarry.versions SET upstream_versions = ? WHERE version_id = ?", [upstream, version_id])
         if batch.check_rows.height:
             cur.register("check_rows", batch.check_rows)
             cur.execute(f"INSERT INTO {LAKE}.quarry.check_results BY NAME SELECT * FROM check_rows")
             cur.unregister("check_rows")
-        cur.execute(
-            f"CALL {LAKE}.set_commit_message('quarry', ?, extra_info => ?)",
-            [f"publish {batch.asset} ({len(published_keys)} partitions)", batch.batch_id],
-        )
+        return checked
 
-    def _record_snapshot(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> None:
-        """Stamp the batch's versions with the DuckLake snapshot that published them and its commit time.
+    def _ensure_table(self, cur: duckdb.DuckDBPyConnection, schema: str, name: str, view: str) -> dict[str, str]:
+        """Create the table from a registered frame's schema, or add the columns it has and the table lacks.
 
-        The ids are only known after the commit; a crash before this step leaves them null,
-        and `read_as_of` then finds the snapshot by the batch id in the commit's extra info.
+        Returns the staged columns; once a publish with them has committed they are remembered,
+        and a later publish of the same columns skips the catalog round trips.
         """
-        cur.execute(
-            f"""UPDATE {LAKE}.quarry.versions AS v
-                SET snapshot_id = s.snapshot_id,
-                    published_at = CASE WHEN v.status = 'published' THEN s.snapshot_time END
-                FROM (SELECT snapshot_id, snapshot_time FROM {LAKE}.snapshots() WHERE commit_extra_info = ?) AS s
-                WHERE v.batch_id = ?""",
-            [batch.batch_id, batch.batch_id],
-        )
-
-    def _ensure_table(self, cur: duckdb.DuckDBPyConnection, schema: str, name: str, view: str) -> None:
-        """Create the table from a registered frame's schema, or add the columns it has and the table lacks."""
+        staged = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {view})").fetchall())
+        if self._known_tables.get((schema, name)) == staged:
+            return staged
         cur.execute(f'CREATE TABLE IF NOT EXISTS {LAKE}.{schema}."{name}" AS SELECT * FROM {view} LIMIT 0')
         existing = dict(
             cur.execute(
@@ -475,7 +514,6 @@ class Warehouse:
                 [LAKE, schema, name],
             ).fetchall()
         )
-        staged = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {view})").fetchall())
         for column in (c for c in staged if c not in existing):
             cur.execute(f'ALTER TABLE {LAKE}.{schema}."{name}" ADD COLUMN "{column}" {staged[column]}')
         dropped = [c for c in existing if c not in staged]
@@ -484,6 +522,7 @@ class Warehouse:
                 f"asset {name}: the new version lacks columns {dropped} that the published table has; "
                 f"drop the table (quarry sql 'DROP TABLE {LAKE}.main.{name}') and rebuild with --full-refresh"
             )
+        return staged
 
     def record_checks(self, check_rows: pl.DataFrame) -> None:
         """Append check results that belong to no publish (a validation sweep of published data)."""

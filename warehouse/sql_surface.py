@@ -103,10 +103,14 @@ SURFACE: tuple[SqlObject, ...] = (
     SqlObject(
         "asset_versions", "table macro", "asset_versions(asset_name)",
         "One row per version of the asset (every partition and status), newest first.",
-        """SELECT version_id, partition_key, status, code_version, data_version, row_count, run_id,
-                  snapshot_id, created_at, published_at, superseded_at, failed_checks, build_seconds
-           FROM {lake}.quarry.versions WHERE asset = known_asset(asset_name)
-           ORDER BY created_at DESC, version_id DESC""",
+        """SELECT v.version_id, v.partition_key, v.status, v.code_version, v.data_version, v.row_count, v.run_id,
+                  coalesce(v.snapshot_id, s.snapshot_id) AS snapshot_id, v.created_at, v.published_at,
+                  v.superseded_at, v.failed_checks, v.build_seconds
+           FROM {lake}.quarry.versions v
+           LEFT JOIN (SELECT snapshot_id, commit_extra_info FROM {lake}.snapshots()) s
+             ON v.status IN ('published', 'superseded') AND s.commit_extra_info = v.batch_id
+           WHERE v.asset = known_asset(asset_name)
+           ORDER BY v.created_at DESC, v.version_id DESC""",
     ),
     SqlObject(
         "asset_current", "table macro", "asset_current(asset_name)",
@@ -121,7 +125,7 @@ SURFACE: tuple[SqlObject, ...] = (
     ),
     SqlObject(
         "asset_at_snapshot", "table macro", "asset_at_snapshot(asset_name, snapshot)",
-        "The whole asset as of a DuckLake snapshot id (the `snapshot_id` of a version row).",
+        "The whole asset as of a DuckLake snapshot id (the `snapshot_id` `asset_versions` shows for a version: the snapshot whose commit carries the version's `batch_id`).",
         """SELECT * FROM query('SELECT * FROM {lake}.main."' || replace(asset_name, '"', '""')
                || '" AT (VERSION => ' || CAST(CAST(snapshot AS BIGINT) AS VARCHAR) || ')')""",
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import polars as pl
@@ -64,6 +64,8 @@ class PublishBatch:
     version_rows: pl.DataFrame
     check_rows: pl.DataFrame
     published_at: datetime
+    #: Version id -> upstream record: published versions a rebuild found unchanged, re-stamped in place.
+    confirmed: dict[str, str] = field(default_factory=dict)
 
     @property
     def published_keys(self) -> list[str]:

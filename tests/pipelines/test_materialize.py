@@ -1,5 +1,6 @@
 """Materialization round trips on a real DuckLake: build, no-op, full refresh, quarantine, code change, as-of reads."""
 
+import json
 from dataclasses import replace
 from datetime import date
 
@@ -7,6 +8,7 @@ import polars as pl
 import pytest
 
 from assets import AssetGraph, default_graph
+from assets.model import AssetOut, multi_asset
 from assets.bars import bars_hourly
 from assets.sources import SampleSource
 from pipelines.materialize import plan_run
@@ -150,9 +152,10 @@ def test_new_session_builds_only_the_new_partitions(lake):
     lake.materialize(BARS, end=date(2025, 3, 13), run_id="day1")
     summary = lake.materialize(BARS, run_id="day2")
     assert {a: o.built for a, o in summary.outcomes.items()} == {
-        "bars_raw": ["2025-03-14"], "splits": ["all"], "bars_hourly": ["2025-03-14"], "bars_daily": ["2025-03-14"],
+        "bars_raw": ["2025-03-14"], "splits": [], "bars_hourly": ["2025-03-14"], "bars_daily": ["2025-03-14"],
     }
-    assert summary.outcomes["splits"].reasons == {"new session": 1}
+    # splits was refetched for the new window and found unchanged: checked, not republished
+    assert summary.outcomes["splits"].reasons == {"new session": 1} and summary.outcomes["splits"].up_to_date == ["all"]
 
 
 def test_small_batches_give_the_same_data_versions(make_lake):
@@ -207,3 +210,66 @@ def test_validation_sweep_reaudits_published_data_with_todays_checks(lake):
     stored = lake.warehouse.check_results("sweep-2")
     assert stored.height == swept.height and stored["version_id"].null_count() == 0
     assert _current(lake, "bars_daily")["status"].unique().to_list() == ["published"]
+
+
+def _extremes_graph(calls: list[int]) -> AssetGraph:
+    """The default graph plus a multi-asset whose transform notes each time it runs."""
+
+    @multi_asset(outputs={
+        "close_highs": AssetOut("One row per symbol: its highest daily close in the window.", grain=("symbol",)),
+        "close_lows": AssetOut("One row per symbol: its lowest daily close in the window.", grain=("symbol",)),
+    })
+    def close_extremes(bars_daily: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        """Highs and lows of one pass over the daily bars."""
+        calls.append(bars_daily.height)
+        by_symbol = bars_daily.group_by("symbol")
+        return {"close_highs": by_symbol.agg(high_px=pl.col("close_px").max()),
+                "close_lows": by_symbol.agg(low_px=pl.col("close_px").min())}
+
+    return AssetGraph.of([*default_graph().assets.values(), *close_extremes])
+
+
+def test_multi_asset_outputs_come_from_one_computation_published_in_one_transaction(lake):
+    calls: list[int] = []
+    graph = _extremes_graph(calls)
+    summary = lake.materialize("+close_highs,close_lows", graph=graph, run_id="extremes")
+    assert summary.exit_code == 0 and calls == [20 * SESSIONS]
+    daily = lake.warehouse.read("bars_daily")
+    highs, lows = lake.warehouse.read("close_highs"), lake.warehouse.read("close_lows")
+    assert highs.sort("symbol")["high_px"].to_list() == daily.group_by("symbol").agg(pl.col("close_px").max()).sort("symbol")["close_px"].to_list()
+    assert lows.sort("symbol")["low_px"].to_list() == daily.group_by("symbol").agg(pl.col("close_px").min()).sort("symbol")["close_px"].to_list()
+    rows = lake.warehouse.current_versions(["close_highs", "close_lows"])
+    assert rows.height == 2 and rows["batch_id"].n_unique() == 1
+    assert lake.warehouse.snapshot_of_batch(rows["batch_id"][0]) > 0
+    for asset, version_id in rows.select("asset", "version_id").iter_rows():
+        assert lake.warehouse.read_as_of(asset, version_id=version_id).height == 20
+
+    again = lake.materialize("+close_highs,close_lows", graph=graph, run_id="extremes-again")
+    assert again.totals["built"] == 0 and calls == [20 * SESSIONS]
+
+
+def test_a_look_back_is_recorded_as_its_first_and_last_partition(lake):
+    lake.materialize("+indicators_daily", run_id="looks")
+    current = lake.warehouse.current_versions(["indicators_daily", "bars_daily"]).sort("partition_key")
+    daily = current.filter(pl.col("asset") == "bars_daily")
+    keys = daily["partition_key"].to_list()
+    for i, row in enumerate(current.filter(pl.col("asset") == "indicators_daily").iter_rows(named=True)):
+        read = json.loads(row["upstream_versions"])["bars_daily"]
+        if i == 0:
+            assert read["partitions"] == [keys[0]] and read["data_version"] == daily["data_version"][0]
+            continue
+        assert (read["first"], read["last"], read["count"]) == (keys[0], keys[i], i + 1)
+        assert "versions" not in read and len(row["upstream_versions"]) < 300
+
+
+def test_a_source_that_did_not_change_on_a_new_session_publishes_no_new_version(lake):
+    lake.materialize(BARS, end=date(2025, 3, 13), run_id="before")
+    before = lake.warehouse.versions("splits")
+    summary = lake.materialize(BARS, run_id="after")
+    splits = summary.outcomes["splits"]
+    assert splits.built == [] and splits.up_to_date == ["all"] and summary.outcomes["bars_daily"].built == [WINDOW_END.isoformat()]
+    after = lake.warehouse.versions("splits")
+    assert after["version_id"].to_list() == before["version_id"].to_list()
+    assert after["data_version"].to_list() == before["data_version"].to_list()
+    assert json.loads(after["upstream_versions"][0])["@window"]["data_version"] == WINDOW_END.isoformat()
+    assert lake.materialize(BARS, run_id="again").totals["built"] == 0
