@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from loguru import logger
@@ -21,6 +22,7 @@ from warehouse import LAKE, Warehouse
 from warehouse.redaction import redact
 
 Status = Literal["ok", "warn", "fail"]
+EXCHANGE_TZ = ZoneInfo("America/New_York")
 #: An optional check of an outside system (the ledger, the broker): returns a detail or raises.
 Probe = Callable[[], str]
 FAILED_RUN_EVENT = "quarry.flow-run.failed"
@@ -348,7 +350,7 @@ def gather_daily_summary(warehouse: Warehouse, graph: AssetGraph, now: datetime,
     stale = [r for r in freshness_rows(warehouse.current_versions(), graph, now) if r.status != "ok"]
     pnl, trades = book(since, now) if book else (None, None)
     return DailySummary(
-        day=f"{now:%Y-%m-%d}",
+        day=f"{now.astimezone(EXCHANGE_TZ):%Y-%m-%d}",  # 19:00 in New York is already tomorrow in UTC
         runs_completed=runs.filter(pl.col("status") == "completed").height,
         runs_failed=runs.filter(pl.col("status") != "completed").height,
         partitions_built=int(runs["built"].sum() or 0),
@@ -359,15 +361,16 @@ def gather_daily_summary(warehouse: Warehouse, graph: AssetGraph, now: datetime,
 
 
 def ledger_book(since: datetime, now: datetime) -> tuple[Mapping[str, float], int]:
-    """Realized P&L by strategy of the pair trades closed in [since, now), and the fills in it, from the ledger."""
-    from warehouse.ledger import Ledger, LedgerSettings, fills, pair_trades
+    """The day's book from the ledger: realized P&L of the pair trades closed in [since, now), the unrealized P&L
+    of the positions held (as last marked), both always shown (0.00 on a quiet day), and the fills in the window."""
+    from warehouse.ledger import Ledger, LedgerSettings, fills, pair_trades, positions
 
     ledger = Ledger.open(LedgerSettings())
     closed = ledger.rows(pair_trades, pair_trades.c.exit_ts >= since, pair_trades.c.exit_ts < now)
-    pnl: dict[str, float] = {}
-    for trade in closed:
-        pnl[trade["strategy"]] = pnl.get(trade["strategy"], 0.0) + (trade["realized_pnl"] or 0.0)
-    return pnl, ledger.count(fills, fills.c.filled_at >= since, fills.c.filled_at < now)
+    realized = sum(trade["realized_pnl"] or 0.0 for trade in closed)
+    unrealized = sum(p["unrealized_pnl"] or 0.0 for p in ledger.rows(positions))
+    return ({"realized": realized, "unrealized": unrealized},
+            ledger.count(fills, fills.c.filled_at >= since, fills.c.filled_at < now))
 
 
 def _summary(now: datetime | None = None) -> DailySummary:

@@ -36,7 +36,7 @@ class DeploymentSpec:
     tags: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
     schedules: tuple[ScheduleSpec, ...] = ()
-    work_pool: str = "quarry"
+    work_pool: str = "ingestion"
     triggers: tuple[dict[str, Any], ...] = ()  # Prefect deployment triggers: runs started by events
 
     @property
@@ -66,7 +66,7 @@ def load_deployments(path: Path = PREFECT_YAML) -> list[DeploymentSpec]:
                     ScheduleSpec(s["cron"], s.get("timezone", "UTC"), s.get("active", True), dict(s.get("parameters") or {}))
                     for s in entry.get("schedules") or []
                 ),
-                work_pool=(entry.get("work_pool") or {}).get("name", "quarry"),
+                work_pool=(entry.get("work_pool") or {}).get("name", "ingestion"),
                 triggers=tuple(dict(t) for t in entry.get("triggers") or ()),
             )
         )

@@ -124,8 +124,8 @@ def archive_old_versions(warehouse: Warehouse, archive_dir: Path, cutoff: dateti
         return ArchiveResult(archive_id, None, (), plan.expire_snapshots if dry_run else ())
     root = Path(archive_dir) / archive_id
     exported = []
-    for row in versions.filter(pl.col("version_id").is_in(list(plan.archive_versions))).iter_rows(named=True):
-        frame = warehouse.read_as_of(row["asset"], version_id=row["version_id"])
+    doomed = versions.filter(pl.col("version_id").is_in(list(plan.archive_versions)))
+    for row, frame in _rows_as_published(warehouse, doomed):
         path = root / row["asset"] / row["partition_key"] / f"{row['version_id']}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path)
@@ -147,6 +147,25 @@ def archive_old_versions(warehouse: Warehouse, archive_dir: Path, cutoff: dateti
     expire_snapshots(warehouse, plan.expire_snapshots)
     logger.info("archived {} versions to {}; expired {} snapshots", len(exported), root, len(plan.expire_snapshots))
     return ArchiveResult(archive_id, manifest, tuple(exported), plan.expire_snapshots)
+
+
+def _rows_as_published(warehouse: Warehouse, doomed: pl.DataFrame):
+    """Each version row with its rows as published: one time-travel read per (asset, snapshot), not per version.
+
+    A batch publishes many partitions in one snapshot, so this is a few reads for thousands of versions.
+    """
+    for (asset, snapshot), group in doomed.sort("asset", "snapshot_id", "partition_key").group_by(
+        "asset", "snapshot_id", maintain_order=True
+    ):
+        keys = group["partition_key"].to_list()
+        published = warehouse.query(
+            f'SELECT * FROM {LAKE}.main."{asset}" AT (VERSION => ?) WHERE list_contains(?, partition_key)',
+            [int(snapshot), keys],
+        )
+        by_key = published.partition_by("partition_key", as_dict=True) if published.height else {}
+        for row in group.iter_rows(named=True):
+            rows = by_key.get((row["partition_key"],), published.clear())
+            yield row, rows.drop("partition_key")
 
 
 def _record(warehouse, archive_id, cutoff, manifest, exported, plan, archived_at) -> None:

@@ -62,7 +62,8 @@ class TradingRuntime:
                              check_market=self.trading.check_market_clock if check_market is None else check_market)
 
     def momentum(self) -> DailyMomentumStrategy:
-        return DailyMomentumStrategy(self.warehouse, self.graph, self.ledger, self.broker, self.limits())
+        return DailyMomentumStrategy(self.warehouse, self.graph, self.ledger, self.broker, self.limits(),
+                                     check_market=self.trading.check_market_clock)
 
     def validated_prices(self, now: datetime) -> tuple[dict[str, float], datetime | None]:
         """Last closed hourly close per symbol at `now`, read through the validated reader (raises if unusable)."""

@@ -325,6 +325,7 @@ class DailyMomentumStrategy:
     limits: RiskLimits = RiskLimits()
     max_positions: int = 3
     weight_pct: float = 0.02
+    check_market: bool = True
     name: str = "momentum"
 
     def run_cycle(self, now: datetime, dry_run: bool = False) -> CycleReport:
@@ -346,6 +347,9 @@ class DailyMomentumStrategy:
         wanted = set(ranked["symbol"].head(self.max_positions).to_list())
         prices = dict(last.select("symbol", "close_px").iter_rows())
         broker = self.broker_factory(prices, now)
+        if self.check_market and not broker.clock(now).is_open:
+            report.status, report.reason = "skipped", "market closed"
+            return report
         held = {h.symbol: h.qty for h in holdings_from_fills(self.ledger).values() if h.strategy == self.name and h.qty}
         if not dry_run:
             self.ledger.start_cycle(cycle_id, self.name, now, dry_run)

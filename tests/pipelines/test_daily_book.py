@@ -28,5 +28,22 @@ def test_book_sums_trades_closed_in_the_window_and_counts_its_fills(tmp_path, mo
                                     "created_at": at, "updated_at": at})
         assert ledger.record_fill(client_order_id=f"q-{n}", fill_key=f"q-{n}:1", symbol="KO", side="buy", qty=1, px=60.0, filled_at=at)
 
+    ledger.replace_positions([{"strategy": "pairs", "symbol": "KO", "qty": 10.0, "avg_cost_px": 60.0,
+                                "realized_pnl": 0.0, "market_px": 61.5, "unrealized_pnl": 15.0, "updated_at": NOW}])
     pnl, fill_count = ledger_book(NOW - timedelta(days=1), NOW)
-    assert pnl == {"pairs": 100.0} and fill_count == 2
+    assert pnl == {"realized": 100.0, "unrealized": 15.0} and fill_count == 2
+
+
+def test_a_quiet_day_shows_zero_pnl_not_a_blank(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
+    pnl, fill_count = ledger_book(NOW - timedelta(days=1), NOW)
+    assert pnl == {"realized": 0.0, "unrealized": 0.0} and fill_count == 0
+
+
+def test_the_summary_is_dated_in_exchange_time(lake):
+    from assets import default_graph
+    from pipelines.monitoring import gather_daily_summary
+
+    winter_evening = datetime(2025, 12, 2, 0, 0, tzinfo=timezone.utc)  # 19:00 in New York on 2025-12-01
+    summary = gather_daily_summary(lake.warehouse, default_graph(), winter_evening)
+    assert summary.day == "2025-12-01"

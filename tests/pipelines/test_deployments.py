@@ -40,7 +40,7 @@ def test_every_flow_in_pipelines_has_a_deployment():
 def test_entrypoint_imports_a_flow_and_schedules_parse(spec):
     assert Path(PREFECT_YAML.parent / spec.entrypoint.split(":")[0]).exists()
     assert isinstance(spec.load_flow(), Flow)
-    assert spec.work_pool == "quarry" and "quarry" in spec.tags
+    assert spec.work_pool in ("ingestion", "strategy", "execution") and "quarry" in spec.tags
     assert spec.schedules or spec.triggers, f"{spec.name} has no schedule and no trigger"
     for schedule in spec.schedules:
         Cron(schedule.cron, timezone=schedule.timezone)  # raises on a bad cron or time zone
@@ -59,7 +59,9 @@ def test_names_are_unique_and_the_design_schedules_are_there():
     expected = {
         "bars-daily": ("15 22 * * 1-5", True), "bars-hourly": ("0 14-21 * * 1-5", True),
         "indicators": ("0 23 * * 1-5", True), "pair-discovery": ("0 4 * * 6", True),
-        "archive-old-data": ("0 2 * * 0", True), "backup-databases": ("0 4 * * 0", True),
+        "archive-old-data": ("0 3 * * 0", True), "backup-databases": ("0 4 * * 0", True),
+        "restore-drill": ("0 5 * * 0", True), "fundamentals-quarterly": ("0 9 8 1,4,7,10 *", True),
+        "backfill": ("0 3 1 1 *", False), "live-performance": ("20 22 * * 1-5", True),
         "cleanup-logs": ("0 1 * * *", True), "monitor-system-health": ("*/5 * * * *", True),
         "daily-report": ("0 18 * * 1-5", True), "daily-summary": ("0 19 * * 1-5", True),
         "reconcile": ("0 */6 * * *", True),
@@ -72,6 +74,23 @@ def test_names_are_unique_and_the_design_schedules_are_there():
     [started_by] = by_name["intraday-pairs"].triggers  # the cycle follows each hourly ingestion run
     assert started_by["match_related"] == {"prefect.resource.role": "deployment", "prefect.resource.name": "bars-hourly"}
     assert "prefect.flow-run.Completed" in started_by["expect"]
+
+
+def test_each_deployment_runs_in_the_pool_of_its_work():
+    """Trading flows (the only ones needing broker keys) on `execution`; the rest never there."""
+    for spec in SPECS:
+        trading = spec.entrypoint.startswith("pipelines/trading/") or spec.name == "live-performance"
+        assert (spec.work_pool == "execution") == trading, spec.name
+    by_name = {s.name: s.work_pool for s in SPECS}
+    assert by_name["bars-daily"] == by_name["backup-databases"] == by_name["monitor-system-health"] == "ingestion"
+    assert by_name["analytics"] == by_name["pair-discovery"] == by_name["indicators"] == "strategy"
+
+
+def test_no_two_deployments_start_at_the_same_minute_on_the_weekend():
+    """Maintenance and the weekly fetches used to collide at 02:00 on Sunday."""
+    sunday = [(s.schedules[0].cron, s.schedules[0].timezone) for s in SPECS
+              if s.schedules and s.schedules[0].active and s.schedules[0].cron.endswith(" 0")]
+    assert len(sunday) == len(set(sunday)), sunday
 
 
 def test_serve_builds_the_same_deployments_from_prefect_yaml():

@@ -133,3 +133,11 @@ def test_the_close_makes_the_partition_final_and_equal_to_one_built_after_the_cl
     for asset in ("bars_raw", "bars_hourly"):
         rebuilt = after_close.warehouse.current_versions([asset]).filter(pl.col("partition_key") == KEY)
         assert rebuilt["data_version"][0] == published(warehouse, asset)["data_version"]
+
+
+def test_the_momentum_cycle_respects_the_market_clock(lake, tmp_path):
+    warehouse, _ = lake
+    night = ops.run_strategy_cycle(runtime(warehouse, tmp_path), "momentum", at(3, 7))
+    assert night.status == "skipped" and night.reason == "market closed" and not night.orders
+    before_close = ops.run_strategy_cycle(runtime(warehouse, tmp_path), "momentum", at(19, 30))
+    assert before_close.status == "done"

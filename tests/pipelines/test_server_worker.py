@@ -91,7 +91,7 @@ def test_deployed_runs_complete_on_a_process_worker(server, lake, tmp_path):
     prefect_file = tmp_path / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
-    _prefect(env, "work-pool", "create", "quarry", "--type", "process")
+    _prefect(env, "work-pool", "create", bars["work_pool"]["name"], "--type", "process")
     _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", "bars-daily", "--name", "flaky",
              timeout=120)
     runs = {
@@ -99,7 +99,7 @@ def test_deployed_runs_complete_on_a_process_worker(server, lake, tmp_path):
         for name in ("materialize/bars-daily", "flaky/flaky")
     }
     worker = subprocess.run(
-        [PREFECT, "worker", "start", "--pool", "quarry", "--run-once", "--limit", "2"],
+        [PREFECT, "worker", "start", "--pool", bars["work_pool"]["name"], "--run-once", "--limit", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
     )
     assert worker.returncode == 0, worker.stdout + worker.stderr
