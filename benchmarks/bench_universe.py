@@ -1,6 +1,7 @@
 """The whole default graph on an index-sized sample market: Quarry against a plain script, and the same build on Dask.
 
-Run: .venv/bin/python benchmarks/bench_universe.py [--symbols 500] [--years 5] [--dask 2] [--skip-plain] [--keep]
+Run: .venv/bin/python benchmarks/bench_universe.py [--symbols 500] [--years 5] [--dask 2] [--skip-plain]
+     [--skip-threads] [--keep]
 
 Phases, each in its own process (peak RSS and CPU seconds are the process's own, children included):
   threads  `materialize` of every asset over the window through the Prefect flow on its thread pool,
@@ -150,6 +151,8 @@ def main() -> None:
     parser.add_argument("--years", type=int, default=5)
     parser.add_argument("--dask", type=int, default=0, metavar="N", help="also build on a local Dask cluster of N workers")
     parser.add_argument("--skip-plain", action="store_true", help="skip the plain-script baseline")
+    parser.add_argument("--skip-threads", action="store_true",
+                        help="only the Dask build (compare its data_versions_sha256 with a threads run's)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--phase", choices=["build"], help=argparse.SUPPRESS)
     parser.add_argument("--to", dest="end", type=date.fromisoformat, default=END, help=argparse.SUPPRESS)
@@ -167,14 +170,16 @@ def main() -> None:
     try:
         say(f"{args.symbols} symbols × {args.years} years ({start}..{END}); scratch {scratch}; starting a Prefect server")
         server, api_url = start_server(scratch / "prefect-home", base)
-        threads_env = build_env(base, scratch / "threads", args.symbols, start, api_url)
-        threads = run_build("threads build", scratch, threads_env, server.pid)
-        quarry_cpu = threads["cpu_s"] + threads["server_cpu_s"]
-        results.update(wall_s=threads["wall_s"], cpu_s=round(quarry_cpu, 2), process_cpu_s=threads["cpu_s"],
-                       server_cpu_s=threads["server_cpu_s"], peak_rss_mb=threads["peak_rss_mb"],
-                       rows=threads["rows"], partitions=threads["partitions"],
-                       data_versions_sha256=threads["data_versions_sha256"], asset_seconds=threads["asset_seconds"])
-        if not args.skip_plain:
+        threads = None
+        if not args.skip_threads:
+            threads_env = build_env(base, scratch / "threads", args.symbols, start, api_url)
+            threads = run_build("threads build", scratch, threads_env, server.pid)
+            quarry_cpu = threads["cpu_s"] + threads["server_cpu_s"]
+            results.update(wall_s=threads["wall_s"], cpu_s=round(quarry_cpu, 2), process_cpu_s=threads["cpu_s"],
+                           server_cpu_s=threads["server_cpu_s"], peak_rss_mb=threads["peak_rss_mb"],
+                           rows=threads["rows"], partitions=threads["partitions"],
+                           data_versions_sha256=threads["data_versions_sha256"], asset_seconds=threads["asset_seconds"])
+        if threads is not None and not args.skip_plain:
             plain_dir = scratch / "plain"
             plain_dir.mkdir()
             plain = measured(
@@ -193,8 +198,12 @@ def main() -> None:
             results["dask"] = {
                 "workers": args.dask, "wall_s": dask["wall_s"], "cpu_s": round(dask["cpu_s"] + dask["server_cpu_s"], 2),
                 "peak_rss_mb": dask["peak_rss_mb"], "data_versions_sha256": dask["data_versions_sha256"],
-                "same_data_versions_as_threads": dask["data_versions_sha256"] == threads["data_versions_sha256"],
+                "rows": dask["rows"], "asset_seconds": dask["asset_seconds"],
             }
+            if threads is not None:
+                results["dask"]["same_data_versions_as_threads"] = (
+                    dask["data_versions_sha256"] == threads["data_versions_sha256"]
+                )
     except (PhaseFailed, OSError, ValueError, KeyError) as error:
         failed = True
         say(f"FAILED: {error}")
