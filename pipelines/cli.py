@@ -278,6 +278,7 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
                 "last_check_status": "failing" if attempts.filter(pl.col("status") == "quarantined").height else "passing",
                 "tags": sorted(a.tags),
                 "deps": list(a.deps),
+                "params": dict(a.params),
             }
         )
     if as_json:

@@ -71,6 +71,7 @@ def test_materialize_then_noop_then_explore(workdir):
     by_name = {a["asset"]: a for a in assets}
     assert len(assets) == 21 and by_name["bars_daily"]["published_partitions"] == 5
     assert by_name["bars_daily"]["stale"]  # `assets` looks up to the last completed session, past --to
+    assert by_name["pair_candidates"]["params"]["fdr_q"] == 0.05  # the scan's thresholds travel with the asset
 
     report = quarry(workdir, "report")
     assert report.returncode == 0 and Path(report.stdout.strip()).read_text().startswith("<!doctype html>")
