@@ -31,7 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_materialize import END, PhaseFailed, _tree_cpu, say, start_server  # noqa: E402
+from bench_materialize import (  # noqa: E402
+    END, SERVER_IDLE_RATE, PhaseFailed, _tree_cpu, measure_server_idle, say, start_server,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN_SCRIPT = Path(__file__).resolve().with_name("bench_materialize.py")
@@ -96,7 +98,8 @@ def measured(label: str, command: list[str], env: dict[str, str], cwd: Path, ser
     _, status, usage = os.wait4(process.pid, 0)
     reaped.set()
     wall = time.perf_counter() - started
-    server = (_tree_cpu(server_pid) - server_before) if server_pid else 0.0
+    # the server's share is what it spent beyond its idle rate over the same wall time
+    server = max(_tree_cpu(server_pid) - server_before - SERVER_IDLE_RATE["per_s"] * wall, 0.0) if server_pid else 0.0
     if os.waitstatus_to_exitcode(status) != 0:
         raise PhaseFailed(f"{label}: exit status {os.waitstatus_to_exitcode(status)}; output:\n{output[-3000:]}")
     cpu = max(usage.ru_utime + usage.ru_stime, tree_peak[0])
@@ -170,6 +173,7 @@ def main() -> None:
     try:
         say(f"{args.symbols} symbols × {args.years} years ({start}..{END}); scratch {scratch}; starting a Prefect server")
         server, api_url = start_server(scratch / "prefect-home", base)
+        results["server_idle_cpu_per_s"] = round(measure_server_idle(server.pid, 10.0), 3)
         threads = None
         if not args.skip_threads:
             threads_env = build_env(base, scratch / "threads", args.symbols, start, api_url)
