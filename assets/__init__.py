@@ -16,7 +16,7 @@ def default_graph() -> AssetGraph:
             indicators.indicators_hourly, indicators.indicators_daily, indicators.market_regime,
             pairs.pair_candidates, pairs.pair_spreads, pairs.pair_signals,
             backtests.backtest_trades, backtests.backtest_equity, backtests.pair_performance,
-            backtests.strategy_performance,
+            backtests.strategy_performance, backtests.trade_analysis,
             *fundamentals.FUNDAMENTALS_ASSETS,
             live.live_performance,
         ]

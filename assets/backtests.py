@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from assets.model import AssetOut, asset, multi_asset
-from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, StrategyPerformance
+from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, StrategyPerformance, TradeAnalysis
 
 BACKTEST_PARAMS = {
     "initial_capital": 1_000_000.0, "commission_bps": 1.0, "slippage_bps": 2.0, "kelly_fraction": 0.25,
@@ -95,3 +95,11 @@ def strategy_performance(
     return per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year).with_columns(
         pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)  # undefined metrics are null, not NaN
     )
+
+
+@asset(contract=TradeAnalysis, grain=("dimension", "bucket"), tags=("backtest", "performance"))
+def trade_analysis(backtest_trades: pl.DataFrame, market_regime: pl.DataFrame) -> pl.DataFrame:
+    """One row per dimension and bucket of the backtest's closed trades (per pair, entry hour, holding time, market regime at entry and exit reason): count, win rate, average and median net P&L, profit factor and average bars held."""
+    from assets.analytics.trade_analysis import trade_analysis as analyse
+
+    return analyse(backtest_trades, market_regime)

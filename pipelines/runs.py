@@ -54,13 +54,19 @@ def _strategy_equity(warehouse: Warehouse, summary: RunSummary):
     return book.select("bar_ts", "equity"), (metrics[0] if metrics else None)
 
 
+def _trade_analysis(warehouse: Warehouse, summary: RunSummary):
+    """Where the backtest's trades win and lose, when this run built the analysis."""
+    built = summary.outcomes.get("trade_analysis")
+    return warehouse.read("trade_analysis") if built is not None and built.built else None
+
+
 def record_and_report(
     warehouse: Warehouse, settings: Settings, summary: RunSummary, flow_run_id: str | None = None
 ) -> Report:
     """Write the HTML quality report and the run's row in `quarry.runs`, then sweep old orphaned files."""
     checks = warehouse.check_results(summary.run_id)
     equity, metrics = _strategy_equity(warehouse, summary)
-    report = build_report(summary, checks, equity, metrics)
+    report = build_report(summary, checks, equity, metrics, trade_analysis=_trade_analysis(warehouse, summary))
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"{summary.run_id}.html"
     path.write_text(report.html, encoding="utf-8")

@@ -257,6 +257,30 @@ class BacktestTrades(pa.DataFrameModel):
         )
 
 
+class TradeAnalysis(pa.DataFrameModel):
+    """Closed backtest trades summarized per pair, entry hour, holding time, regime and exit reason."""
+
+    dimension: str = pa.Field(isin=["pair", "entry_hour", "holding_bars", "regime", "exit_reason"])
+    bucket: str = pa.Field()
+    n_trades: int = pa.Field(gt=0)
+    win_rate_pct: float = pa.Field(ge=0, le=1)
+    avg_net_pnl: float = pa.Field()
+    median_net_pnl: float = pa.Field()
+    total_net_pnl: float = pa.Field()
+    profit_factor: float = pa.Field(nullable=True, ge=0)
+    avg_bars_held: float = pa.Field(ge=0)
+
+    class Config:
+        unique = ["dimension", "bucket"]
+        strict = True
+
+    @pa.dataframe_check(error="every dimension counts the same closed trades")
+    def dimensions_cover_the_same_trades(cls, data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            (pl.col("n_trades").sum().over("dimension") == pl.col("n_trades").sum().over("dimension").max())
+        )
+
+
 class BacktestEquity(pa.DataFrameModel):
     """Per pair and bar: position, net P&L, equity and return of the backtest."""
 

@@ -23,26 +23,59 @@ class Report:
 
 def build_report(
     summary, checks: pl.DataFrame, equity: pl.DataFrame | None = None, metrics: dict | None = None,
-    graph: AssetGraph | None = None,
+    graph: AssetGraph | None = None, trade_analysis: pl.DataFrame | None = None,
 ) -> Report:
     """Render what a run built, what failed which check and why, from the run summary and `quarry.check_results`.
 
     When the run built the backtest, `equity` (one row per bar: equity) and the strategy's
     `metrics` add a performance section with equity-curve and drawdown charts. The lineage
-    of what ran is drawn from `graph` (the default graph unless given).
+    of what ran is drawn from `graph` (the default graph unless given). `trade_analysis` (the
+    asset's rows) adds where the strategy wins and loses, one table per dimension.
     """
     rows = _asset_rows(summary)
     failures = checks.filter(~pl.col("passed")) if checks.height else checks
     errors = failures.filter(pl.col("severity") == "error") if failures.height else failures
     warnings = _warning_summary(failures)
     performance = _performance_html(equity, metrics) if equity is not None and equity.height > 1 else ""
+    if trade_analysis is not None and trade_analysis.height:
+        performance += _trade_analysis_html(trade_analysis)
     lineage = _lineage_html(summary, graph or default_graph())
     markdown = _markdown(summary, rows, errors, warnings)
     if metrics:
         markdown += "\n## Strategy performance\n\n" + "\n".join(
             f"- {name}: {value:.4f}" if isinstance(value, float) else f"- {name}: {value}" for name, value in metrics.items()
         ) + "\n"
+    if trade_analysis is not None and trade_analysis.height:
+        markdown += _trade_analysis_markdown(trade_analysis)
     return Report(markdown=markdown, html=_html(summary, rows, errors, warnings, performance, lineage), asset_rows=rows)
+
+
+_ANALYSIS_HEADERS = ["trades", "win rate", "avg P&L", "median P&L", "profit factor", "avg bars held"]
+
+
+def _analysis_cells(row: dict) -> list:
+    factor = "—" if row["profit_factor"] is None else f"{row['profit_factor']:.2f}"
+    return [row["n_trades"], f"{row['win_rate_pct']:.0%}", f"{row['avg_net_pnl']:,.0f}", f"{row['median_net_pnl']:,.0f}",
+            factor, f"{row['avg_bars_held']:.1f}"]
+
+
+def _trade_analysis_html(analysis: pl.DataFrame) -> str:
+    """Closed trades per pair, entry hour, holding time, regime and exit reason: where the strategy wins and loses."""
+    parts = ["<h2>Trade analysis (closed backtest trades)</h2>"]
+    for (dimension,), rows in analysis.group_by("dimension", maintain_order=True):
+        parts.append(f"<h3>by {html.escape(dimension.replace('_', ' '))}</h3>")
+        parts.append(_table([dimension, *_ANALYSIS_HEADERS], [[r["bucket"], *_analysis_cells(r)] for r in rows.iter_rows(named=True)]))
+    return "".join(parts)
+
+
+def _trade_analysis_markdown(analysis: pl.DataFrame) -> str:
+    lines = ["", "## Trade analysis", ""]
+    for (dimension,), rows in analysis.group_by("dimension", maintain_order=True):
+        lines += [f"### by {dimension.replace('_', ' ')}", "", "| " + " | ".join([dimension, *_ANALYSIS_HEADERS]) + " |",
+                  "|" + "---|" * (len(_ANALYSIS_HEADERS) + 1)]
+        lines += ["| " + " | ".join(str(c) for c in [r["bucket"], *_analysis_cells(r)]) + " |" for r in rows.iter_rows(named=True)]
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 def line_chart_svg(values: list[float], *, title: str, color: str, width: int = 720, height: int = 180) -> str:

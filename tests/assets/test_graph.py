@@ -37,7 +37,7 @@ def test_description_must_state_grain():
     [
         ("bars_hourly", ["bars_hourly"]),
         ("+bars_hourly", ["bars_raw", "splits", "bars_hourly"]),
-        ("bars_daily+", ["bars_daily", "indicators_daily", "market_regime"]),
+        ("bars_daily+", ["bars_daily", "indicators_daily", "market_regime", "trade_analysis"]),
         ("+pair_signals", ["bars_raw", "splits", "universe", "bars_hourly", "pair_candidates", "pair_spreads",
                            "pair_signals"]),
         ("tag:source", ["bars_raw", "company_info", "company_officers", "financial_statements",
@@ -48,8 +48,11 @@ def test_description_must_state_grain():
         ("bars_hourly+1", ["bars_hourly", "bars_daily", "indicators_hourly", "pair_candidates", "pair_spreads",
                            "backtest_equity", "backtest_trades"]),
         ("indicators_*", ["indicators_hourly", "indicators_daily"]),
-        ("@bars_daily", ["bars_raw", "splits", "bars_hourly", "bars_daily", "indicators_daily", "market_regime"]),
-        ("tag:performance", ["live_performance", "pair_performance", "strategy_performance"]),
+        # bars_daily's descendants reach trade_analysis, whose ancestors include the whole backtest chain
+        ("@bars_daily", ["bars_raw", "splits", "universe", "bars_hourly", "bars_daily", "pair_candidates",
+                         "indicators_daily", "market_regime", "pair_spreads", "pair_signals", "backtest_trades",
+                         "trade_analysis"]),
+        ("tag:performance", ["live_performance", "pair_performance", "strategy_performance", "trade_analysis"]),
     ],
 )
 def test_selection(selection, expected):
@@ -74,7 +77,7 @@ def test_a_selection_that_selects_nothing_says_so():
 
 def test_empty_selection_is_everything_in_dependency_order():
     names = [a.name for a in default_graph().select(None)]
-    assert len(names) == 21
+    assert len(names) == 22
     for a in default_graph():
         assert all(names.index(dep) < names.index(a.name) for dep in a.deps)
 
@@ -114,6 +117,7 @@ def test_default_graph_snapshot():
         "backtest_equity": (("pair_signals", "bars_hourly"), "none", False),
         "pair_performance": (("backtest_equity", "backtest_trades"), "none", False),
         "strategy_performance": (("backtest_equity", "backtest_trades"), "none", False),
+        "trade_analysis": (("backtest_trades", "market_regime"), "none", False),
         "universe": ((), "none", False),
         "company_info": ((), "none", False),
         "key_statistics": ((), "none", False),
