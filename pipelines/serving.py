@@ -126,8 +126,8 @@ def serve(path: Path | None = None, only: list[str] | None = None, limit: int | 
 
     With no Prefect API configured, a Prefect server is started for the purpose with its
     scheduler on (Prefect's own temporary server schedules nothing) and stopped on exit.
-    Against a team server only the deployments named `serve-<name>` are created, served
-    and, on exit, paused: the ones `prefect deploy` made are left as they are.
+    Against a team server only the deployments named `serve-<name>` are created and
+    served: the ones `prefect deploy` made are left as they are.
     """
     import prefect
     from prefect.settings import PREFECT_API_URL

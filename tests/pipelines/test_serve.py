@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.pipelines.test_server_worker import server  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 QUARRY = str(Path(sys.executable).with_name("quarry"))
 
@@ -69,3 +71,35 @@ def test_serve_without_a_server_runs_a_scheduled_run_of_a_per_minute_deployment(
     time.sleep(2)
     with pytest.raises(ProcessLookupError):  # the server it started went with it
         os.killpg(serving.pid, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_against_a_team_server_serve_leaves_the_workers_deployments_alone(server, tmp_path):  # noqa: F811
+    import httpx
+
+    from tests.pipelines.test_server_worker import _prefect
+
+    project = _project(tmp_path, tmp_path / "ticks")
+    env = {**_env(tmp_path), "PREFECT_API_URL": server["PREFECT_API_URL"]}
+    _prefect(env, "work-pool", "create", "quarry", "--type", "process")
+    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(project / "prefect.yaml"), "--all", timeout=180)
+    api = server["PREFECT_API_URL"]
+    before = httpx.get(f"{api}/deployments/name/tick/tick-every-minute", timeout=10).json()
+
+    serving = subprocess.Popen([QUARRY, "serve"], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            served = httpx.get(f"{api}/deployments/name/tick/serve-tick-every-minute", timeout=10)
+            if served.status_code == 200:
+                break
+            time.sleep(2)
+        assert served.status_code == 200 and served.json()["entrypoint"].endswith("tick_flow.py:tick")
+    finally:
+        serving.send_signal(signal.SIGINT)
+        serving.wait(timeout=60)
+    after = httpx.get(f"{api}/deployments/name/tick/tick-every-minute", timeout=10).json()
+    assert {k: after[k] for k in ("id", "entrypoint", "paused", "pull_steps", "work_pool_name", "updated")} == {
+        k: before[k] for k in ("id", "entrypoint", "paused", "pull_steps", "work_pool_name", "updated")}
