@@ -20,12 +20,12 @@ def _():
     import polars as pl
 
     from pipelines.settings import Settings
-    from quality.report import line_chart_svg
+    from quality.charts import time_series_svg
     from warehouse.explore import Explorer
 
     settings = Settings()
     explorer = Explorer.open(settings.catalog, settings.data_path)
-    return explorer, json, line_chart_svg, mo, pl
+    return explorer, json, mo, pl, time_series_svg
 
 
 @app.cell
@@ -47,7 +47,7 @@ def _(history, pl):
 
 
 @app.cell
-def _(explorer, line_chart_svg, mo):
+def _(explorer, mo, pl, time_series_svg):
     by_session = mo.sql(
         """
         SELECT partition_key AS session, count(*) FILTER (WHERE NOT passed) AS failed_checks,
@@ -59,8 +59,9 @@ def _(explorer, line_chart_svg, mo):
         engine=explorer.con,
         output=False,
     )
-    failures_chart = line_chart_svg(
-        [float(n) for n in by_session["failing_rows"].to_list()], title="Failing rows by session (all checks)", color="#c62828"
+    failures_chart = time_series_svg(
+        by_session["session"].str.to_date(strict=False).to_list(), [float(n) for n in by_session["failing_rows"].to_list()],
+        title="Failing rows by session (all checks)", y_label="failing rows", color="#c62828",
     )
     mo.Html(failures_chart)
     return by_session, failures_chart

@@ -47,7 +47,7 @@ def _(explorer, mo):
 
 
 @app.cell
-def _(catalog, pl):
+def _(catalog, mo, pl):
     stale_after_hours = 24 * 4  # a long weekend: older than this and the asset is worth a look
     freshness = catalog.select(
         "asset",
@@ -58,7 +58,7 @@ def _(catalog, pl):
         is_unbuilt=pl.col("published_partitions") == 0,
         is_old=(pl.col("age_seconds") / 3600) > stale_after_hours,
     )
-    freshness
+    mo.vstack([mo.md(f"## Freshness per asset (old after {stale_after_hours} hours)"), freshness])
     return (freshness,)
 
 
@@ -71,7 +71,9 @@ def _(explorer, mo):
         FROM bars_daily GROUP BY symbol ORDER BY symbol
         """,
         engine=explorer.con,
+        output=False,
     )
+    mo.vstack([mo.md("## Daily bars per symbol"), daily_bars])
     return (daily_bars,)
 
 
@@ -83,7 +85,9 @@ def _(explorer, mo):
         FROM lake.quarry.versions ORDER BY created_at DESC LIMIT 20
         """,
         engine=explorer.con,
+        output=False,
     )
+    mo.vstack([mo.md("## The latest versions"), recent_versions])
     return (recent_versions,)
 
 

@@ -18,12 +18,12 @@ def _():
     import polars as pl
 
     from pipelines.settings import Settings
-    from quality.report import line_chart_svg
+    from quality.charts import time_series_svg
     from warehouse.explore import Explorer
 
     settings = Settings()
     explorer = Explorer.open(settings.catalog, settings.data_path)
-    return explorer, line_chart_svg, mo, pl
+    return explorer, mo, pl, time_series_svg
 
 
 @app.cell
@@ -37,7 +37,9 @@ def _(explorer, mo):
         ORDER BY p_value
         """,
         engine=explorer.con,
+        output=False,
     )
+    mo.vstack([mo.md("## This week's traded pairs (cointegrated, by p-value)"), candidates])
     return (candidates,)
 
 
@@ -62,26 +64,34 @@ def _(explorer, pair_picker):
 
 
 @app.cell
-def _(line_chart_svg, mo, pair_picker, signals):
+def _(mo, pair_picker, signals, time_series_svg):
     recent = signals.tail(700)
+    when = recent["bar_ts"].to_list()
     charts = [
-        line_chart_svg(recent["spread"].to_list(), title=f"{pair_picker.value} log spread", color="#1f6feb"),
-        line_chart_svg(recent["zscore"].fill_null(float("nan")).to_list(), title="z-score", color="#6f42c1"),
-        line_chart_svg([float(p) for p in recent["position"].to_list()], title="position (+1 long spread, -1 short)", color="#2e7d32"),
+        time_series_svg(when, recent["spread"].to_list(), title=f"{pair_picker.value} log spread", y_label="log spread"),
+        time_series_svg(when, recent["zscore"].fill_null(float("nan")).to_list(), title="z-score", y_label="z", color="#6f42c1"),
+        time_series_svg(when, [float(p) for p in recent["position"].to_list()], title="position (+1 long spread, -1 short)",
+                        y_label="position", color="#2e7d32"),
     ]
     mo.vstack([mo.md(f"## {pair_picker.value}: the last {recent.height} hourly bars"), *[mo.Html(c) for c in charts]])
     return (charts,)
 
 
 @app.cell
-def _(explorer, pair_picker, pl):
+def _(explorer, mo, pair_picker, pl):
     trades = explorer.sql(
         "SELECT * FROM backtest_trades WHERE pair_id = ? ORDER BY entry_ts", [pair_picker.value]
     )
     performance = explorer.sql("SELECT * FROM pair_performance WHERE pair_id = ?", [pair_picker.value])
-    trades.select("entry_ts", "exit_ts", "side", "entry_zscore", "exit_zscore", "net_pnl", "exit_reason").with_columns(
-        pl.col("net_pnl").round(2)
-    )
+    percent = [c for c in performance.columns if c.endswith("_pct")]
+    mo.vstack([
+        mo.md(f"## {pair_picker.value}: backtest performance (percentages for `_pct` metrics)"),
+        performance.with_columns((pl.col(c) * 100).round(2).cast(pl.String) + "%" for c in percent),
+        mo.md(f"## {pair_picker.value}: backtest trades"),
+        trades.select("entry_ts", "exit_ts", "side", "entry_zscore", "exit_zscore", "net_pnl", "exit_reason").with_columns(
+            pl.col("net_pnl").round(2)
+        ),
+    ])
     return performance, trades
 
 

@@ -217,6 +217,17 @@ def _print_plan(plans) -> None:
             console.print(f"  {plan.asset}: … and {len(plan.to_build) - 10} more")
 
 
+def _quarantine_reasons(summary: RunSummary) -> dict[tuple[str, str], str]:
+    """(asset, partition) → the checks that quarantined it in this run, from the catalog's version rows."""
+    settings = Settings()
+    with _open(settings, read_only=True) as warehouse:
+        rows = warehouse.query(
+            f"SELECT asset, partition_key, failed_checks FROM {LAKE}.quarry.versions WHERE run_id = ? AND status = 'quarantined'",
+            [summary.run_id],
+        )
+    return {(r["asset"], r["partition_key"]): r["failed_checks"] for r in rows.iter_rows(named=True) if r["failed_checks"]}
+
+
 def _print_summary(summary: RunSummary) -> None:
     table = Table(title=f"Run {summary.run_id}: {summary.status}")
     for column in ("asset", "built", "up to date", "quarantined", "skipped", "failed", "rows", "seconds"):
@@ -228,9 +239,11 @@ def _print_summary(summary: RunSummary) -> None:
             f"[red]{len(o.failed)}[/]" if o.failed else "0", str(o.rows), f"{o.seconds:.2f}",
         )
     console.print(table)
+    failed_checks = _quarantine_reasons(summary) if summary.totals["quarantined"] else {}
     for o in summary.outcomes.values():
         for key in o.quarantined[:10]:
-            console.print(f"[red]quarantined[/] {o.asset} [{key}]")
+            why = failed_checks.get((o.asset, key))
+            console.print(f"[red]quarantined[/] {o.asset} [{key}]" + (f": failed {why}" if why else ""), soft_wrap=True)
         for key, error in o.failed[:5]:
             console.print(f"[red]failed[/] {o.asset} [{key}]: {error}")
     console.print(f"Quality report: {summary.report_path}")
@@ -243,7 +256,7 @@ def _print_summary(summary: RunSummary) -> None:
 
 
 @app.command("assets")
-def list_assets(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_assets(as_json: Annotated[bool, typer.Option("--json", help="the assets as a JSON list of objects")] = False) -> None:
     """Every asset: partitions, latest published version, stale or not, last check status."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
@@ -367,7 +380,7 @@ def backtest(
     slippage_bps: Annotated[float, typer.Option("--slippage-bps")] = 2.0,
     kelly_fraction: Annotated[float, typer.Option("--kelly-fraction")] = 0.25,
     at: Annotated[Optional[str], typer.Option("--at", help="read the assets as published at this timestamp")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="metrics, versions read and result digest as one JSON object")] = False,
 ) -> None:
     """Rerun the pairs strategy over a window with chosen parameters, pinned to the asset versions it reads."""
     from datetime import timedelta

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assets import default_graph
-from pipelines.cli_common import one_line, open_existing
+from pipelines.cli_common import InputError, one_line, open_existing
 from pipelines.logs import configure_console
 from pipelines.settings import Settings
 from quality.lineage import write_asset_lineage_svg
@@ -249,15 +249,65 @@ def sql_surface(
     print(surface_markdown() if markdown else surface_script(), end="")
 
 
+def docs(
+    write: Annotated[Optional[Path], typer.Option("--write", help="refresh the generated sections of this Markdown file")] = None,
+    check: Annotated[Optional[Path], typer.Option("--check", help="exit 1 if this file's generated sections are stale")] = None,
+) -> None:
+    """The asset graph (Mermaid) and asset table as Markdown, generated from the declarations (README sections)."""
+    from pipelines.docs import refresh, sections
+
+    graph = default_graph()
+    for path in (write, check):
+        if path is not None and not path.is_file():
+            raise InputError(f"no file {path}")
+    if check is not None:
+        text = check.read_text(encoding="utf-8")
+        try:
+            fresh = refresh(text, graph)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        if fresh != text:
+            print(f"{check}: the generated asset sections are stale; run `quarry docs --write {check}`", file=sys.stderr)
+            raise typer.Exit(1)
+        print(f"{check}: the generated asset sections match the graph")
+        return
+    if write is not None:
+        try:
+            write.write_text(refresh(write.read_text(encoding="utf-8"), graph), encoding="utf-8")
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        print(f"refreshed the asset graph and table in {write}")
+        return
+    print("\n".join(sections(graph).values()), end="")
+
+
+def export_notebook(
+    notebook: Annotated[Path, typer.Argument(help="a marimo notebook, e.g. notebooks/explore_assets.py")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the HTML page to write")],
+) -> None:
+    """Run a notebook on the warehouse (read-only) and write its outputs as one page that renders offline."""
+    from pipelines.notebook_export import export_notebook as export
+
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    if not notebook.is_file():
+        raise InputError(f"no notebook at {notebook}")
+    require_warehouse(settings.catalog)
+    output.write_text(export(notebook), encoding="utf-8")
+    print(f"wrote {output} (self-contained: no scripts, fonts or images to fetch)")
+
+
 def draw_lineage(asset: str, path: Path) -> Path:
     """`quarry lineage ASSET --svg PATH`: the asset, its upstream and downstream, drawn to an SVG file."""
     return write_asset_lineage_svg(default_graph(), asset, path)
 
 
 def register(app: typer.Typer) -> None:
-    """Add `sql`, `shell`, `runs`, `diff` and `sql-surface` to the `quarry` app."""
+    """Add `sql`, `shell`, `runs`, `diff`, `sql-surface` and `docs` to the `quarry` app."""
     app.command("sql")(sql)
     app.command("shell")(shell)
     app.command("runs")(runs)
     app.command("diff")(diff)
     app.command("sql-surface")(sql_surface)
+    app.command("docs")(docs)
+    app.command("export-notebook")(export_notebook)

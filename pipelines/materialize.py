@@ -76,6 +76,7 @@ class RunSummary:
     outcomes: dict[str, AssetOutcome]
     finished_at: datetime | None = None
     report_path: str | None = None
+    window: tuple[str, str] | None = None  # first and last session of the run's window, for the report
 
     @property
     def totals(self) -> dict[str, int]:
@@ -186,6 +187,8 @@ def run_materialization(
     selected_names = {a.name for a in selected}
     record_definitions(warehouse, selected)
     summary = RunSummary(run_id, (selection or "*") + (f" --exclude {exclude}" if exclude else ""), datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
+    if window.partition_keys:
+        summary.window = (window.partition_keys[0], window.partition_keys[-1])
     identity = source.identity() if hasattr(source, "identity") else None
     waiting = {a.name: a for a in selected}
     # the catalog is read once; each finished batch's version rows keep this copy current

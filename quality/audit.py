@@ -41,15 +41,20 @@ def _contract_results(asset: Asset, staged: pl.DataFrame, partition_keys: list[s
     try:
         asset.contract.validate(staged.drop("partition_key"), lazy=True)
     except pandera.errors.SchemaErrors as errors:
-        return _contract_failures(name, errors.failure_cases, staged, partition_keys)
+        return _contract_failures(name, errors.failure_cases, staged, partition_keys, asset.grain)
     return _results_for(name, "error", staged.clear(), partition_keys, "")
 
 
 def _contract_failures(
-    name: str, cases: pl.DataFrame, staged: pl.DataFrame, partition_keys: list[str]
+    name: str, cases: pl.DataFrame, staged: pl.DataFrame, partition_keys: list[str], grain: tuple[str, ...] = (),
 ) -> pl.DataFrame:
-    """Map Pandera's failure cases back to partitions; a failure without a row (a missing column) fails every partition."""
+    """Map Pandera's failure cases back to partitions; a failure without a row (a missing column) fails every partition.
+
+    A sample names the failing row by the asset's grain key (symbol, bar_ts, …), not by
+    Pandera's positional index, which means nothing once the batch is gone.
+    """
     keys = staged["partition_key"]
+    grain_columns = [c for c in grain if c in staged.columns]
     cases = cases.with_columns(
         check_label=pl.concat_str(pl.col("column").fill_null(""), pl.lit(": "), pl.col("check").fill_null("")),
         partition_key=pl.col("index").map_elements(lambda i: keys[i], return_dtype=pl.String)
@@ -75,9 +80,18 @@ def _contract_failures(
             rows.append((key, name, "error", True, 0, None, ""))
             continue
         labels = sorted(set(group["check_label"].to_list()))
-        sample = group.head(SAMPLE_ROWS).select("column", "check", "failure_case", "index").write_json()
+        sample = _keyed_sample(group.head(SAMPLE_ROWS), staged, grain_columns).write_json()
         rows.append((key, name, "error", False, group["index"].n_unique(), sample, "; ".join(labels)))
     return pl.DataFrame(rows, schema=RESULT_SCHEMA, orient="row")
+
+
+def _keyed_sample(cases: pl.DataFrame, staged: pl.DataFrame, grain: list[str]) -> pl.DataFrame:
+    """Failure cases with the grain key of the row each one is about (null for a failure without a row)."""
+    cases = cases.select("column", "check", "failure_case", pl.col("index").cast(pl.Int64))
+    if not grain:
+        return cases
+    keyed = staged.select(grain).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+    return cases.join(keyed, on="index", how="left").select(*grain, "column", "check", "failure_case")
 
 
 def _results_for(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from assets import AssetGraph, default_graph
+from quality.charts import time_series_svg
 from quality.lineage import lineage_svg, run_states
 
 MAX_FAILURES_SHOWN = 50
@@ -101,17 +102,27 @@ def line_chart_svg(values: list[float], *, title: str, color: str, width: int = 
     )
 
 
+def metric_text(name: str, value: object) -> str:
+    """A metric as a person reads it: `_pct` fractions as percentages, other floats to four places."""
+    if isinstance(value, float) and value == value:
+        return f"{value:.2%}" if name.endswith("_pct") else f"{value:,.4f}"
+    return "" if value is None else str(value)
+
+
 def _performance_html(equity: pl.DataFrame, metrics: dict | None) -> str:
-    curve = equity.sort("bar_ts")["equity"].to_list()
+    """Metrics table, then the equity curve and its drawdown over the bars' dates (the book's equity per bar)."""
+    book = equity.group_by("bar_ts").agg(pl.col("equity").sum()).sort("bar_ts") if "pair_id" in equity.columns else equity.sort("bar_ts")
+    when, curve = book["bar_ts"].to_list(), book["equity"].to_list()
     peak, drawdowns = float("-inf"), []
     for value in curve:
         peak = max(peak, value)
-        drawdowns.append(value / peak - 1.0)
-    table = _table(["metric", "value"], [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in (metrics or {}).items()])
+        drawdowns.append(value / peak - 1.0 if peak else 0.0)
+    table = _table(["metric", "value"], [[k, metric_text(k, v)] for k, v in (metrics or {}).items()])
     return (
         "<h2>Strategy performance (backtest)</h2>" + table
-        + line_chart_svg(curve, title="Equity", color="#1f6feb")
-        + line_chart_svg(drawdowns, title="Drawdown", color="#c62828")
+        + "<figure class='chart'>" + time_series_svg(when, curve, title="Equity", y_label="equity ($)") + "</figure>"
+        + "<figure class='chart'>" + time_series_svg(when, drawdowns, title="Drawdown", y_label="below running peak",
+                                                     color="#c62828", percent=True, fill_below_zero=True) + "</figure>"
     )
 
 
@@ -223,7 +234,7 @@ th{background:#f3f5f9} .status{display:inline-block;padding:.1rem .6rem;border-r
 .completed{background:#2e7d32}.quarantined{background:#c77700}.failed{background:#c62828}
 .failure{border-left:4px solid #c62828;padding:.2rem 1rem;margin:1rem 0;background:#fff6f6}
 code{background:#f3f5f9;padding:0 .2rem;border-radius:3px} .muted{color:#5b6474}
-figure.lineage{margin:.5rem 0;overflow-x:auto}
+figure.lineage{margin:.5rem 0;overflow-x:auto} figure.chart{margin:.5rem 0} figure.chart svg{max-width:100%;height:auto}
 """
 
 
@@ -234,7 +245,9 @@ def _html(
     parts = [
         f"<h1>Quarry run <code>{html.escape(summary.run_id)}</code> "
         f"<span class='status {summary.status}'>{summary.status}</span></h1>",
-        f"<p class='muted'>Selection <code>{html.escape(summary.selection)}</code>; started {summary.started_at:%Y-%m-%d %H:%M:%S} UTC"
+        f"<p class='muted'>Selection <code>{html.escape(summary.selection)}</code>; "
+        + (f"sessions {summary.window[0]} → {summary.window[1]}; " if getattr(summary, "window", None) else "")
+        + f"started {summary.started_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", finished {summary.finished_at:%H:%M:%S} UTC" if summary.finished_at else "")
         + "</p>",
         _table(

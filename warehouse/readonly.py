@@ -24,6 +24,8 @@ DUCKLAKE_READERS = frozenset({
 REFUSED_FUNCTIONS = frozenset({"json_execute_serialized_sql", "checkpoint", "force_checkpoint"})
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(ANALYZE\s+)?", re.IGNORECASE)
+_VARIABLE = re.compile(r"^\s*(?:SET\s+VARIABLE\s+\w+\s*(?:=|TO)\s*(?P<value>.*?)|RESET\s+VARIABLE\s+\w+)\s*;?\s*$",
+                       re.IGNORECASE | re.DOTALL)
 
 
 class WriteRefused(WarehouseError):
@@ -38,6 +40,12 @@ def refuse_writes(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     DuckLake maintenance functions) are refused before anything runs, with one clear line.
     """
     for statement in con.extract_statements(sql):
+        variable = _VARIABLE.match(statement.query)
+        if statement.type == duckdb.StatementType.SET and variable:
+            # a session variable (`SET VARIABLE v = (SELECT …)`): its value may be a query, checked like one
+            if variable["value"]:
+                _refuse_writing_functions(con, "SELECT " + variable["value"])
+            continue
         if statement.type not in READ_STATEMENTS:
             raise WriteRefused(_refusal(f"{statement.type.name} statements"))
         _refuse_writing_functions(con, _EXPLAIN.sub("", statement.query))

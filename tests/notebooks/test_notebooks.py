@@ -80,3 +80,50 @@ def test_a_notebook_runs_as_a_plain_script(market):
         [sys.executable, str(NOTEBOOKS / "data_quality.py")], env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_an_exported_notebook_renders_offline_in_chromium_with_dated_axes(market, monkeypatch, tmp_path):
+    """`quarry export-notebook`'s page: every table under a heading, charts with dates on the x axis, nothing fetched."""
+    import re
+    import shutil
+
+    from pipelines.notebook_export import export_notebook
+
+    for variable, value in market.env().items():
+        monkeypatch.setenv(variable, value)
+    page = tmp_path / "pairs.html"
+    page.write_text(export_notebook(NOTEBOOKS / "pairs_research.py"), encoding="utf-8")
+    text = page.read_text()
+    assert not re.search(r"https?://|<script|<marimo-", text)
+    assert text.count("<h2") >= 4 and text.count("<table") >= 3  # candidates, performance, trades
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists() and shutil.which("chromium") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{chromium} is not installed (apt-get install chromium)")
+        pytest.skip(f"{chromium} is not installed here")
+    from playwright.sync_api import sync_playwright
+
+    requests = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            tab = browser.new_page(viewport={"width": 1200, "height": 900})
+            tab.on("request", lambda r: requests.append(r.url))
+            tab.goto(page.as_uri(), wait_until="load")
+            charts = tab.evaluate(
+                """() => [...document.querySelectorAll('svg[aria-label]')].map(s => ({
+                       label: s.getAttribute('aria-label'), width: s.getBoundingClientRect().width,
+                       x_ticks: [...s.querySelectorAll('g[id^="xtick"] text')].map(t => t.textContent.trim())}))"""
+            )
+            headings = tab.evaluate("() => [...document.querySelectorAll('h2')].map(h => h.textContent)")
+            shot = tmp_path / "pairs.png"
+            tab.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert requests == [page.as_uri()]
+    assert len(charts) == 3 and all(c["width"] > 300 for c in charts), charts
+    month_or_day = re.compile(r"20\d\d|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|[0-3]?\d|\d\d:\d\d")
+    for chart in charts:
+        assert len(chart["x_ticks"]) >= 3 and all(month_or_day.fullmatch(t) for t in chart["x_ticks"]), chart
+    assert any("performance" in h for h in headings) and any("trades" in h for h in headings)
+    assert shot.stat().st_size > 30_000

@@ -11,6 +11,7 @@ from tests.notebooks.research_market import BAD_DAY, build_research_market
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
+DATE_TICK = re.compile(r"20\d\d|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec|[0-3]?\d|[A-Z][a-z]{2} [0-3]\d|\d\d:\d\d")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
 
 
@@ -35,6 +36,8 @@ def test_the_page_holds_no_url_and_every_section(report_page):
     assert "bad_ticks_beyond_tolerance" in page and BAD_DAY.isoformat() in page
     for label in ("Lineage of this run", "Equity", "Drawdown"):
         assert f"aria-label='{label}'" in page
+    assert "sessions 2025-01-02 → 2025-07-31" in page  # the run's window in the header
+    assert re.search(r"<td>total_return_pct</td><td>-?[\d.,]+%</td>", page)  # fractions shown as percentages
 
 
 def test_chromium_renders_it_offline_without_console_errors(report_page, tmp_path):
@@ -58,9 +61,12 @@ def test_chromium_renders_it_offline_without_console_errors(report_page, tmp_pat
                 """() => [...document.querySelectorAll('svg')].map(s => {
                        const box = s.getBoundingClientRect();
                        return {label: s.getAttribute('aria-label'), width: box.width, height: box.height,
-                               marks: s.querySelectorAll('polyline, rect, path').length};
+                               marks: s.querySelectorAll('polyline, rect, path').length,
+                               x_ticks: [...s.querySelectorAll('g[id^="xtick"] text')].map(t => t.textContent.trim()),
+                               y_ticks: [...s.querySelectorAll('g[id^="ytick"] text')].map(t => t.textContent.trim())};
                    })"""
             )
+            sample_headers = page.evaluate("() => [...document.querySelectorAll('.failure table th')].map(t => t.textContent)")
             broken_images = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length")
             links = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
             failure_rows = page.locator(".failure table tbody tr").count()
@@ -75,5 +81,12 @@ def test_chromium_renders_it_offline_without_console_errors(report_page, tmp_pat
     assert all(link.startswith("file://") or link.startswith("#") for link in links)
     assert {d["label"] for d in drawn} == {"Lineage of this run", "Equity", "Drawdown"}
     assert all(d["width"] > 300 and d["height"] > 100 and d["marks"] >= 2 for d in drawn), drawn
+    charts = {d["label"]: d for d in drawn if d["label"] in ("Equity", "Drawdown")}
+    for chart in charts.values():  # the x axis is dated: every tick label is a year, a month or a day of the window
+        assert len(chart["x_ticks"]) >= 3 and all(DATE_TICK.fullmatch(t) for t in chart["x_ticks"]), chart["x_ticks"]
+        assert any(re.fullmatch(r"20\d\d|[A-Z][a-z]{2}", t) for t in chart["x_ticks"]), chart["x_ticks"]
+    assert all(t.endswith("%") for t in charts["Drawdown"]["y_ticks"]), charts["Drawdown"]["y_ticks"]
+    assert all(re.fullmatch(r"[\d,]+", t) for t in charts["Equity"]["y_ticks"]), charts["Equity"]["y_ticks"]  # 1,098,000 not 1.098e+06
+    assert {"symbol", "bar_ts"} <= set(sample_headers) and "index" not in sample_headers  # failing rows named by grain key
     assert failure_rows >= 5  # the sampled failing rows of the quarantined partition
     assert shot.stat().st_size > 50_000
