@@ -5,7 +5,6 @@ from __future__ import annotations
 import polars as pl
 
 from assets.model import AssetOut, asset, multi_asset
-from quality.contracts import BacktestEquity, BacktestTrades, PairPerformance, StrategyPerformance, TradeAnalysis
 
 BACKTEST_PARAMS = {
     "initial_capital": 1_000_000.0, "commission_bps": 1.0, "slippage_bps": 2.0, "kelly_fraction": 0.25,
@@ -50,11 +49,11 @@ def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params
         "backtest_trades": AssetOut(
             "One row per simulated round trip of a pair (open trades marked to the last bar), with fills one bar "
             "after the signal, the hedge ratio in force at entry, fractional-Kelly size, costs, P&L and the exit reason.",
-            contract=BacktestTrades, grain=("pair_id", "trade_id"),
+            contract="quality.contracts:BacktestTrades", grain=("pair_id", "trade_id"),
         ),
         "backtest_equity": AssetOut(
             "One row per pair and hourly bar of the backtest: position held, net P&L after costs, equity and return.",
-            contract=BacktestEquity, grain=("pair_id", "bar_ts"),
+            contract="quality.contracts:BacktestEquity", grain=("pair_id", "bar_ts"),
         ),
     },
     tags=("backtest",),
@@ -72,7 +71,7 @@ def backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) ->
 backtest_trades, backtest_equity = backtest
 
 
-@asset(contract=PairPerformance, grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)
+@asset(contract="quality.contracts:PairPerformance", grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)
 def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float) -> pl.DataFrame:
     """One row per pair: total and annualized return, Sharpe, Sortino, max drawdown, Calmar, win rate, profit factor, holding time, exposure and trade count (empyrical definitions, annualized by 252 × 7 hourly bars)."""
     from assets.analytics.performance import pair_performance as per_pair
@@ -83,7 +82,7 @@ def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFram
 
 
 @asset(
-    contract=StrategyPerformance, grain=(), tags=("backtest", "performance"),
+    contract="quality.contracts:StrategyPerformance", grain=(), tags=("backtest", "performance"),
     params={**BARS_PER_YEAR, "initial_capital": BACKTEST_PARAMS["initial_capital"]},
 )
 def strategy_performance(
@@ -97,7 +96,7 @@ def strategy_performance(
     )
 
 
-@asset(contract=TradeAnalysis, grain=("dimension", "bucket"), tags=("backtest", "performance"))
+@asset(contract="quality.contracts:TradeAnalysis", grain=("dimension", "bucket"), tags=("backtest", "performance"))
 def trade_analysis(backtest_trades: pl.DataFrame, market_regime: pl.DataFrame) -> pl.DataFrame:
     """One row per dimension and bucket of the backtest's closed trades (per pair, entry hour, holding time, market regime at entry and exit reason): count, win rate, average and median net P&L, profit factor and average bars held."""
     from assets.analytics.trade_analysis import trade_analysis as analyse

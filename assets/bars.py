@@ -10,7 +10,6 @@ from assets.calendar import hourly_bar_starts
 from assets.model import asset
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, ohlcv_aggregates
 from quality.checks import BARS_HOURLY_CHECKS
-from quality.contracts import BarsDaily, BarsHourly, BarsRaw, Splits
 
 BAD_TICK_LOG_DEVIATION = 0.15
 
@@ -25,7 +24,7 @@ def fetch_splits(source, window) -> pl.DataFrame:
 
 @asset(
     partitions="daily",
-    contract=BarsRaw,
+    contract="quality.contracts:BarsRaw",
     grain=("symbol", "bar_ts"),
     time_column="bar_ts",
     tags=("hourly", "daily", "source"),
@@ -38,7 +37,7 @@ def bars_raw(fetched: pl.DataFrame) -> pl.DataFrame:
 
 
 @asset(
-    contract=Splits,
+    contract="quality.contracts:Splits",
     grain=("symbol", "ex_date"),
     tags=("daily", "source"),
     fetch=fetch_splits,
@@ -52,7 +51,7 @@ def splits(fetched: pl.DataFrame) -> pl.DataFrame:
 
 @asset(
     partitions="daily",
-    contract=BarsHourly,
+    contract="quality.contracts:BarsHourly",
     checks=BARS_HOURLY_CHECKS,
     grain=("symbol", "bar_ts"),
     time_column="bar_ts",
@@ -103,7 +102,7 @@ def _split_factors(bars_raw: pl.DataFrame, splits: pl.DataFrame, regular_hours: 
 
 @asset(
     partitions="daily",
-    contract=BarsDaily,
+    contract="quality.contracts:BarsDaily",
     grain=("symbol", "session_date"),
     time_column="session_date",
     tags=("daily",),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-import exchange_calendars as xcals
 import polars as pl
 
 CALENDAR_NAME = "XNYS"
@@ -16,25 +18,64 @@ SESSION_SCHEMA = {
     "close_ts": pl.Datetime("us", "UTC"),
     "is_half_day": pl.Boolean,
 }
-
-
-@lru_cache(maxsize=1)
-def _xnys() -> xcals.ExchangeCalendar:
-    """Built once per process: constructing the calendar parses years of holiday rules."""
-    return xcals.get_calendar(CALENDAR_NAME, start=CALENDAR_START.isoformat())
+#: A cached session table must reach this far past today, or it is rebuilt from exchange-calendars.
+CACHE_HORIZON = timedelta(days=30)
+SESSION_CACHE_DIR = Path.home() / ".cache" / "quarry"
 
 
 def sessions(start: date, end: date) -> pl.DataFrame:
     """One row per trading session in [start, end], with its UTC open and close (half days included)."""
     if end < start:
         return pl.DataFrame(schema=SESSION_SCHEMA)
-    schedule = _xnys().schedule
-    window = schedule.loc[start.isoformat() : end.isoformat()]
+    return _session_table().filter(pl.col("session_date").is_between(start, end))
+
+
+@lru_cache(maxsize=1)
+def _session_table() -> pl.DataFrame:
+    return load_session_table(SESSION_CACHE_DIR)
+
+
+def load_session_table(cache_dir: Path) -> pl.DataFrame:
+    """Every session exchange-calendars knows, read from a cache keyed by its version when one is current.
+
+    Building the calendar imports pandas and parses years of holiday rules (about a CPU-second);
+    a run that only plans reads the same sessions from a small Parquet file instead. A cache
+    that no longer reaches `CACHE_HORIZON` past today is rebuilt.
+    """
+    cache = cache_dir / f"{CALENDAR_NAME}-{CALENDAR_START}-{_calendar_version()}.parquet"
+    try:
+        cached = pl.read_parquet(cache)
+        if cached.schema == pl.Schema(SESSION_SCHEMA) and cached["session_date"].max() >= date.today() + CACHE_HORIZON:
+            return cached
+    except (OSError, pl.exceptions.PolarsError):
+        pass
+    table = _sessions_from_exchange_calendars()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(f".{os.getpid()}.tmp")
+        table.write_parquet(partial)
+        partial.replace(cache)  # atomic: a concurrent reader sees the old file or the new one
+    except OSError:
+        pass  # a read-only home only costs the next run the same second
+    return table
+
+
+def _calendar_version() -> str:
+    try:
+        return version("exchange-calendars")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _sessions_from_exchange_calendars() -> pl.DataFrame:
+    import exchange_calendars as xcals
+
+    schedule = xcals.get_calendar(CALENDAR_NAME, start=CALENDAR_START.isoformat()).schedule
     frame = pl.DataFrame(
         {
-            "session_date": [ts.date() for ts in window.index],
-            "open_ts": window["open"].dt.tz_convert("UTC").tolist(),
-            "close_ts": window["close"].dt.tz_convert("UTC").tolist(),
+            "session_date": [ts.date() for ts in schedule.index],
+            "open_ts": schedule["open"].dt.tz_convert("UTC").tolist(),
+            "close_ts": schedule["close"].dt.tz_convert("UTC").tolist(),
         }
     ).with_columns(pl.col("open_ts", "close_ts").cast(pl.Datetime("us", "UTC")))
     full_day = pl.duration(hours=6, minutes=30)

@@ -10,9 +10,10 @@ from assets.model import Check, asset
 from assets.sources.base import SourceError
 from assets.sources.fundamentals_schema import FUNDAMENTAL_SCHEMAS, UNKNOWN_SYMBOL
 from assets.sources.universe_file import UNIVERSE_SCHEMA, universe_of
-from quality.fundamentals_contracts import (
-    CompanyInfo, CompanyOfficers, FinancialStatements, InstitutionalHolders, KeyStatistics, Universe,
-)
+
+
+#: Where this module's Pandera models live, imported only when a build validates.
+CONTRACTS = "quality.fundamentals_contracts"
 
 
 def fetch_universe(source, window) -> pl.DataFrame:
@@ -53,7 +54,7 @@ def _as_schema(fetched: pl.DataFrame, dataset: str) -> pl.DataFrame:
     return fetched.select(pl.col(name).cast(dtype) for name, dtype in FUNDAMENTAL_SCHEMAS[dataset].items())
 
 
-@asset(contract=Universe, grain=("symbol", "active_from"), tags=("daily", "source", "reference"), fetch=fetch_universe)
+@asset(contract=CONTRACTS + ":Universe", grain=("symbol", "active_from"), tags=("daily", "source", "reference"), fetch=fetch_universe)
 def universe(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol and active period (null ends are open): which symbols the desk followed when."""
     return fetched.select(pl.col(name).cast(dtype) for name, dtype in UNIVERSE_SCHEMA.items()).unique(
@@ -61,21 +62,21 @@ def universe(fetched: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@asset(contract=CompanyInfo, checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
+@asset(contract=CONTRACTS + ":CompanyInfo", checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
        fetch=fetch_fundamentals("company_info"), refresh_every=timedelta(days=7))
 def company_info(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol: name, sector, industry, country, exchange, currency and headcount as the provider lists them."""
     return _as_schema(fetched, "company_info")
 
 
-@asset(contract=KeyStatistics, checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
+@asset(contract=CONTRACTS + ":KeyStatistics", checks=FUNDAMENTALS_CHECKS, grain=("symbol",), tags=("weekly", "fundamentals", "source"),
        fetch=fetch_fundamentals("key_statistics"), refresh_every=timedelta(days=7))
 def key_statistics(fetched: pl.DataFrame) -> pl.DataFrame:
     """One row per symbol: market cap, valuation ratios, beta, yield, margin and share counts; refreshed weekly."""
     return _as_schema(fetched, "key_statistics")
 
 
-@asset(contract=FinancialStatements, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "statement", "period_end_date", "line_item"),
+@asset(contract=CONTRACTS + ":FinancialStatements", checks=FUNDAMENTALS_CHECKS, grain=("symbol", "statement", "period_end_date", "line_item"),
        time_column="period_end_date", tags=("quarterly", "fundamentals", "source"),
        fetch=fetch_fundamentals("financial_statements"), refresh_every=timedelta(days=91))
 def financial_statements(fetched: pl.DataFrame) -> pl.DataFrame:
@@ -83,7 +84,7 @@ def financial_statements(fetched: pl.DataFrame) -> pl.DataFrame:
     return _as_schema(fetched, "financial_statements")
 
 
-@asset(contract=InstitutionalHolders, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "holder"),
+@asset(contract=CONTRACTS + ":InstitutionalHolders", checks=FUNDAMENTALS_CHECKS, grain=("symbol", "holder"),
        tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("institutional_holders"),
        refresh_every=timedelta(days=30))
 def institutional_holders(fetched: pl.DataFrame) -> pl.DataFrame:
@@ -91,7 +92,7 @@ def institutional_holders(fetched: pl.DataFrame) -> pl.DataFrame:
     return _as_schema(fetched, "institutional_holders")
 
 
-@asset(contract=CompanyOfficers, checks=FUNDAMENTALS_CHECKS, grain=("symbol", "officer_name", "title"),
+@asset(contract=CONTRACTS + ":CompanyOfficers", checks=FUNDAMENTALS_CHECKS, grain=("symbol", "officer_name", "title"),
        tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("company_officers"),
        refresh_every=timedelta(days=30))
 def company_officers(fetched: pl.DataFrame) -> pl.DataFrame:

@@ -7,7 +7,6 @@ from datetime import timedelta
 import polars as pl
 
 from assets.model import asset
-from quality.contracts import IndicatorsDaily, IndicatorsHourly, MarketRegime
 
 #: Sessions of bars read before each partition. Recursive indicators (EMA, Wilder RSI/ATR, MACD)
 #: forget their seed geometrically; after this many bars what is left is far below 1e-9, so a day
@@ -22,7 +21,7 @@ INDICATOR_PARAMS = {
 
 @asset(
     partitions="daily",
-    contract=IndicatorsHourly,
+    contract="quality.contracts:IndicatorsHourly",
     grain=("symbol", "bar_ts"),
     time_column="bar_ts",
     tags=("hourly", "indicators"),
@@ -40,7 +39,7 @@ def indicators_hourly(bars_hourly: pl.DataFrame, **periods) -> pl.DataFrame:
 
 @asset(
     partitions="daily",
-    contract=IndicatorsDaily,
+    contract="quality.contracts:IndicatorsDaily",
     grain=("symbol", "session_date"),
     time_column="session_date",
     tags=("daily", "indicators"),
@@ -66,7 +65,7 @@ def indicators_daily(bars_daily: pl.DataFrame, **periods) -> pl.DataFrame:
 
 @asset(
     partitions="daily",
-    contract=MarketRegime,
+    contract="quality.contracts:MarketRegime",
     grain=("session_date",),
     time_column="session_date",
     tags=("daily", "trading"),

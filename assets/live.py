@@ -5,7 +5,6 @@ from __future__ import annotations
 import polars as pl
 
 from assets.model import asset
-from quality.contracts import StrategyPerformance
 
 LIVE_MARK_SCHEMA = pl.Schema({
     "pair_trade_id": pl.String, "pair_id": pl.String, "bar_ts": pl.Datetime("us", "UTC"), "pnl": pl.Float64,
@@ -48,7 +47,7 @@ def ledger_marks_frame(marks: list[dict], trade_status: dict[str, str]) -> pl.Da
 
 
 @asset(
-    contract=StrategyPerformance,
+    contract="quality.contracts:StrategyPerformance",
     grain=(),
     tags=("trading", "performance"),
     fetch=fetch_ledger_marks,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class Asset:
     transform: Callable[..., pl.DataFrame]
     deps: tuple[str, ...] = ()
     partitions: PartitionKind = "none"
-    contract: type | None = None
+    contract: type | str | None = None
     checks: tuple[Check, ...] = ()
     grain: tuple[str, ...] = ()
     time_column: str | None = None
@@ -63,6 +64,20 @@ class Asset:
     refresh_every: timedelta | None = None
     watermark: Callable[[], str] | None = None
     output: str | None = None
+
+    @cached_property
+    def contract_model(self) -> type | None:
+        """The Pandera model; a `"module:Class"` reference is imported on first use, so planning never loads Pandera."""
+        if not isinstance(self.contract, str):
+            return self.contract
+        module, _, name = self.contract.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def contract_name(self) -> str | None:
+        if isinstance(self.contract, str):
+            return self.contract.partition(":")[2]
+        return self.contract.__name__ if self.contract is not None else None
 
     @property
     def is_partitioned(self) -> bool:
@@ -114,7 +129,7 @@ class Asset:
             "tags": sorted(self.tags),
             "freshness_seconds": self.freshness.total_seconds() if self.freshness else None,
             "refresh_every_seconds": self.refresh_every.total_seconds() if self.refresh_every else None,
-            "contract": self.contract.__name__ if self.contract else None,
+            "contract": self.contract_name,
             "checks": [{"name": c.name, "severity": c.severity, "description": c.description} for c in self.checks],
         }
 
@@ -150,7 +165,7 @@ def _upstream_names(transform: Callable) -> tuple[str, ...]:
 def asset(
     *,
     partitions: PartitionKind = "none",
-    contract: type | None = None,
+    contract: type | str | None = None,
     checks: tuple[Check, ...] = (),
     grain: tuple[str, ...] = (),
     time_column: str | None = None,
@@ -208,7 +223,7 @@ class AssetOut:
     """One table a multi-asset publishes: its grain statement, contract, checks and grain key."""
 
     description: str
-    contract: type | None = None
+    contract: type | str | None = None
     checks: tuple[Check, ...] = ()
     grain: tuple[str, ...] = ()
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from assets.model import asset
-from quality.contracts import PairCandidates, PairSignals, PairSpreads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +29,7 @@ SCAN_PARAMS = {
 
 @asset(
     partitions="weekly",
-    contract=PairCandidates,
+    contract="quality.contracts:PairCandidates",
     grain=("week_end_date", "symbol_y", "symbol_x"),
     time_column="week_end_date",
     tags=("weekly", "pairs"),
@@ -112,7 +111,7 @@ def _sectors(universe: pl.DataFrame) -> dict[str, str]:
 
 @asset(
     partitions="daily",
-    contract=PairSpreads,
+    contract="quality.contracts:PairSpreads",
     grain=("pair_id", "bar_ts"),
     time_column="bar_ts",
     tags=("hourly", "pairs"),
@@ -166,7 +165,7 @@ def _empty_spreads() -> pl.DataFrame:
 
 @asset(
     partitions="daily",
-    contract=PairSignals,
+    contract="quality.contracts:PairSignals",
     grain=("pair_id", "bar_ts"),
     time_column="bar_ts",
     tags=("hourly", "pairs", "trading"),

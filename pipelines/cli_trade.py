@@ -94,33 +94,37 @@ def register(app: typer.Typer) -> None:
             ops.relay_alerts(ledger, ops.alert_notifier())
         console.print(f"kill switch: {'on' if ledger.kill_switch() else 'off'}")
 
-    def _simple(name: str, run, describe) -> None:
-        @trade.command(name)
-        def command(at: AtOption = None) -> None:
-            from pipelines.trading.runtime import open_runtime
+    def _simple(name: str, operation: str, help_text: str, describe) -> None:
+        """A command that runs one ledger operation; the trading modules load only when it runs."""
 
+        @trade.command(name, help=help_text)
+        def command(at: AtOption = None) -> None:
+            from pipelines.trading import operations as ops
             from pipelines.trading.brokers import BrokerError
+            from pipelines.trading.runtime import open_runtime
 
             with open_runtime() as runtime:
                 try:
-                    result = run(runtime, _at(at))
+                    result = getattr(ops, operation)(runtime, _at(at))
                 except BrokerError as error:
                     console.print(f"[red]{name} failed[/]: {escape(str(error))}", soft_wrap=True)
                     raise typer.Exit(1) from None
                 console.print(describe(result))
 
-        command.__doc__ = run.__doc__
-
-    from pipelines.trading import operations as ops
-
-    _simple("orders", ops.run_manage_orders, lambda counts: f"orders: {counts or 'none live'}")
-    _simple("positions", ops.run_update_positions,
+    _simple("orders", "run_manage_orders",
+            "Resolve orders whose outcome is unknown, refresh live ones, settle and repair pair trades.",
+            lambda counts: f"orders: {counts or 'none live'}")
+    _simple("positions", "run_update_positions",
+            "Positions marked at validated prices; with unusable prices nothing is marked and an alert says why.",
             lambda rows: "\n".join(f"{r['strategy']} {r['symbol']} {r['qty']:+g} @ {r['avg_cost_px']:.2f} "
                                    f"unrealized {r['unrealized_pnl'] or 0:,.2f} realized {r['realized_pnl']:,.2f}"
                                    for r in rows) or "no positions")
-    _simple("reconcile", ops.run_reconcile,
+    _simple("reconcile", "run_reconcile",
+            "Ledger against broker both ways: orders, pair trades and positions; every difference alerted.",
             lambda report: "\n".join(report.discrepancies) or "ledger and broker agree")
-    _simple("risk", ops.run_monitor_portfolio_risk,
+    _simple("risk", "run_monitor_portfolio_risk",
+            "Book-level limits as the book stands; every breach is a risk event and an alert.",
             lambda breaches: "\n".join(b.reason for b in breaches) or "within every limit")
-    _simple("alerts", ops.run_generate_risk_alerts,
+    _simple("alerts", "run_generate_risk_alerts",
+            "Email every new fill and unacknowledged ledger alert; lists the alerts, newest first.",
             lambda alerts: "\n".join(f"[{a['level']}] {a['source']}: {a['message']}" for a in alerts) or "no new alerts")

@@ -294,22 +294,21 @@ class Warehouse:
         return False
 
     def current_versions(self, assets: list[str] | None = None) -> pl.DataFrame:
-        """The published version of every (asset, partition)."""
-        sql = f"SELECT * FROM {LAKE}.quarry.versions WHERE status = 'published'"
-        params: list = []
-        if assets is not None:
-            sql += " AND list_contains(?, asset)"
-            params.append(assets)
-        return self.query(sql, params)
+        """The published version of every (asset, partition).
+
+        The asset filter runs in Polars: binding any parameter makes DuckDB import pandas,
+        which a run that only plans otherwise never needs.
+        """
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.versions WHERE status = 'published'")
+        return found if assets is None else found.filter(pl.col("asset").is_in(assets))
 
     def latest_attempts(self, assets: list[str] | None = None) -> pl.DataFrame:
         """The most recent version of every (asset, partition), whatever its status."""
-        sql = f"""
-            SELECT * FROM {LAKE}.quarry.versions
-            {"WHERE list_contains(?, asset)" if assets is not None else ""}
-            QUALIFY row_number() OVER (PARTITION BY asset, partition_key ORDER BY created_at DESC, version_id DESC) = 1
-        """
-        return self.query(sql, [assets] if assets is not None else [])
+        found = self.query(
+            f"""SELECT * FROM {LAKE}.quarry.versions
+                QUALIFY row_number() OVER (PARTITION BY asset, partition_key ORDER BY created_at DESC, version_id DESC) = 1"""
+        )
+        return found if assets is None else found.filter(pl.col("asset").is_in(assets))
 
     def versions(self, asset: str, partition_key: str | None = None) -> pl.DataFrame:
         sql = f"SELECT * FROM {LAKE}.quarry.versions WHERE asset = ?"
@@ -343,12 +342,8 @@ class Warehouse:
         """Every recorded definition (code version, digests, metadata) of the assets, oldest first."""
         if self._schema_version < ASSET_DEFINITIONS_SINCE:  # a read-only open of a catalog not upgraded yet
             return pl.DataFrame(schema={"asset": pl.String, "code_version": pl.String, "code_digests": pl.String})
-        sql = f"SELECT * FROM {LAKE}.quarry.asset_definitions"
-        params: list = []
-        if assets is not None:
-            sql += " WHERE list_contains(?, asset)"
-            params.append(assets)
-        return self.query(sql + " ORDER BY recorded_at, asset", params)
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.asset_definitions ORDER BY recorded_at, asset")
+        return found if assets is None else found.filter(pl.col("asset").is_in(assets))
 
     def record_asset_definitions(self, rows: pl.DataFrame) -> None:
         """Append definitions that changed (see `pipelines.materialize.record_definitions`)."""

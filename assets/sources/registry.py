@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from assets.sources.base import Source, SourceError
-from assets.sources.resilience import RetryPolicy
 from assets.sources.universe_file import DEFAULT_UNIVERSE_FILE, read_universe
+
+if TYPE_CHECKING:  # resilience imports requests, which only the real connectors need
+    from assets.sources.resilience import RetryPolicy
 
 SOURCES = ("sample", "alpaca", "polygon", "yahoo")
 #: Prefect Secret blocks consulted, when enabled, for a key whose environment variable is unset.
@@ -46,6 +49,8 @@ class SourceSettings(BaseSettings):
     sample_symbols: int = 20
 
     def policy(self) -> RetryPolicy:
+        from assets.sources.resilience import RetryPolicy
+
         return RetryPolicy(max_attempts=self.source_max_attempts, timeout_s=self.source_timeout_s)
 
 

@@ -131,4 +131,4 @@ def test_default_graph_snapshot():
                        "institutional_holders": 30, "company_officers": 30}
     for a in graph:
         assert a.description.startswith("One row per"), a.name
-        assert a.contract is not None, a.name
+        assert a.contract is not None and a.contract_model.__name__ == a.contract_name, a.name

@@ -1,0 +1,39 @@
+"""A run that only plans loads only what planning needs: no pandas, exchange-calendars, Pandera or requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import WINDOW_START
+
+#: Heavy libraries a no-op or planning run must not import (a build, a real source or a cold calendar cache may).
+NOT_FOR_PLANNING = ("pandas", "exchange_calendars", "pandera", "requests")
+
+PROBE = """
+import json, sys
+from pipelines.cli import app
+
+outputs = []
+for args in (["materialize", "bars_raw", "--from", DAY, "--to", DAY], ["materialize", "--plan", "--json", "--to", DAY]):
+    try:
+        app(args, standalone_mode=False)
+    except SystemExit as stop:
+        assert not stop.code, stop.code
+    outputs.append(sorted(name for name in HEAVY if name in sys.modules))
+print(json.dumps(outputs))
+"""
+
+
+def test_a_noop_run_and_a_plan_import_no_pandas_calendar_pandera_or_requests(lake, tmp_path):
+    day = WINDOW_START.isoformat()
+    lake.materialize("bars_raw", start=WINDOW_START, end=WINDOW_START, run_id="built")  # also warms the session cache
+    script = PROBE.replace("DAY", repr(day)).replace("HEAVY", repr(NOT_FOR_PLANNING))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}, **lake.env(), "COLUMNS": "160"}
+    probe = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    *printed, loaded = probe.stdout.strip().splitlines()
+    assert "Everything up to date" in "\n".join(printed)
+    assert json.loads(loaded) == [[], []]
