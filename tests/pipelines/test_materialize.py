@@ -232,7 +232,7 @@ def _extremes_graph(calls: list[int]) -> AssetGraph:
 def test_multi_asset_outputs_come_from_one_computation_published_in_one_transaction(lake):
     calls: list[int] = []
     graph = _extremes_graph(calls)
-    summary = lake.materialize("+close_highs,close_lows", graph=graph, run_id="extremes")
+    summary = lake.materialize("+close_highs close_lows", graph=graph, run_id="extremes")
     assert summary.exit_code == 0 and calls == [20 * SESSIONS]
     daily = lake.warehouse.read("bars_daily")
     highs, lows = lake.warehouse.read("close_highs"), lake.warehouse.read("close_lows")
@@ -244,7 +244,7 @@ def test_multi_asset_outputs_come_from_one_computation_published_in_one_transact
     for asset, version_id in rows.select("asset", "version_id").iter_rows():
         assert lake.warehouse.read_as_of(asset, version_id=version_id).height == 20
 
-    again = lake.materialize("+close_highs,close_lows", graph=graph, run_id="extremes-again")
+    again = lake.materialize("+close_highs close_lows", graph=graph, run_id="extremes-again")
     assert again.totals["built"] == 0 and calls == [20 * SESSIONS]
 
 
