@@ -111,6 +111,8 @@ def materialize(
         return
     summary = _run_flow(selection, excluded, first, last, full_refresh, {p.asset: len(p.to_build) for p in plans}, repair)
     _print_summary(summary)
+    if summary.stopped_by:
+        console.print(f"[red]error[/]: {summary.stopped_by} (run {summary.run_id} recorded as failed)", soft_wrap=True)
     raise typer.Exit(summary.exit_code)
 
 
@@ -124,6 +126,9 @@ def _run_flow(selection, exclude, start, end, full_refresh, estimates: dict[str,
     )
 
     from pipelines.flows import RunNotClean, materialize_flow, task_runner
+    from pipelines.prefect_server import bind_temporary_server_to_this_process
+
+    bind_temporary_server_to_this_process()
 
     progress = Progress(
         TextColumn("[bold]materialize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -244,7 +249,7 @@ def _print_summary(summary: RunSummary) -> None:
         for key in o.quarantined[:10]:
             why = failed_checks.get((o.asset, key))
             console.print(f"[red]quarantined[/] {o.asset} [{key}]" + (f": failed {why}" if why else ""), soft_wrap=True)
-        for key, error in o.failed[:5]:
+        for key, error in o.failed[:5] if not summary.stopped_by else ():  # a full disk is said once, last
             console.print(f"[red]failed[/] {o.asset} [{key}]: {error}")
     console.print(f"Quality report: {summary.report_path}")
     settings = Settings()

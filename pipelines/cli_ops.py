@@ -114,6 +114,10 @@ def register(app: typer.Typer) -> None:
             result = optimize_lake(warehouse, cutoff)
         console.print(f"live files {result.files_before} -> {result.files_after}, "
                       f"{len(result.snapshots_expired)} snapshots expired" + (", catalog vacuumed" if result.vacuumed else ""))
+        for problem in result.problems:
+            console.print(f"[red]could not[/] {problem}", soft_wrap=True)
+        if result.problems:
+            raise typer.Exit(1)
 
     @app.command()
     def health() -> None:

@@ -22,8 +22,15 @@ def _redact_record(redactor, record) -> None:
             record["exception"] = type(exception)(RuntimeError, replacement, exception.traceback)
 
 
+def _is_told_in_one_line(error: BaseException | None) -> bool:
+    """Failures whose message is the whole story (a full or read-only disk, a run's own summary): no traceback."""
+    from warehouse.lake import StorageError
+
+    return isinstance(error, StorageError) or type(error).__name__ == "RunNotClean"
+
+
 class RedactingFilter(logging.Filter):
-    """A stdlib logging filter (Prefect's own loggers) that masks secrets in the formatted message."""
+    """A stdlib logging filter (Prefect's own loggers): secrets masked, a storage failure's traceback dropped."""
 
     def __init__(self, redactor):
         super().__init__("quarry-redaction")
@@ -34,6 +41,8 @@ class RedactingFilter(logging.Filter):
         masked = self.redactor(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and _is_told_in_one_line(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
         if record.exc_info and record.exc_info[1] is not None:
             text = str(record.exc_info[1])
             if self.redactor(text) != text:

@@ -58,7 +58,8 @@ def optimize_warehouse_flow(retention_days: float | None = None) -> dict:
     with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
         result = optimize(warehouse, cutoff)
     return {"files_before": result.files_before, "files_after": result.files_after,
-            "snapshots_expired": len(result.snapshots_expired), "vacuumed": result.vacuumed}
+            "snapshots_expired": len(result.snapshots_expired), "vacuumed": result.vacuumed,
+            "problems": list(result.problems)}
 
 
 @flow(name="backup-databases", log_prints=True)

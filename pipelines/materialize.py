@@ -21,6 +21,7 @@ from pipelines.planning import (
     RECHECKS, AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection,
 )
 from warehouse import Warehouse
+from warehouse.lake import StorageError, failure_kind, storage_failure
 from warehouse.redaction import redact
 
 
@@ -77,6 +78,8 @@ class RunSummary:
     finished_at: datetime | None = None
     report_path: str | None = None
     window: tuple[str, str] | None = None  # first and last session of the run's window, for the report
+    #: Set when the storage refused a write (disk full, read-only, no permission): one line naming it.
+    stopped_by: str | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -93,7 +96,7 @@ class RunSummary:
     @property
     def status(self) -> str:
         totals = self.totals
-        if totals["failed"]:
+        if totals["failed"] or self.stopped_by:
             return "failed"
         if totals["quarantined"]:
             return "quarantined"
@@ -185,10 +188,17 @@ def run_materialization(
         retire_damaged_files(warehouse)
     selected = graph.select(selection, exclude)
     selected_names = {a.name for a in selected}
-    record_definitions(warehouse, selected)
     summary = RunSummary(run_id, (selection or "*") + (f" --exclude {exclude}" if exclude else ""), datetime.now(timezone.utc), {a.name: AssetOutcome(a.name) for a in selected})
     if window.partition_keys:
         summary.window = (window.partition_keys[0], window.partition_keys[-1])
+    try:
+        record_definitions(warehouse, selected)
+    except StorageError as refused:  # the disk refused the first catalog write: stop, and say so once
+        summary.stopped_by = str(refused)
+        for outcome in summary.outcomes.values():
+            outcome.skipped.append(("*", f"run stopped: {refused}"))
+        summary.finished_at = datetime.now(timezone.utc)
+        return summary
     identity = source.identity() if hasattr(source, "identity") else None
     waiting = {a.name: a for a in selected}
     # the catalog is read once; each finished batch's version rows keep this copy current
@@ -196,13 +206,15 @@ def run_materialization(
     running: dict[str, int] = {}
     finished_jobs: queue.Queue = queue.Queue()
     started_at: dict[str, float] = {}
+    held: dict[str, set[str]] = {}  # partitions blocked in this run, by asset: their downstream waits too
 
     def plan(asset: Asset) -> AssetPlan:
         found = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=identity,
-            watermark=asset.watermark() if asset.watermark else None, repair=repair,
+            watermark=asset.watermark() if asset.watermark else None, repair=repair, blocked_upstream=held,
         )
+        held[asset.name] = {key for key, _ in found.blocked}
         outcome = summary.outcomes[asset.name]
         outcome.up_to_date = list(found.up_to_date)
         outcome.skipped = list(found.blocked)
@@ -261,7 +273,11 @@ def run_materialization(
         ]
         for asset in ready:
             del waiting[asset.name]
-        launch_ready(ready)
+        if summary.stopped_by:  # the disk refused a write: nothing else can publish either
+            for asset in ready:
+                summary.outcomes[asset.name].skipped.append(("*", f"run stopped: {summary.stopped_by}"))
+        else:
+            launch_ready(ready)
         if not running:
             continue
         job, future = finished_jobs.get()
@@ -282,6 +298,7 @@ def run_materialization(
                 error = redact(done.failures.get(name, "not built"))
                 logger.error("{}: batch of {} partitions failed: {}", name, len(work), error)
                 outcome.failed.extend((w.partition_key, error) for w in work)
+                summary.stopped_by = summary.stopped_by or stop_reason(error, warehouse.data_path)
             running[name] -= 1
             if running[name] == 0:
                 del running[name]
@@ -292,6 +309,15 @@ def run_materialization(
                 )
     summary.finished_at = datetime.now(timezone.utc)
     return summary
+
+
+def stop_reason(failure: str, data_path: str) -> str | None:
+    """The one line that stops a run when a batch failed because the disk refused (full, read-only, denied)."""
+    kind = failure_kind(RuntimeError(failure))
+    if kind not in ("disk-full", "read-only", "permission"):
+        return None
+    told = failure.removeprefix(f"{StorageError.__name__}: ")
+    return told if told != failure else str(storage_failure(kind, RuntimeError(failure), data_path))
 
 
 def thread_submitter(max_workers: int) -> tuple[Submit, Callable[[], None]]:

@@ -263,6 +263,7 @@ def plan_asset(
     pending_upstream: dict[str, set[str]] | None = None,
     watermark: str | None = None,
     repair: bool = False,
+    blocked_upstream: dict[str, set[str]] | None = None,
 ) -> AssetPlan:
     """Decide, per partition in the window, whether `asset` must be built and why.
 
@@ -277,6 +278,9 @@ def plan_asset(
     other run, a full refresh included, leaves it blocked rather than touch its files.
     """
     pending_upstream = pending_upstream or {}
+    # partitions this run blocked upstream (below a quarantine): their published rows are the old
+    # data, so building on them, under --full-refresh too, would mix old and new
+    blocked_upstream = blocked_upstream or {}
     own = state.published_map(asset.name)
     deps = [graph[d] for d in asset.deps]
     dep_published = {d.name: state.published_map(d.name) for d in deps}
@@ -303,8 +307,12 @@ def plan_asset(
                 continue
             bad = [k for k in required if k in dep_quarantined[dep.name]]
             absent = [k for k in required if k not in dep_published[dep.name]]
+            held = [k for k in required if k in blocked_upstream.get(dep.name, ())]
             if bad:
                 block_reason = f"upstream {dep.name} {bad[0]} quarantined"
+                break
+            if held:
+                block_reason = f"upstream {dep.name} {held[0]} blocked"
                 break
             if absent or not required:
                 block_reason = f"upstream {dep.name} {absent[0] if absent else ''} not published".replace("  ", " ")
@@ -413,13 +421,15 @@ def plan_selection(
 ) -> list[AssetPlan]:
     """Plan every selected asset in dependency order, assuming upstream rebuilds change their data."""
     pending: dict[str, set[str]] = {}
+    held: dict[str, set[str]] = {}
     plans = []
     for asset in selected:
         plan = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=source_identity, pending_upstream=pending,
-            watermark=asset.watermark() if asset.watermark else None, repair=repair,
+            watermark=asset.watermark() if asset.watermark else None, repair=repair, blocked_upstream=held,
         )
         pending[asset.name] = {w.partition_key for w in plan.to_build}
+        held[asset.name] = {key for key, _ in plan.blocked}
         plans.append(plan)
     return plans

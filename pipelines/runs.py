@@ -67,10 +67,14 @@ def record_and_report(
     checks = warehouse.check_results(summary.run_id)
     equity, metrics = _strategy_equity(warehouse, summary)
     report = build_report(summary, checks, equity, metrics, trade_analysis=_trade_analysis(warehouse, summary))
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"{summary.run_id}.html"
-    path.write_text(report.html, encoding="utf-8")
-    summary.report_path = str(path)
+    try:
+        settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.html, encoding="utf-8")
+        summary.report_path = str(path)
+    except OSError as error:  # the run is still recorded, with its summary, below
+        logger.error("could not write the run report {}: {}", path, error)
+        path.unlink(missing_ok=True)
     totals = summary.totals
     warehouse.record_run(
         {
@@ -86,9 +90,12 @@ def record_and_report(
             "skipped": totals["skipped"],
             "failed": totals["failed"],
             "rows_written": totals["rows_written"],
-            "report_path": str(path),
+            "report_path": summary.report_path,
             "summary": json.dumps(report.asset_rows, default=str),
         }
     )
-    warehouse.delete_orphaned_files(older_than_hours=1.0)
+    try:
+        warehouse.delete_orphaned_files(older_than_hours=1.0)
+    except Exception as error:  # housekeeping: the next run sweeps again
+        logger.warning("could not delete orphaned files: {}", error)
     return report

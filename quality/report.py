@@ -147,7 +147,8 @@ def _asset_rows(summary) -> list[dict]:
             "rows": o.rows,
             "seconds": round(o.seconds, 2),
             "warnings": o.warnings,
-            "why": ", ".join(f"{reason}: {n}" for reason, n in sorted(o.reasons.items())),
+            "why": ", ".join(f"{reason}: {n}" for reason, n in sorted(o.reasons.items()))
+            or (f"stopped: {summary.stopped_by}" if getattr(summary, "stopped_by", None) else ""),
         }
         for o in summary.outcomes.values()
     ]

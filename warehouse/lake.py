@@ -112,12 +112,69 @@ def _backoff(attempt: int) -> float:
     return min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
 
 
-def is_commit_conflict(error: Exception) -> bool:
+#: Failures no retry can fix, by what the operator must do; checked before anything is called a conflict.
+PERMANENT_FAILURES = {
+    "disk-full": ("No space left on device", "database or disk is full", "Disk quota exceeded", " is full ("),
+    "read-only": ("Read-only file system", "attempt to write a readonly database", " is read-only ("),
+    "permission": ("Permission denied", "permission denied on "),
+    "missing-file": ("No such file or directory", "Cannot open file"),
+}
+CONFLICT_MARKERS = ("Failed to commit", "conflict", "Conflict", "database is locked", "could not serialize")
+
+
+def failure_kind(error: BaseException) -> str:
+    """'disk-full', 'read-only', 'permission', 'missing-file', 'conflict' (worth retrying) or 'other'."""
     text = str(error)
-    return any(
-        marker in text
-        for marker in ("Failed to commit", "conflict", "Conflict", "database is locked", "could not serialize")
-    )
+    for kind, markers in PERMANENT_FAILURES.items():
+        if any(marker in text for marker in markers):
+            return kind
+    return "conflict" if any(marker in text for marker in CONFLICT_MARKERS) else "other"
+
+
+def is_commit_conflict(error: Exception) -> bool:
+    """A concurrent commit got in first: running the whole transaction again will succeed."""
+    return failure_kind(error) == "conflict"
+
+
+class StorageError(WarehouseError):
+    """The disk refused: full, read-only, no permission or a file gone. Retrying cannot help; one line says why."""
+
+    def __init__(self, message: str, kind: str = "other"):
+        super().__init__(message)
+        self.kind = kind if kind != "other" else failure_kind(Exception(message))
+
+
+def _mount_of(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists() or not os.path.ismount(path):
+        if path.parent == path:
+            return path
+        path = path.parent
+    return path
+
+
+def storage_failure(kind: str, error: BaseException, fallback: str) -> StorageError:
+    """One line naming the disk (its mount point and free space) or the file, and what to do about it."""
+    import re
+    import shutil
+
+    quoted = re.search(r'"(/[^"]+)"', str(error)) or re.search(r"'(/[^']+)'", str(error))
+    where = Path(quoted.group(1) if quoted else fallback)
+    mount = _mount_of(where)
+    if kind == "disk-full":
+        usage = shutil.disk_usage(mount)
+        message = (f"the disk at {mount} is full ({usage.free / 2**20:.1f} MiB free of {usage.total / 2**20:.1f} MiB) "
+                   f"while writing {where}: free space there or move QUARRY_DATA_PATH to a larger disk; "
+                   "nothing published changed")
+    elif kind == "read-only":
+        message = (f"the disk at {mount} is read-only ({where}): remount it read-write or open the warehouse "
+                   "read-only; nothing published changed")
+    elif kind == "permission":
+        message = f"permission denied on {where}: give this user write access to it; nothing published changed"
+    else:
+        message = (f"{where} is missing: {redact(' '.join(str(error).split()))[:200]}; "
+                   "run `quarry verify` and `quarry materialize --repair`")
+    return StorageError(message, kind)
 
 
 def _catalog_file_state(catalog: str) -> str:
@@ -166,7 +223,16 @@ class Warehouse:
         if kind in ("sqlite", "duckdb") and not read_only:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         if kind == "sqlite" and not read_only:
-            use_write_ahead_log(Path(target))
+            try:
+                use_write_ahead_log(Path(target))
+            except sqlite3.OperationalError as error:
+                if _catalog_file_state(catalog) != "read-only":
+                    raise
+                raise WarehouseError(
+                    f"the catalog {target} is on read-only media ({error}): this command writes to the warehouse; "
+                    "read-only commands (history, lineage, assets, sql) work once the catalog is out of WAL mode, "
+                    "or copy the warehouse to writable storage"
+                ) from None
         if not read_only and "://" not in data_path:
             Path(data_path).mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect()
@@ -272,7 +338,10 @@ class Warehouse:
                         cur.execute("ROLLBACK")
                     except duckdb.Error:
                         pass
-                    if attempt == COMMIT_RETRIES or not is_commit_conflict(error):
+                    kind = failure_kind(error)
+                    if kind in PERMANENT_FAILURES:
+                        raise storage_failure(kind, error, self.data_path) from None
+                    if attempt == COMMIT_RETRIES or kind != "conflict":
                         raise
                     pause = _backoff(attempt)
                     logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, attempt, error, pause)

@@ -10,6 +10,7 @@ from loguru import logger
 
 from warehouse.archive import _snapshots, _versions_with_snapshots, archived_ids, expire_snapshots, plan_retention
 from warehouse.lake import LAKE, Warehouse
+from warehouse.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class OptimizeResult:
     files_after: int
     snapshots_expired: tuple[int, ...]
     vacuumed: bool
+    #: Steps that failed, each "step: one-line reason"; the other steps still ran.
+    problems: tuple[str, ...] = ()
 
 
 def _file_count(warehouse: Warehouse) -> int:
@@ -46,19 +49,34 @@ def optimize(warehouse: Warehouse, cutoff: datetime, orphan_age_hours: float = 1
     """DuckLake's small-file merge, snapshot expiry (never of an unarchived version), old and orphaned file cleanup.
 
     A PostgreSQL catalog also gets `VACUUM ANALYZE`, since DuckLake's catalog churns rows on every commit.
+    Each step runs even when an earlier one failed (a merge that meets a full disk must not
+    stop the cleanup that frees it); what failed is returned in `problems`, one line each.
     """
+    problems: list[str] = []
+
+    def attempt(step: str, work, default=None):
+        try:
+            return work()
+        except Exception as error:
+            problems.append(f"{step}: {redact(' '.join(str(error).split()))[:300]}")
+            logger.error("optimize could not {}: {}", step, problems[-1])
+            return default
+
+    def call(sql: str):
+        with warehouse.cursor() as cur:
+            cur.execute(sql)
+
     before = _file_count(warehouse)
-    with warehouse.cursor() as cur:
-        cur.execute(f"CALL ducklake_merge_adjacent_files('{LAKE}')")
-    expired = expirable_without_loss(warehouse, cutoff)
-    expire_snapshots(warehouse, expired)
-    with warehouse.cursor() as cur:
-        cur.execute(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)")
-    warehouse.delete_orphaned_files(older_than_hours=orphan_age_hours)
-    vacuumed = vacuum_postgres_catalog(warehouse.catalog)
-    after = _file_count(warehouse)
+    attempt("merge adjacent files", lambda: call(f"CALL ducklake_merge_adjacent_files('{LAKE}')"))
+    expired = attempt("plan snapshot expiry", lambda: expirable_without_loss(warehouse, cutoff), ())
+    if attempt("expire snapshots", lambda: expire_snapshots(warehouse, expired) or True) is None:
+        expired = ()
+    attempt("clean up old files", lambda: call(f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)"))
+    attempt("delete orphaned files", lambda: warehouse.delete_orphaned_files(older_than_hours=orphan_age_hours))
+    vacuumed = bool(attempt("vacuum the catalog", lambda: vacuum_postgres_catalog(warehouse.catalog), False))
+    after = attempt("count files", lambda: _file_count(warehouse), before)
     logger.info("optimized: {} -> {} live files, {} snapshots expired", before, after, len(expired))
-    return OptimizeResult(before, after, expired, vacuumed)
+    return OptimizeResult(before, after, tuple(expired), vacuumed, tuple(problems))
 
 
 def vacuum_postgres_catalog(catalog: str) -> bool:

@@ -354,14 +354,41 @@ def _talib_segment(
     } | _window_segment(close, params)
 
 
-def _window_segment(close: np.ndarray, params: IndicatorParams) -> dict[str, np.ndarray]:
-    """SMA and Bollinger bands of one symbol's closes: windows without memory, so TA-Lib computes them.
+#: Windows computed per chunk of this many positions, bounding the (positions x window) temporaries.
+_WINDOW_CHUNK = 1 << 16
 
-    The middle band is TA-Lib's SMA itself, so it is reused when the periods match.
+
+def window_mean_std(values: np.ndarray, window: int, ddof: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each trailing window, each computed from that window's values alone.
+
+    A running sum (TA-Lib's SMA, Polars' rolling_std) carries rounding from every earlier bar,
+    so the same window gave different last bits depending on where the computation started,
+    and a one-session rebuild changed the data version. Here identical windows give identical
+    bytes. Positions before the first full window, and windows holding a NaN, are NaN.
     """
-    upper, middle, lower = talib.BBANDS(close, params.bb_period, params.bb_num_std, params.bb_num_std, 0)
-    sma = middle if params.sma_period == params.bb_period else talib.SMA(close, params.sma_period)
-    return {"sma": sma, "bb_upper_px": upper, "bb_middle_px": middle, "bb_lower_px": lower}
+    mean, std = np.full(values.size, np.nan), np.full(values.size, np.nan)
+    if window < 1 or values.size < window:
+        return mean, std
+    windows = np.lib.stride_tricks.sliding_window_view(values, window)
+    for start in range(0, windows.shape[0], _WINDOW_CHUNK):
+        chunk = windows[start : start + _WINDOW_CHUNK]
+        centre = chunk.mean(axis=1)
+        spread = np.sqrt(((chunk - centre[:, None]) ** 2).sum(axis=1) / (window - ddof)) if window > ddof else np.nan
+        mean[window - 1 + start : window - 1 + start + chunk.shape[0]] = centre
+        std[window - 1 + start : window - 1 + start + chunk.shape[0]] = spread
+    return mean, std
+
+
+def _window_segment(close: np.ndarray, params: IndicatorParams) -> dict[str, np.ndarray]:
+    """SMA and Bollinger bands (TA-Lib's definitions: population deviation) of one symbol's closes.
+
+    Each value comes from its own window alone (`window_mean_std`), so it does not depend on
+    how far back the computation started.
+    """
+    middle, deviation = window_mean_std(close, params.bb_period, ddof=0)
+    sma = middle if params.sma_period == params.bb_period else window_mean_std(close, params.sma_period, ddof=0)[0]
+    return {"sma": sma, "bb_upper_px": middle + params.bb_num_std * deviation, "bb_middle_px": middle,
+            "bb_lower_px": middle - params.bb_num_std * deviation}
 
 
 def _smoothed(values: np.ndarray, alpha: float, seed: float) -> np.ndarray:
@@ -458,9 +485,8 @@ def _return_columns(runs: _Runs, params: IndicatorParams) -> dict[str, np.ndarra
     np.divide(return_pct[1:], close[:-1], out=return_pct[1:])
     return_pct[runs.starts] = np.nan
     log_return = np.log1p(return_pct)
-    window = params.volatility_window
-    volatility = pl.Series(log_return, nan_to_null=True).rolling_std(window, min_samples=window, ddof=1)
-    return {"return_pct": return_pct, "log_return": log_return, "volatility": volatility.to_numpy()}
+    _, volatility = window_mean_std(log_return, params.volatility_window, ddof=1)
+    return {"return_pct": return_pct, "log_return": log_return, "volatility": volatility}
 
 
 def _indicator_frame(

@@ -9,6 +9,7 @@ import textwrap
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.conftest import catalog_kinds
@@ -37,6 +38,36 @@ WRITER = textwrap.dedent(
         time.sleep(120)
 
     lake_module.Warehouse._publish_in = publish_then_hang
+    warehouse = Warehouse.open(catalog, data_path)
+    submit, _ = thread_submitter(1)
+    run_materialization(default_graph(), warehouse, SampleSource(seed=99), selection="bars_raw",
+                        window=RunWindow.between(date(2025, 3, 3), date(2025, 3, 14)), run_id="doomed",
+                        submit=submit, full_refresh=True)
+    """
+)
+
+# killed right after a publish committed, before any follow-up catalog write (the next batch, the run record)
+WRITER_AFTER_COMMIT = textwrap.dedent(
+    """
+    import sys, time
+    from datetime import date
+    from assets import default_graph
+    from assets.sources import SampleSource
+    from pipelines.materialize import run_materialization, thread_submitter
+    from pipelines.planning import RunWindow
+    from warehouse import Warehouse
+    from warehouse import lake as lake_module
+
+    catalog, data_path = sys.argv[1], sys.argv[2]
+
+    original = lake_module.Warehouse.publish
+
+    def committed_then_hang(self, *batches):
+        original(self, *batches)
+        print("COMMITTED", flush=True)  # the publish transaction committed; nothing after it ran
+        time.sleep(120)
+
+    lake_module.Warehouse.publish = committed_then_hang
     warehouse = Warehouse.open(catalog, data_path)
     submit, _ = thread_submitter(1)
     run_materialization(default_graph(), warehouse, SampleSource(seed=99), selection="bars_raw",
@@ -109,6 +140,35 @@ def test_sigkill_mid_publish_leaves_published_state_unchanged_and_next_run_compl
     summary = lake.materialize("+bars_daily", run_id="after", full_refresh=True)
     assert summary.exit_code == 0 and summary.totals["failed"] == 0
     assert reopened.read("bars_raw").height == before["rows"].height
+
+
+def test_sigkill_right_after_a_publish_commit_leaves_a_consistent_new_version(lake):
+    """The publish committed, no follow-up catalog write ran: the new version is whole and readable."""
+    from warehouse.verify import verify
+
+    lake.materialize("+bars_daily", run_id="before")
+    before = _snapshot(lake.warehouse)
+    lake.warehouse.close()
+
+    writer = _python(WRITER_AFTER_COMMIT, lake.catalog, lake.data_path)
+    line = writer.stdout.readline()
+    assert line.strip() == "COMMITTED", writer.stderr.read()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+
+    reopened = Warehouse.open(lake.catalog, lake.data_path)
+    lake.warehouse = reopened
+    published = reopened.current_versions(["bars_raw"])
+    assert published.height == before["versions"].filter(pl.col("asset") == "bars_raw").height
+    assert published.group_by("partition_key").len()["len"].max() == 1  # one published version per partition
+    doomed = published.filter(pl.col("run_id") == "doomed")
+    assert doomed.height > 0 and reopened.run("doomed") is None  # published, but the run was never recorded
+    assert not [c for c in verify(reopened, ["bars_raw"]) if c.is_damaged]  # rows match their data versions
+    version = doomed.row(0, named=True)
+    assert reopened.read_as_of("bars_raw", version_id=version["version_id"]).height == version["row_count"]
+
+    summary = lake.materialize("+bars_daily", run_id="after")
+    assert summary.exit_code == 0 and summary.totals["failed"] == 0
 
 
 def test_reader_process_keeps_reading_during_a_run_and_sees_new_versions(lake):

@@ -273,3 +273,19 @@ def test_a_source_that_did_not_change_on_a_new_session_publishes_no_new_version(
     assert after["data_version"].to_list() == before["data_version"].to_list()
     assert json.loads(after["upstream_versions"][0])["@window"]["data_version"] == WINDOW_END.isoformat()
     assert lake.materialize(BARS, run_id="again").totals["built"] == 0
+
+
+def test_full_refresh_skips_every_level_below_a_quarantined_partition(lake):
+    """bars_daily keeps its old BAD_DAY rows when bars_hourly is quarantined: indicators_daily must not
+    be rebuilt from them either, under --full-refresh as in any run."""
+    lake.materialize("+indicators_daily", run_id="clean")
+    before = _current(lake, "indicators_daily").filter(pl.col("partition_key") == BAD_DAY)["version_id"][0]
+
+    summary = lake.materialize("+indicators_daily", source=CorruptSource(), full_refresh=True, run_id="corrupt")
+
+    assert summary.outcomes["bars_hourly"].quarantined == [BAD_DAY]
+    assert BAD_DAY in dict(summary.outcomes["bars_daily"].skipped)
+    skipped = dict(summary.outcomes["indicators_daily"].skipped)
+    assert skipped.get(BAD_DAY) == f"upstream bars_daily {BAD_DAY} blocked", skipped
+    assert BAD_DAY not in summary.outcomes["indicators_daily"].built
+    assert _current(lake, "indicators_daily").filter(pl.col("partition_key") == BAD_DAY)["version_id"][0] == before

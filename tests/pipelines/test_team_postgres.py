@@ -18,7 +18,7 @@ from tests.conftest import catalog_kinds
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.server]
-if "postgres" not in catalog_kinds():
+if "postgres" not in catalog_kinds() or not os.environ.get("QUARRY_TEST_PG_DSN"):
     pytestmark.append(pytest.mark.skip(reason="needs QUARRY_TEST_PG_DSN (always set in CI)"))
 
 

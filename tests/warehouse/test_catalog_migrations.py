@@ -45,6 +45,8 @@ def address(request, tmp_path: Path):
     """Where a warehouse lives: a SQLite catalog, or (when configured, always in CI) a PostgreSQL one."""
     with ExitStack() as stack:
         if request.param == "postgres":
+            if not os.environ.get("QUARRY_TEST_PG_DSN"):
+                pytest.skip("PostgreSQL catalog variant: set QUARRY_TEST_PG_DSN to run it (CI always does)")
             catalog = "postgres:" + stack.enter_context(postgres_catalog_database(os.environ["QUARRY_TEST_PG_DSN"]))
         else:
             catalog = f"sqlite:{tmp_path}/catalog.sqlite"

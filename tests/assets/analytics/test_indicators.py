@@ -372,3 +372,24 @@ def test_a_state_is_refused_under_other_parameters_or_for_old_bars() -> None:
 def test_bad_parameters_are_refused(settings_: dict) -> None:
     with pytest.raises(ValueError):
         IndicatorParams(**settings_)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prices=st.lists(st.floats(1.0, 1000.0, allow_nan=False), min_size=30, max_size=120),
+    window=st.integers(2, 25),
+    start=st.integers(0, 60),
+)
+def test_window_statistics_are_the_same_bytes_wherever_the_computation_starts(prices, window, start):
+    """A one-session rebuild computes from a later first bar: every full window must come out bit-identical."""
+    from assets.analytics.indicators import window_mean_std
+
+    values = np.round(np.array(prices), 2)
+    start = min(start, len(values) - window)
+    for ddof in (0, 1):
+        whole_mean, whole_std = window_mean_std(values, window, ddof)
+        tail_mean, tail_std = window_mean_std(values[start:], window, ddof)
+        assert whole_mean[start + window - 1:].tobytes() == tail_mean[window - 1:].tobytes()
+        assert whole_std[start + window - 1:].tobytes() == tail_std[window - 1:].tobytes()
+        np.testing.assert_allclose(whole_std[window - 1:], np.std(sliding_window_view(values, window), axis=1, ddof=ddof),
+                                   rtol=1e-12, atol=1e-12)
