@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 from loguru import logger
 
-from warehouse.lake import LAKE, Warehouse, WarehouseError
+from warehouse.lake import LAKE, Warehouse
 from warehouse.redaction import redact
 from warehouse.versions import data_version, new_id
 
@@ -24,9 +24,6 @@ ARCHIVE_DDL = (
         archived_at TIMESTAMPTZ)""",
 )
 
-
-class VersionArchived(WarehouseError):
-    """The version (or the moment) asked for left the lake by retention; the message says where it went."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ def plan_retention(versions: pl.DataFrame, snapshots: pl.DataFrame, cutoff: date
 
 
 def ensure_archive_tables(warehouse: Warehouse) -> None:
-    warehouse._retrying(lambda cur: [cur.execute(ddl) for ddl in ARCHIVE_DDL], "create archive tables")
+    warehouse.transaction(lambda cur: [cur.execute(ddl) for ddl in ARCHIVE_DDL], "create archive tables")
 
 
 def _snapshots(warehouse: Warehouse) -> pl.DataFrame:
@@ -186,7 +183,7 @@ def _record(warehouse, archive_id, cutoff, manifest, exported, plan, archived_at
             [archive_id, cutoff, str(manifest.resolve()), len(exported), len(plan.expire_snapshots), archived_at],
         )
 
-    warehouse._retrying(write, "record archive")
+    warehouse.transaction(write, "record archive")
 
 
 def expire_snapshots(warehouse: Warehouse, snapshot_ids: tuple[int, ...] | list[int]) -> None:
@@ -195,50 +192,3 @@ def expire_snapshots(warehouse: Warehouse, snapshot_ids: tuple[int, ...] | list[
         return
     with warehouse.cursor() as cur:
         cur.execute(f"CALL ducklake_expire_snapshots('{LAKE}', versions => ?::UBIGINT[])", [list(snapshot_ids)])
-
-
-def archived_location(warehouse: Warehouse, version_id: str) -> dict | None:
-    """Where an archived version went (its Parquet file and manifest), or None if it was never archived."""
-    if not warehouse.has_table("quarry", "archived_versions"):
-        return None
-    found = warehouse.query(f"SELECT * FROM {LAKE}.quarry.archived_versions WHERE version_id = ?", [version_id])
-    return None if found.is_empty() else found.row(0, named=True)
-
-
-def retention_horizon(warehouse: Warehouse) -> dict | None:
-    """The latest archive run: time travel to before its cutoff is no longer answered by the lake."""
-    if not warehouse.has_table("quarry", "archive_runs"):
-        return None
-    found = warehouse.query(f"SELECT * FROM {LAKE}.quarry.archive_runs ORDER BY cutoff DESC LIMIT 1")
-    return None if found.is_empty() else found.row(0, named=True)
-
-
-def raise_if_archived(warehouse: Warehouse, version_id: str | None = None, at: datetime | None = None) -> None:
-    """Refuse an as-of read the lake can no longer answer, naming the archive file or manifest instead.
-
-    A timestamp before the retention cutoff is refused too: with its snapshot expired,
-    DuckLake would silently answer from an older retained snapshot.
-    """
-    if version_id is not None:
-        where = archived_location(warehouse, version_id)
-        if where is not None:
-            raise VersionArchived(
-                f"version {version_id} of {where['asset']} partition {where['partition_key']} was archived on "
-                f"{where['archived_at']:%Y-%m-%d} to {where['path']} (manifest {where['manifest']}); "
-                f"read it with polars.read_parquet({where['path']!r})"
-            )
-    if at is not None:
-        horizon = retention_horizon(warehouse)
-        moment = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-        if horizon is not None and moment < horizon["cutoff"]:
-            raise VersionArchived(
-                f"{moment.isoformat()} is before the retention cutoff {horizon['cutoff'].isoformat()}: snapshots from "
-                f"then were expired; superseded versions are archived under {Path(horizon['manifest']).parent} "
-                f"(manifest {horizon['manifest']})"
-            )
-
-
-def read_as_of(warehouse: Warehouse, asset: str, *, version_id: str | None = None, at: datetime | None = None) -> pl.DataFrame:
-    """`Warehouse.read_as_of` with the retention check in front (what the warehouse does once it calls the hook)."""
-    raise_if_archived(warehouse, version_id=version_id, at=at)
-    return warehouse.read_as_of(asset, version_id=version_id, at=at)

@@ -31,6 +31,10 @@ class WarehouseError(RuntimeError):
     """The warehouse refused an operation; the message names the asset, partition or version."""
 
 
+class VersionArchived(WarehouseError):
+    """The version (or the moment) asked for left the lake by retention; the message says where it went."""
+
+
 class WarehouseMissing(WarehouseError):
     """No warehouse exists at the configured catalog: nothing has been materialized there yet."""
 
@@ -268,7 +272,7 @@ class Warehouse:
         self._schema_version = found
         if found == latest or self.read_only:
             return
-        applied = self._retrying(catalog_migrations.upgrade, "upgrade the catalog")
+        applied = self.transaction(catalog_migrations.upgrade, "upgrade the catalog")
         self._schema_version = latest
         if applied:
             logger.info("catalog upgraded to schema version {} ({})", latest, ", ".join(step.name for step in applied))
@@ -320,7 +324,7 @@ class Warehouse:
             with self._cursors_lock:
                 cur.close()
 
-    def _retrying(self, work, what: str):
+    def transaction(self, work, what: str):
         """Run `work(cursor)` in one transaction, retrying the whole transaction on a commit conflict.
 
         DuckLake on a SQLite catalog reports concurrent commits as failures that succeed
@@ -424,7 +428,7 @@ class Warehouse:
             cur.execute(f"INSERT INTO {LAKE}.quarry.asset_definitions BY NAME SELECT * FROM definition_rows")
             cur.unregister("definition_rows")
 
-        self._retrying(write, "record asset definitions")
+        self.transaction(write, "record asset definitions")
 
     # ---- data reads ----------------------------------------------------------------------
 
@@ -455,9 +459,7 @@ class Warehouse:
         """An asset as it was published: as of one version (its partition) or as of a timestamp (all of it)."""
         if (version_id is None) == (at is None):
             raise WarehouseError("read_as_of needs exactly one of version_id or at")
-        from warehouse.archive import raise_if_archived
-
-        raise_if_archived(self, version_id=version_id, at=at)
+        self.raise_if_archived(version_id=version_id, at=at)
         if version_id is not None:
             row = self.version(version_id)
             if row["asset"] != asset:
@@ -477,6 +479,44 @@ class Warehouse:
             sql += " WHERE list_contains(?, partition_key)"
             params.append(partition_keys)
         return self.query(sql, params)
+
+    def archived_location(self, version_id: str) -> dict | None:
+        """Where an archived version went (its Parquet file and manifest), or None if it was never archived."""
+        if not self.has_table("quarry", "archived_versions"):
+            return None
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.archived_versions WHERE version_id = ?", [version_id])
+        return None if found.is_empty() else found.row(0, named=True)
+
+    def retention_horizon(self) -> dict | None:
+        """The latest archive run: time travel to before its cutoff is no longer answered by the lake."""
+        if not self.has_table("quarry", "archive_runs"):
+            return None
+        found = self.query(f"SELECT * FROM {LAKE}.quarry.archive_runs ORDER BY cutoff DESC LIMIT 1")
+        return None if found.is_empty() else found.row(0, named=True)
+
+    def raise_if_archived(self, version_id: str | None = None, at: datetime | None = None) -> None:
+        """Refuse an as-of read the lake can no longer answer, naming the archive file or manifest instead.
+
+        A timestamp before the retention cutoff is refused too: with its snapshot expired,
+        DuckLake would silently answer from an older retained snapshot.
+        """
+        if version_id is not None:
+            where = self.archived_location(version_id)
+            if where is not None:
+                raise VersionArchived(
+                    f"version {version_id} of {where['asset']} partition {where['partition_key']} was archived on "
+                    f"{where['archived_at']:%Y-%m-%d} to {where['path']} (manifest {where['manifest']}); "
+                    f"read it with polars.read_parquet({where['path']!r})"
+                )
+        if at is not None:
+            horizon = self.retention_horizon()
+            moment = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+            if horizon is not None and moment < horizon["cutoff"]:
+                raise VersionArchived(
+                    f"{moment.isoformat()} is before the retention cutoff {horizon['cutoff'].isoformat()}: snapshots "
+                    f"from then were expired; superseded versions are archived under {Path(horizon['manifest']).parent} "
+                    f"(manifest {horizon['manifest']})"
+                )
 
     def snapshot_of_batch(self, batch_id: str) -> int:
         """The DuckLake snapshot a publish batch committed (its id is in the commit's extra info)."""
@@ -527,7 +567,7 @@ class Warehouse:
             return checked
 
         with self._publish_lock:
-            checked = self._retrying(publish_all, f"publish {names}")
+            checked = self.transaction(publish_all, f"publish {names}")
         self._known_tables.update(checked)
 
     def _publish_in(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> dict:
@@ -596,7 +636,7 @@ class Warehouse:
             cur.execute(f"INSERT INTO {LAKE}.quarry.check_results BY NAME SELECT * FROM swept_checks")
             cur.unregister("swept_checks")
 
-        self._retrying(write, "record checks")
+        self.transaction(write, "record checks")
 
     def record_run(self, run: dict) -> None:
         """Insert or replace the run's row in `quarry.runs`."""
@@ -608,7 +648,7 @@ class Warehouse:
             cur.execute(f"INSERT INTO {LAKE}.quarry.runs BY NAME SELECT * FROM run_row")
             cur.unregister("run_row")
 
-        self._retrying(write, "record run")
+        self.transaction(write, "record run")
 
     def delete_orphaned_files(self, older_than_hours: float | None = 1.0) -> None:
         """Remove Parquet files no snapshot references (left by a writer killed mid-commit).

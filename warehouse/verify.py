@@ -120,7 +120,7 @@ def record(warehouse: Warehouse, checks: list[PartitionCheck], now: datetime) ->
             )
             cur.unregister("damaged_versions")
 
-    warehouse._retrying(write, "record verification")
+    warehouse.transaction(write, "record verification")
 
 
 def damaged_partitions(warehouse: Warehouse, assets: list[str] | None = None) -> pl.DataFrame:
@@ -215,4 +215,4 @@ def _retire(warehouse: Warehouse, files: pl.DataFrame) -> None:
                 [int(group["record_count"].sum()), int(group["file_size_bytes"].sum()), table_id],
             )
 
-    warehouse._retrying(write, "retire damaged files")
+    warehouse.transaction(write, "retire damaged files")

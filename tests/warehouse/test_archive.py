@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from tests.conftest import WINDOW_START, catalog_kinds
-from warehouse.archive import RetentionPlan, VersionArchived, archive_old_versions, plan_retention, read_as_of
+from warehouse.archive import RetentionPlan, archive_old_versions, plan_retention
+from warehouse.lake import VersionArchived
 from warehouse.optimize import optimize
 
 END = WINDOW_START + timedelta(days=2)
@@ -45,17 +46,17 @@ def test_archive_exports_expires_and_points_reads_to_the_archive(lake, tmp_path)
     assert pl.read_parquet(entry["path"]).equals(before)
 
     with pytest.raises(VersionArchived, match=rf"archived .* to {entry['path']}") as raised:
-        read_as_of(lake.warehouse, "bars_hourly", version_id=old["version_id"])
+        lake.warehouse.read_as_of("bars_hourly", version_id=old["version_id"])
     assert "manifest" in str(raised.value)
     with pytest.raises(VersionArchived, match="before the retention cutoff"):
-        read_as_of(lake.warehouse, "bars_hourly", at=datetime.now(timezone.utc) - timedelta(days=1))
+        lake.warehouse.read_as_of("bars_hourly", at=datetime.now(timezone.utc) - timedelta(days=1))
     # without the hook the lake itself can no longer answer: the snapshot is gone
     with pytest.raises(Exception):
         lake.warehouse.read_as_of("bars_hourly", version_id=old["version_id"])
 
     # current data and every published version are untouched
     assert lake.warehouse.read("bars_hourly").sort(["symbol", "bar_ts"]).equals(current.sort(["symbol", "bar_ts"]))
-    assert read_as_of(lake.warehouse, "bars_hourly", version_id=published["version_id"]).height == published["row_count"]
+    assert lake.warehouse.read_as_of("bars_hourly", version_id=published["version_id"]).height == published["row_count"]
 
     again = archive_old_versions(lake.warehouse, tmp_path / "archive", cutoff=datetime.now(timezone.utc))
     assert again.versions == ()  # nothing archived twice
@@ -64,7 +65,7 @@ def test_archive_exports_expires_and_points_reads_to_the_archive(lake, tmp_path)
     assert tidy.files_after <= tidy.files_before
     assert tidy.vacuumed == lake.catalog.startswith("postgres")  # VACUUM ANALYZE is for a PostgreSQL catalog
     assert lake.warehouse.read("bars_hourly").sort(["symbol", "bar_ts"]).equals(current.sort(["symbol", "bar_ts"]))
-    assert read_as_of(lake.warehouse, "bars_hourly", version_id=published["version_id"]).height == published["row_count"]
+    assert lake.warehouse.read_as_of("bars_hourly", version_id=published["version_id"]).height == published["row_count"]
     # after the archive the lake still builds incrementally
     assert lake.materialize("+bars_hourly", start=WINDOW_START, end=END, run_id="third").totals["built"] == 0
 
