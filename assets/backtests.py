@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from assets.calendar import HOURLY_BARS_PER_YEAR
 from assets.model import AssetOut, asset, multi_asset
 
 BACKTEST_PARAMS = {
@@ -11,8 +12,7 @@ BACKTEST_PARAMS = {
     "min_trades_for_kelly": 20, "default_weight_pct": 0.02, "max_pair_weight_pct": 0.10,
     "max_gross_exposure_pct": 1.0, "fill_lag_bars": 1,
 }
-#: Clock-aligned regular-session hourly bars in a trading year: 252 sessions × 7 bars.
-BARS_PER_YEAR = {"periods_per_year": 252.0 * 7}
+BARS_PER_YEAR = {"periods_per_year": HOURLY_BARS_PER_YEAR}
 
 
 UTC_TS = pl.Datetime("us", "UTC")

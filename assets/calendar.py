@@ -11,6 +11,13 @@ from pathlib import Path
 import polars as pl
 
 CALENDAR_NAME = "XNYS"
+#: The exchange's own clock: a bar's session date is its start's date here.
+EXCHANGE_TIMEZONE = "America/New_York"
+#: Sessions in a trading year, the convention every annualization here uses.
+DAILY_BARS_PER_YEAR = 252.0
+#: Clock-aligned hourly bars of a 09:30-16:00 session: 09:00 (half hour), 10:00, ..., 15:00.
+HOURLY_BARS_PER_SESSION = 7
+HOURLY_BARS_PER_YEAR = DAILY_BARS_PER_YEAR * HOURLY_BARS_PER_SESSION
 CALENDAR_START = date(2010, 1, 4)
 SESSION_SCHEMA = {
     "session_date": pl.Date,
@@ -80,6 +87,11 @@ def _sessions_from_exchange_calendars() -> pl.DataFrame:
     ).with_columns(pl.col("open_ts", "close_ts").cast(pl.Datetime("us", "UTC")))
     full_day = pl.duration(hours=6, minutes=30)
     return frame.with_columns(is_half_day=(pl.col("close_ts") - pl.col("open_ts")) < full_day)
+
+
+def session_of(bar_ts: pl.Expr) -> pl.Expr:
+    """The exchange session date a bar belongs to."""
+    return bar_ts.dt.convert_time_zone(EXCHANGE_TIMEZONE).dt.date()
 
 
 def session_dates(start: date, end: date) -> list[date]:

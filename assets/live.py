@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from assets.calendar import HOURLY_BARS_PER_YEAR
 from assets.model import asset
 
 LIVE_MARK_SCHEMA = pl.Schema({
@@ -52,7 +53,7 @@ def ledger_marks_frame(marks: list[dict], trade_status: dict[str, str]) -> pl.Da
     tags=("trading", "performance"),
     fetch=fetch_ledger_marks,
     watermark=ledger_watermark,
-    params={"periods_per_year": 252.0 * 7, "initial_capital": 1_000_000.0},
+    params={"periods_per_year": HOURLY_BARS_PER_YEAR, "initial_capital": 1_000_000.0},
 )
 def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_capital: float) -> pl.DataFrame:
     """One row per strategy (the live pairs book): the same return and trade metrics as `strategy_performance`, from the ledger's marked pair trades.

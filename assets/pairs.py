@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from assets.calendar import session_of
 from assets.model import asset
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def pair_spreads(
         warm_up = [s for s in session_list if s < first_day][-lookback_sessions:]
         history = bars_hourly.filter(pl.col("session_date").is_between(warm_up[0] if warm_up else first_day, last_day))
         spread = spreads_of(history, active, window=window)
-        session_of_bar = pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date()
+        session_of_bar = session_of(pl.col("bar_ts"))
         frames.append(
             spread.filter(session_of_bar.is_in(group["day"].implode())).with_columns(hedge_week_end_date=pl.lit(week_end))
         )

@@ -10,8 +10,9 @@ import duckdb
 import polars as pl
 
 from assets.analytics.backtest import BacktestParams, backtest_trades
-from assets.analytics.performance import HOURLY_BARS_PER_YEAR, pair_performance, strategy_performance
+from assets.analytics.performance import pair_performance, strategy_performance
 from assets.analytics.spreads import SignalParams, pair_signals
+from assets.calendar import HOURLY_BARS_PER_YEAR, session_of
 from warehouse import LAKE, Warehouse, WarehouseError
 from warehouse.versions import data_version
 
@@ -64,7 +65,7 @@ def run_backtest(
         if mine.is_empty():
             raise WarehouseError(f"{name} has no published version{'' if at is None else f' as of {at}'}: run quarry materialize +strategy_performance")
         read[name] = warehouse.read_as_of(name, at=at) if at is not None else warehouse.read(name)
-    in_window = pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().is_between(start, end)
+    in_window = session_of(pl.col("bar_ts")).is_between(start, end)
     spreads = read["pair_spreads"].filter(in_window)
     if pairs:
         known = sorted(set(spreads["pair_id"].unique().to_list()))

@@ -12,6 +12,7 @@ from datetime import date, datetime, timezone
 import polars as pl
 from loguru import logger
 
+from assets.calendar import session_of
 from assets.calendar import sessions as exchange_sessions
 from assets.graph import AssetGraph
 from assets.model import UNPARTITIONED, Asset
@@ -19,9 +20,6 @@ from pipelines.planning import PartitionWork, partition_spans
 from quality.audit import RESULT_SCHEMA, audit, failed_checks_by_partition
 from warehouse import PublishBatch, Warehouse
 from warehouse.versions import data_versions_by_partition, new_id
-
-EXCHANGE_TZ = "America/New_York"
-
 
 @dataclass(frozen=True)
 class SourceWindow:
@@ -103,7 +101,7 @@ def partition_keys_of(asset: Asset, frame: pl.DataFrame) -> pl.Expr:
     column = pl.col(asset.time_column)
     if frame.schema[asset.time_column] == pl.Date:
         return column.cast(pl.String)
-    return column.dt.convert_time_zone(EXCHANGE_TZ).dt.date().cast(pl.String)
+    return session_of(column).cast(pl.String)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ import numpy as np
 import polars as pl
 
 __all__ = [
-    "DAILY_BARS_PER_YEAR",
-    "HOURLY_BARS_PER_YEAR",
     "PerformanceMetrics",
     "drawdown",
     "equity_curve",
@@ -20,9 +18,6 @@ __all__ = [
     "strategy_returns",
 ]
 
-DAILY_BARS_PER_YEAR = 252.0
-# Clock-aligned hourly bars of a 09:30-16:00 session: 09:00 (half hour), 10:00, ..., 15:00.
-HOURLY_BARS_PER_YEAR = 252.0 * 7
 
 _RETURN_METRICS = (
     "n_periods",
@@ -76,7 +71,7 @@ def performance_metrics(
 ) -> PerformanceMetrics:
     """Metrics of simple per-period returns; null and NaN periods are skipped.
 
-    ``periods_per_year`` sets every annualization: ``HOURLY_BARS_PER_YEAR``
+    ``periods_per_year`` sets every annualization: ``assets.calendar.HOURLY_BARS_PER_YEAR``
     (1764) for regular-session hourly bars, ``DAILY_BARS_PER_YEAR`` (252) for
     daily ones. ``trades`` (columns ``net_pnl``, ``bars_held``, ``is_open``)
     adds trade statistics; ``is_in_market`` (one flag per period) adds exposure.

@@ -8,6 +8,8 @@ from typing import Literal
 
 import polars as pl
 
+from assets.calendar import DAILY_BARS_PER_YEAR, EXCHANGE_TIMEZONE
+
 __all__ = ["REGIME_DTYPE", "RegimeParams", "market_regime"]
 
 REGIME_DTYPE = pl.Enum(["calm", "volatile"])
@@ -26,13 +28,13 @@ class RegimeParams:
     """
 
     vol_window_sessions: int = 20
-    periods_per_year: float = 252.0
+    periods_per_year: float = DAILY_BARS_PER_YEAR
     method: Literal["threshold", "percentile"] = "threshold"
     vol_threshold_pct: float = 0.25
     percentile: float = 0.8
     percentile_window_sessions: int = 252
     min_symbols: int = 1
-    session_time_zone: str = "America/New_York"
+    session_time_zone: str = EXCHANGE_TIMEZONE
 
     def __post_init__(self) -> None:
         if self.vol_window_sessions < 2 or self.percentile_window_sessions < 1 or self.min_symbols < 1:

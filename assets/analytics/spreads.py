@@ -8,6 +8,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from assets.calendar import session_of
+
 __all__ = [
     "BREAK_SIGNALS",
     "EXIT_SIGNALS",
@@ -399,14 +401,6 @@ def _closed_on_last_bar(pairs: pl.DataFrame, state: pl.DataFrame | None) -> pl.S
 
 
 _CARRIED_COLUMNS = ("symbol_y", "symbol_x", "spread", "hedge_ratio", "intercept")
-_EXCHANGE_TZ = "America/New_York"
-
-
-def session_of(bar_ts: pl.Expr) -> pl.Expr:
-    """The exchange session date a bar belongs to."""
-    return bar_ts.dt.convert_time_zone(_EXCHANGE_TZ).dt.date()
-
-
 def _with_breaks(
     rows: pl.DataFrame,
     state: pl.DataFrame | None,

@@ -14,11 +14,10 @@ from datetime import date, datetime
 import numpy as np
 import polars as pl
 
-from assets.calendar import hourly_bar_starts, sessions
+from assets.calendar import HOURLY_BARS_PER_YEAR, hourly_bar_starts, session_of, sessions
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe, ohlcv_aggregates
 
 ORIGIN = date(2019, 1, 2)
-BARS_PER_YEAR = 252 * 7
 ANNUAL_VOL = 0.25
 MARKET_VOL = 0.12
 SPREAD_AR = 0.95
@@ -117,7 +116,7 @@ def _daily(hourly: pl.DataFrame) -> pl.DataFrame:
     """Daily bars as a provider would aggregate them, stamped at the session's first bar."""
     return (
         hourly.sort("symbol", "bar_ts")
-        .group_by("symbol", pl.col("bar_ts").dt.convert_time_zone("America/New_York").dt.date().alias("day"))
+        .group_by("symbol", session_of(pl.col("bar_ts")).alias("day"))
         .agg(
             pl.col("bar_ts").first(),
             *ohlcv_aggregates(),
@@ -150,14 +149,14 @@ def _market(
     log_close, spread = _log_prices(draws, headers, first, bar_frame["session_date"], names, n_symbols)
     adjusted_close = np.exp(log_close)
     split_factor = _split_factor(bar_frame["session_date"], names, n_symbols)
-    open_gap = np.exp(draws["gap"] * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.3)
+    open_gap = np.exp(draws["gap"] * ANNUAL_VOL / np.sqrt(HOURLY_BARS_PER_YEAR) * 0.3)
     # a bar opens at the previous bar's close; a session's first bar near its own close (the overnight gap)
     previous_close = np.vstack([adjusted_close[:1], adjusted_close[:-1]])
     opens_session = (bar_frame["session_date"].rle_id().diff().fill_null(1) > 0).to_numpy()[:, None]
     adjusted_open = np.where(opens_session, adjusted_close, previous_close) * open_gap
-    wick = np.abs(draws["wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
+    wick = np.abs(draws["wick"]) * ANNUAL_VOL / np.sqrt(HOURLY_BARS_PER_YEAR) * 0.5
     adjusted_high = np.maximum(adjusted_open, adjusted_close) * np.exp(wick)
-    low_wick = np.abs(draws["low_wick"]) * ANNUAL_VOL / np.sqrt(BARS_PER_YEAR) * 0.5
+    low_wick = np.abs(draws["low_wick"]) * ANNUAL_VOL / np.sqrt(HOURLY_BARS_PER_YEAR) * 0.5
     adjusted_low = np.minimum(adjusted_open, adjusted_close) * np.exp(-low_wick)
     volume = np.round(np.exp(12.0 + 0.4 * draws["volume"]) / split_factor).astype(np.int64) + 100
 
@@ -206,8 +205,8 @@ def _session_generator(seed: int, session_date: date) -> np.random.Generator:
 
 def _session_headers(seed: int, history: pl.DataFrame, n_symbols: int, n_pairs: int) -> dict[str, np.ndarray]:
     """Per session since ORIGIN: log-price level at the open and the spread at the open, per symbol/pair."""
-    bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
-    market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
+    bar_vol = ANNUAL_VOL / np.sqrt(HOURLY_BARS_PER_YEAR)
+    market_vol = MARKET_VOL / np.sqrt(HOURLY_BARS_PER_YEAR)
     n_sessions = history.height
     moves = np.empty((n_sessions, n_symbols))
     shocks = np.empty((n_sessions, n_pairs))
@@ -260,8 +259,8 @@ def _log_prices(
     n_symbols: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hourly log closes: a Brownian bridge from each session's open level to the next; pairs' y legs ride a + b·x + spread."""
-    bar_vol = ANNUAL_VOL / np.sqrt(BARS_PER_YEAR)
-    market_vol = MARKET_VOL / np.sqrt(BARS_PER_YEAR)
+    bar_vol = ANNUAL_VOL / np.sqrt(HOURLY_BARS_PER_YEAR)
+    market_vol = MARKET_VOL / np.sqrt(HOURLY_BARS_PER_YEAR)
     session_index = (bar_sessions.rle_id().to_numpy() + first_session).astype(np.int64)
     step = draws["ret"] * bar_vol + draws["market"] * market_vol
     bars_in_session = np.bincount(session_index)[session_index][:, None]

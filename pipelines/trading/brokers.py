@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import IntegrityError
 
 from assets.calendar import sessions
-from warehouse.ledger import UtcDateTime
+from warehouse.ledger import TERMINAL_ORDER_STATUSES, UtcDateTime
 
 __all__ = [
     "AlpacaBroker",
@@ -39,7 +39,6 @@ __all__ = [
 
 Side = Literal["buy", "sell"]
 Quote = Callable[[str], "float | None"]
-TERMINAL = frozenset({"filled", "cancelled", "expired", "rejected"})
 
 
 class BrokerSettings(BaseSettings):
@@ -118,7 +117,7 @@ class BrokerOrder:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_ORDER_STATUSES
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,6 @@ import polars as pl
 import pytest
 
 from assets.analytics.performance import (
-    DAILY_BARS_PER_YEAR,
-    HOURLY_BARS_PER_YEAR,
     drawdown,
     equity_curve,
     pair_performance,
@@ -20,6 +18,7 @@ from assets.analytics.performance import (
     strategy_performance,
     strategy_returns,
 )
+from assets.calendar import DAILY_BARS_PER_YEAR, HOURLY_BARS_PER_YEAR
 
 START = datetime(2025, 3, 3, 14, tzinfo=UTC)
 TOLERANCE = 1e-10
