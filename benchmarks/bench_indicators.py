@@ -15,7 +15,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.analytics.indicators import IndicatorParams, advance_indicators, compute_indicators  # noqa: E402
+from assets.analytics.indicators import IndicatorParams, compute_indicators  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -116,19 +116,8 @@ def warm_up(params: IndicatorParams) -> None:
     """Run every contender once on a tiny market, so lazy imports and first calls are not timed."""
     tiny = random_walk_bars(3, 200, 0)
     compute_indicators(tiny, params)
-    advance_indicators(tiny, params)
     pandas_groupby_loop(tiny.to_pandas(), params)
     pandas_filter_loop(tiny.to_pandas(), params)
-
-
-def largest_difference(left: pl.DataFrame, right: pl.DataFrame) -> float:
-    """Largest gap between two indicator tables over all value columns, relative above 1, absolute below."""
-    gaps = [
-        ((left[name] - right[name]).abs() / right[name].abs().clip(lower_bound=1.0)).max() or 0.0
-        for name in left.columns
-        if left.schema[name] == pl.Float64 and name != "close_px"
-    ]
-    return max(gaps)
 
 
 def main() -> None:
@@ -149,7 +138,6 @@ def main() -> None:
     quarry = {
         "compute_indicators": lambda: compute_indicators(bars, params),
         "compute_indicators, rows ordered by symbol": lambda: compute_indicators(by_symbol, params),
-        "advance_indicators (indicators and state)": lambda: advance_indicators(bars, params),
     }
     baselines = {
         "pandas groupby loop": lambda: pandas_groupby_loop(bars_pd, params),
@@ -163,8 +151,6 @@ def main() -> None:
     for name, timing in timings.items():
         ratios = "".join(f"{timings[b].best_s / timing.best_s:>25.1f}x" for b in baselines)
         print(f"{name:<46}{timing.best_s:>9.3f}{timing.median_s:>10.3f}{ratios}")
-    gap = largest_difference(advance_indicators(bars, params).indicators, compute_indicators(bars, params))
-    print(f"TA-Lib path and lfilter recurrences agree to {gap:.1e}")
 
 
 if __name__ == "__main__":

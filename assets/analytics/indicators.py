@@ -1,25 +1,19 @@
-"""Technical indicators per symbol and bar as TA-Lib defines them, resumable from a per-symbol state."""
+"""Technical indicators per symbol and bar as TA-Lib defines them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
 import talib
-from scipy.signal import lfilter
 
 __all__ = [
     "INDICATOR_SCHEMA",
-    "STATE_SCHEMA",
     "IndicatorParams",
-    "IndicatorStep",
-    "advance_indicators",
     "compute_indicators",
     "first_valid_bar",
-    "indicator_state",
-    "lookback_bars",
     "warmup_bars",
 ]
 
@@ -43,28 +37,6 @@ INDICATOR_SCHEMA = pl.Schema(
         "bb_lower_px": pl.Float64,
         "atr": pl.Float64,
         "volatility": pl.Float64,
-    }
-)
-
-_CARRY_COLUMNS = (
-    "ema",
-    "macd_fast_ema",
-    "macd_slow_ema",
-    "macd_signal",
-    "rsi_avg_gain",
-    "rsi_avg_loss",
-    "atr",
-)
-_TAIL_COLUMNS = {"close": "tail_close_px", "high": "tail_high_px", "low": "tail_low_px"}
-
-STATE_SCHEMA = pl.Schema(
-    {
-        "symbol": pl.String,
-        "bar_count": pl.Int64,
-        "last_bar_ts": UTC_TS,
-        "params_key": pl.String,
-        **{name: pl.Float64 for name in _CARRY_COLUMNS},
-        **{name: pl.List(pl.Float64) for name in _TAIL_COLUMNS.values()},
     }
 )
 
@@ -100,33 +72,6 @@ class IndicatorParams:
         if not self.bb_num_std > 0:
             raise ValueError("bb_num_std must be positive")
 
-    @property
-    def key(self) -> str:
-        """These parameters as text, stored in a state so that it is never resumed under other ones."""
-        return ",".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
-
-
-@dataclass(frozen=True)
-class IndicatorStep:
-    """Indicators for one batch of bars and the state that continues them with the next batch."""
-
-    indicators: pl.DataFrame
-    state: pl.DataFrame
-
-
-@dataclass(frozen=True)
-class _Carry:
-    """Last values of one symbol's recursive indicators: enough to continue them bar by bar."""
-
-    ema: float
-    macd_fast_ema: float
-    macd_slow_ema: float
-    macd_signal: float
-    rsi_avg_gain: float
-    rsi_avg_loss: float
-    atr: float
-
-
 @dataclass(frozen=True)
 class _Runs:
     """Prices laid out symbol after symbol, with where each symbol's run starts and how long it is."""
@@ -159,20 +104,11 @@ def first_valid_bar(params: IndicatorParams = IndicatorParams()) -> dict[str, in
 
 
 def warmup_bars(params: IndicatorParams = IndicatorParams()) -> int:
-    """Bars a symbol needs before every column has a value; past them its state is recursive values."""
+    """Bars a symbol needs before every column has a value."""
     return max(first_valid_bar(params).values())
 
 
-def lookback_bars(params: IndicatorParams = IndicatorParams()) -> int:
-    """Prior bars the windowed columns (SMA, Bollinger, volatility, returns, true range) need."""
-    return max(params.sma_period - 1, params.bb_period - 1, params.volatility_window, 1)
-
-
-def compute_indicators(
-    bars: pl.DataFrame,
-    params: IndicatorParams = IndicatorParams(),
-    state: pl.DataFrame | None = None,
-) -> pl.DataFrame:
+def compute_indicators(bars: pl.DataFrame, params: IndicatorParams = IndicatorParams()) -> pl.DataFrame:
     """One row per symbol and bar_ts of `bars`, ordered by both, with every indicator column.
 
     return_pct is the simple return as a fraction (0.01 is one percent) and log_return its natural
@@ -184,67 +120,13 @@ def compute_indicators(
     first true range is on the second bar. A bar inside a column's warm-up is null. Indicators run
     over each symbol's sequence of bars, so gaps in time change nothing.
 
-    Without a state every symbol starts at its first bar and its prices go through TA-Lib itself:
-    exact by definition and the fastest way measured (over 4.4 M bars its C loops took less than
-    half the time of the same recurrences through scipy's lfilter). With a state, the symbols it
-    holds continue from it through `advance_indicators`.
+    Every symbol starts at its first bar and its prices go through TA-Lib itself: exact by
+    definition and the fastest way measured (over 4.4 M bars its C loops took less than half the
+    time of the same recurrences through scipy's lfilter).
     """
-    if state is not None:
-        return advance_indicators(bars, params, state).indicators
     runs, batch = _bars_by_symbol(bars)
     columns = _run_segments(runs, lambda _, close, high, low: _talib_segment(close, high, low, params))
     return _indicator_frame(batch, columns | _return_columns(runs, params))
-
-
-def advance_indicators(
-    bars: pl.DataFrame,
-    params: IndicatorParams = IndicatorParams(),
-    state: pl.DataFrame | None = None,
-) -> IndicatorStep:
-    """Indicators for a batch of bars continuing `state`, and the state that continues after them.
-
-    The state has one row per symbol (see STATE_SCHEMA): bars seen, the last bar_ts, the parameters
-    it was built with, the last values of the recursive indicators and the last `lookback_bars`
-    bars. A symbol still inside its warm-up has no recursive values yet and keeps all its bars, so
-    it is simply recomputed from its first bar. TA-Lib cannot start a recursion from a saved value,
-    so here EMA, RSI, MACD and ATR run as the same recurrences written as first-order linear
-    filters (scipy.signal.lfilter), started at TA-Lib's seeds or at the carried values; the results
-    agree with TA-Lib to rounding, and a history split anywhere gives what it gives whole.
-    """
-    prior = _checked_state(state, params)
-    runs, batch = _bars_by_symbol(bars)
-    symbols = batch["symbol"].gather(runs.starts)
-    _check_continues(prior, symbols, batch["bar_ts"].gather(runs.starts))
-    known = pl.DataFrame({"symbol": symbols}).join(prior, on="symbol", how="left", maintain_order="left")
-    context, is_new = _with_tails(runs, known)
-    tail_lengths = context.lengths - runs.lengths
-    bars_before = known["bar_count"].fill_null(0).to_numpy()
-    carries = [
-        _Carry(*values) if seen > warmup_bars(params) else None
-        for seen, values in zip(bars_before.tolist(), known.select(_CARRY_COLUMNS).iter_rows())
-    ]
-    ends: list[_Carry | None] = [None] * len(carries)
-
-    def segment(i: int, close: np.ndarray, high: np.ndarray, low: np.ndarray) -> dict[str, np.ndarray]:
-        carry_at = int(tail_lengths[i]) - 1
-        columns, ends[i] = _recurrence_segment(close, high, low, params, carries[i], carry_at)
-        return columns | _window_segment(close, params)
-
-    columns = _run_segments(context, segment) | _return_columns(context, params)
-    indicators = _indicator_frame(batch, columns, is_new)
-    last_ts = batch["bar_ts"].gather(runs.starts + runs.lengths - 1)
-    following = _next_state(symbols, bars_before + runs.lengths, last_ts, ends, context, params)
-    untouched = prior.filter(~pl.col("symbol").is_in(symbols.implode()))
-    return IndicatorStep(indicators, pl.concat([untouched, following]).sort("symbol"))
-
-
-def indicator_state(
-    bars: pl.DataFrame,
-    params: IndicatorParams = IndicatorParams(),
-    state: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """The state after `bars`, continuing `state`: one row per symbol seen so far."""
-    return advance_indicators(bars, params, state).state
 
 
 def _bars_by_symbol(bars: pl.DataFrame) -> tuple[_Runs, pl.DataFrame]:
@@ -321,11 +203,6 @@ def _starts(lengths: np.ndarray) -> np.ndarray:
     return (np.cumsum(lengths) - lengths).astype(np.int64)
 
 
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The positions start, start + 1, ... of every run, concatenated."""
-    return np.repeat(starts - _starts(lengths), lengths) + np.arange(lengths.sum())
-
-
 def _run_segments(runs: _Runs, compute: Callable[..., dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Apply `compute(i, close, high, low)` to each symbol's run; lay its columns out like the runs."""
     columns = {name: np.empty(runs.close.size) for name in _SEGMENT_COLUMNS}
@@ -391,87 +268,6 @@ def _window_segment(close: np.ndarray, params: IndicatorParams) -> dict[str, np.
             "bb_lower_px": middle - params.bb_num_std * deviation}
 
 
-def _smoothed(values: np.ndarray, alpha: float, seed: float) -> np.ndarray:
-    """y[i] = y[i-1] + alpha * (values[i] - y[i-1]) from y[-1] = seed: TA-Lib's EMA and Wilder."""
-    smoothed, _ = lfilter([alpha], [1.0, alpha - 1.0], values, zi=[(1.0 - alpha) * seed])
-    return smoothed
-
-
-def _seeded(values: np.ndarray, alpha: float, seed_at: int, seed: float) -> np.ndarray:
-    """A recurrence over a run: NaN before `seed_at`, the seed there, smoothing of `values` after it."""
-    out = np.full(values.size, np.nan)
-    if seed_at < values.size:
-        out[seed_at] = seed
-        out[seed_at + 1 :] = _smoothed(values[seed_at + 1 :], alpha, seed)
-    return out
-
-
-def _seed_mean(values: np.ndarray, start: int, stop: int) -> float:
-    """TA-Lib's seed, the mean of values[start:stop]; NaN when the run is too short to have one."""
-    return float(values[start:stop].mean()) if stop <= values.size else np.nan
-
-
-def _recurrence_segment(
-    close: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    params: IndicatorParams,
-    carry: _Carry | None,
-    carry_at: int,
-) -> tuple[dict[str, np.ndarray], _Carry]:
-    """EMA, RSI, MACD and ATR of one symbol's run, from TA-Lib's seeds or a carry, and the carry after.
-
-    With a carry every recurrence resumes after index `carry_at`, the last bar the carry describes;
-    without one each starts where TA-Lib seeds it, with the mean of its first n inputs.
-    """
-    previous = np.concatenate(([np.nan], close[:-1]))
-    change = close - previous
-    gain = np.where(change > 0, change, 0.0)
-    loss = np.where(change < 0, -change, 0.0)
-    true_range = np.maximum(high - low, np.maximum(np.abs(high - previous), np.abs(low - previous)))
-
-    fast, slow, signal = params.macd_fast_period, params.macd_slow_period, params.macd_signal_period
-    if carry is None:
-        ema_at, macd_at, signal_at = params.ema_period - 1, slow - 1, slow + signal - 2
-        rsi_at, atr_at = params.rsi_period, params.atr_period
-        seeds = _Carry(
-            ema=_seed_mean(close, 0, params.ema_period),
-            macd_fast_ema=_seed_mean(close, slow - fast, slow),
-            macd_slow_ema=_seed_mean(close, 0, slow),
-            macd_signal=np.nan,  # seeded below, from the MACD line itself
-            rsi_avg_gain=_seed_mean(gain, 1, rsi_at + 1),
-            rsi_avg_loss=_seed_mean(loss, 1, rsi_at + 1),
-            atr=_seed_mean(true_range, 1, atr_at + 1),
-        )
-    else:
-        ema_at = macd_at = signal_at = rsi_at = atr_at = carry_at
-        seeds = carry
-
-    ema = _seeded(close, 2.0 / (params.ema_period + 1), ema_at, seeds.ema)
-    fast_ema = _seeded(close, 2.0 / (fast + 1), macd_at, seeds.macd_fast_ema)
-    slow_ema = _seeded(close, 2.0 / (slow + 1), macd_at, seeds.macd_slow_ema)
-    macd_line = fast_ema - slow_ema
-    signal_seed = _seed_mean(macd_line, macd_at, signal_at + 1) if carry is None else carry.macd_signal
-    macd_signal = _seeded(macd_line, 2.0 / (signal + 1), signal_at, signal_seed)
-    avg_gain = _seeded(gain, 1.0 / params.rsi_period, rsi_at, seeds.rsi_avg_gain)
-    avg_loss = _seeded(loss, 1.0 / params.rsi_period, rsi_at, seeds.rsi_avg_loss)
-    moves = avg_gain + avg_loss
-    rsi = np.divide(100.0 * avg_gain, moves, out=np.zeros_like(moves), where=moves != 0)
-    atr = _seeded(true_range, 1.0 / params.atr_period, atr_at, seeds.atr)
-
-    end = _Carry(ema[-1], fast_ema[-1], slow_ema[-1], macd_signal[-1], avg_gain[-1], avg_loss[-1], atr[-1])
-    macd_line[:signal_at] = np.nan
-    columns = {
-        "ema": ema,
-        "rsi": rsi,
-        "macd_line": macd_line,
-        "macd_signal": macd_signal,
-        "macd_hist": macd_line - macd_signal,
-        "atr": atr,
-    }
-    return columns, end
-
-
 def _return_columns(runs: _Runs, params: IndicatorParams) -> dict[str, np.ndarray]:
     """Simple and log returns and their rolling volatility, over all runs at once.
 
@@ -489,96 +285,12 @@ def _return_columns(runs: _Runs, params: IndicatorParams) -> dict[str, np.ndarra
     return {"return_pct": return_pct, "log_return": log_return, "volatility": volatility}
 
 
-def _indicator_frame(
-    batch: pl.DataFrame, columns: dict[str, np.ndarray], is_new: np.ndarray | None = None
-) -> pl.DataFrame:
-    """The indicator table for the batch's bars, dropping carried bars (`is_new` false) if there are any.
+def _indicator_frame(batch: pl.DataFrame, columns: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The indicator table for the batch's bars.
 
     NaN marks exactly the warm-up, since prices are checked finite and positive, so it becomes null.
     """
     values = pl.DataFrame(
         [pl.Series(name, columns[name], dtype=pl.Float64, nan_to_null=True) for name in _VALUE_COLUMNS]
     )
-    if is_new is not None:
-        values = values.filter(pl.Series(is_new))
     return pl.concat([batch.select("symbol", "bar_ts", "close_px"), values], how="horizontal")
-
-
-def _checked_state(state: pl.DataFrame | None, params: IndicatorParams) -> pl.DataFrame:
-    """The state to continue from (empty when there is none), refused if built under other parameters."""
-    if state is None:
-        return pl.DataFrame(schema=STATE_SCHEMA)
-    missing = [name for name in STATE_SCHEMA if name not in state.columns]
-    if missing:
-        raise ValueError(f"indicator state lacks columns: {', '.join(missing)}")
-    state = state.select(pl.col(name).cast(dtype) for name, dtype in STATE_SCHEMA.items())
-    if (state["params_key"] != params.key).any():
-        raise ValueError(f"indicator state was built with other parameters than {params.key}")
-    if state["symbol"].is_duplicated().any():
-        raise ValueError("indicator state has more than one row for a symbol")
-    return state
-
-
-def _check_continues(prior: pl.DataFrame, symbols: pl.Series, first_ts: pl.Series) -> None:
-    """Refuse bars at or before a symbol's last bar in the state: they would be counted twice."""
-    overlap = (
-        pl.DataFrame({"symbol": symbols, "first_bar_ts": first_ts})
-        .join(prior.select("symbol", "last_bar_ts"), on="symbol", how="inner")
-        .filter(pl.col("first_bar_ts") <= pl.col("last_bar_ts"))
-    )
-    if overlap.height:
-        listed = ", ".join(overlap["symbol"].head(5).to_list())
-        raise ValueError(f"bars do not follow the indicator state's last bar for: {listed}")
-
-
-def _with_tails(runs: _Runs, known: pl.DataFrame) -> tuple[_Runs, np.ndarray | None]:
-    """Each symbol's carried bars followed by its new ones, and which bars of that layout are new.
-
-    None stands for "all of them" when nothing is carried, which spares copying a long history.
-    """
-    tail_lengths = known["tail_close_px"].list.len().fill_null(0).to_numpy().astype(np.int64)
-    if not tail_lengths.any():
-        return runs, None
-    lengths = tail_lengths + runs.lengths
-    starts = _starts(lengths)
-    is_new = np.ones(int(lengths.sum()), dtype=bool)
-    is_new[_ranges(starts, tail_lengths)] = False
-    prices = {}
-    for field, tail_name in _TAIL_COLUMNS.items():
-        values = np.empty(is_new.size)
-        values[is_new] = getattr(runs, field)
-        values[~is_new] = known[tail_name].drop_nulls().explode().to_numpy()
-        prices[field] = values
-    return _Runs(**prices, starts=starts, lengths=lengths), is_new
-
-
-def _next_state(
-    symbols: pl.Series,
-    bar_counts: np.ndarray,
-    last_ts: pl.Series,
-    ends: list[_Carry | None],
-    context: _Runs,
-    params: IndicatorParams,
-) -> pl.DataFrame:
-    """State rows for a batch's symbols: recursive values and the last bars once warm, else all bars."""
-    is_warm = bar_counts > warmup_bars(params)
-    kept = np.where(is_warm, lookback_bars(params), context.lengths)
-    kept_from = context.starts + context.lengths - kept
-    carries = [astuple(end) if warm else (None,) * len(_CARRY_COLUMNS) for end, warm in zip(ends, is_warm)]
-    return pl.DataFrame(
-        {
-            "symbol": symbols,
-            "bar_count": bar_counts,
-            "last_bar_ts": last_ts,
-            "params_key": [params.key] * symbols.len(),
-            **{name: [carry[k] for carry in carries] for k, name in enumerate(_CARRY_COLUMNS)},
-            **{
-                tail_name: [
-                    getattr(context, field)[start : start + length].tolist()
-                    for start, length in zip(kept_from.tolist(), kept.tolist())
-                ]
-                for field, tail_name in _TAIL_COLUMNS.items()
-            },
-        },
-        schema=STATE_SCHEMA,
-    )

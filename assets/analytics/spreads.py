@@ -16,10 +16,8 @@ __all__ = [
     "SIGNAL_DTYPE",
     "PairLayout",
     "SignalParams",
-    "lookback_bars",
     "pair_signals",
     "pair_spreads",
-    "session_of",
     "signal_state",
     "sort_by_pair_and_time",
 ]
@@ -58,18 +56,12 @@ _SPREAD_COLUMNS = [
 ]
 
 
-def lookback_bars(window: int) -> int:
-    """Prior spread rows per pair an incremental run needs to reproduce a full recomputation."""
-    return window - 1
-
-
 def pair_spreads(
     bars_hourly: pl.DataFrame,
     candidates: pl.DataFrame,
     *,
     window: int = 500,
     min_periods: int | None = None,
-    prior_spreads: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per cointegrated pair and bar_ts where both legs have a bar, with the hedge ratio and intercept it used.
 
@@ -77,21 +69,12 @@ def pair_spreads(
     ``spread_std`` (ddof=1) cover the pair's last ``window`` spreads including
     the current one and stay null until ``min_periods`` (default ``window``)
     spreads exist; ``zscore = (spread - spread_mean) / spread_std``.
-
-    For incremental runs pass ``bars_hourly`` holding only the new bars and
-    ``prior_spreads`` holding at least the last ``lookback_bars(window)`` rows
-    per pair (earlier rows are ignored); only rows for the new bars come back,
-    identical bit for bit to a one-pass recomputation over the whole history.
     """
     min_periods = window if min_periods is None else min_periods
     if not 2 <= min_periods <= window <= _MAX_WINDOW:
         raise ValueError(f"need 2 <= min_periods <= window <= {_MAX_WINDOW}, got {min_periods=} {window=}")
 
-    fresh = _leg_spreads(bars_hourly, candidates)
-    history = _spread_history(prior_spreads, fresh, lookback_bars(window))
-    combined, layout = sort_by_pair_and_time(
-        pl.concat([history.with_columns(is_fresh=pl.lit(False)), fresh.with_columns(is_fresh=pl.lit(True))])
-    )
+    combined, layout = sort_by_pair_and_time(_leg_spreads(bars_hourly, candidates))
     spread = combined["spread"].to_numpy()
     mean, std = _rolling_moments(spread, layout.row_in_pair, window, min_periods)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -103,7 +86,6 @@ def pair_spreads(
             spread_std=pl.Series(std).fill_nan(None),
             zscore=pl.Series(zscore).fill_nan(None),
         )
-        .filter(pl.col("is_fresh"))
         .select(_SPREAD_COLUMNS)
     )
 
@@ -163,25 +145,6 @@ def _leg_spreads(bars_hourly: pl.DataFrame, candidates: pl.DataFrame) -> pl.Data
             )
         )
     return pl.concat(blocks) if blocks else pl.DataFrame(schema=_LEG_SPREAD_SCHEMA)
-
-
-def _spread_history(
-    prior_spreads: pl.DataFrame | None, fresh: pl.DataFrame, rows_per_pair: int
-) -> pl.DataFrame:
-    """The last ``rows_per_pair`` prior spreads of each pair that precede its first fresh bar."""
-    columns = list(_LEG_SPREAD_SCHEMA)
-    if prior_spreads is None or rows_per_pair == 0:
-        return fresh.clear()
-    first_fresh = fresh.group_by("pair_id").agg(first_fresh_ts=pl.col("bar_ts").min())
-    return (
-        prior_spreads.select(columns)
-        .cast(dict(_LEG_SPREAD_SCHEMA))
-        .join(first_fresh, on="pair_id")
-        .filter(pl.col("bar_ts") < pl.col("first_fresh_ts"))
-        .sort("pair_id", "bar_ts")
-        .filter(pl.int_range(pl.len(), 0, -1, dtype=pl.Int64).over("pair_id") <= rows_per_pair)
-        .select(columns)
-    )
 
 
 def _rolling_moments(

@@ -1,8 +1,8 @@
-"""Indicators against TA-Lib and hand-traced values on both paths; history split anywhere equals it whole."""
+"""Indicators against TA-Lib and hand-traced values, per symbol whatever the row order or gaps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -10,19 +10,13 @@ import numpy as np
 import polars as pl
 import pytest
 import talib
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from assets.analytics.indicators import (
     INDICATOR_SCHEMA,
-    STATE_SCHEMA,
     IndicatorParams,
-    advance_indicators,
     compute_indicators,
     first_valid_bar,
-    indicator_state,
-    lookback_bars,
     warmup_bars,
 )
 
@@ -41,14 +35,6 @@ SHORT = IndicatorParams(
     atr_period=6,
     volatility_window=4,
 )
-
-Indicators = Callable[[pl.DataFrame, IndicatorParams], pl.DataFrame]
-PATHS: dict[str, Indicators] = {
-    "talib": lambda bars, params: compute_indicators(bars, params),
-    "recurrence": lambda bars, params: advance_indicators(bars, params).indicators,
-}
-both_paths = pytest.mark.parametrize("indicators", PATHS.values(), ids=PATHS.keys())
-
 
 def make_bars(
     closes: dict[str, Sequence[float]],
@@ -160,46 +146,18 @@ def assert_indicators_close(actual: pl.DataFrame, expected: pl.DataFrame, tolera
         assert error.max(initial=0.0) <= tolerance, f"{name}: off by {error.max():.3g}"
 
 
-def assert_states_close(actual: pl.DataFrame, expected: pl.DataFrame, tolerance: float = 1e-9) -> None:
-    """Same symbols, counts and carried bars; recursive values within `tolerance` as above."""
-    recursive = ["ema", "macd_fast_ema", "macd_slow_ema", "macd_signal", "rsi_avg_gain", "rsi_avg_loss", "atr"]
-    exact = [name for name in STATE_SCHEMA if name not in recursive]
-    assert actual.schema == STATE_SCHEMA
-    assert actual.select(exact).equals(expected.select(exact))
-    for name in recursive:
-        assert actual[name].is_null().equals(expected[name].is_null()), name
-        got, want = actual[name].drop_nulls().to_numpy(), expected[name].drop_nulls().to_numpy()
-        assert (np.abs(got - want) / np.maximum(1.0, np.abs(want))).max(initial=0.0) <= tolerance, name
-
-
-def chained(
-    bars: pl.DataFrame, cut_hours: Sequence[int], params: IndicatorParams
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Indicators and final state computed chunk by chunk, cut at the given hours, state carried along."""
-    hour = (pl.col("bar_ts") - START).dt.total_hours()
-    edges = [0, *sorted(cut_hours), None]
-    state, outputs = None, []
-    for low, high in zip(edges, edges[1:]):
-        chunk = bars.filter(hour >= low, hour < high if high is not None else pl.lit(True))
-        outputs.append(compute_indicators(chunk, params, state))
-        state = indicator_state(chunk, params, state)
-    return pl.concat(outputs).sort("symbol", "bar_ts"), state
-
-
-@both_paths
 @pytest.mark.parametrize("params", [IndicatorParams(), SHORT], ids=["defaults", "short"])
-def test_every_column_matches_talib(indicators: Indicators, params: IndicatorParams) -> None:
+def test_every_column_matches_talib(params: IndicatorParams) -> None:
     bars = random_market()
-    assert_indicators_close(indicators(bars, params), talib_reference(bars, params))
+    assert_indicators_close(compute_indicators(bars, params), talib_reference(bars, params))
 
 
-@both_paths
-def test_hand_traced_values(indicators: Indicators) -> None:
+def test_hand_traced_values() -> None:
     params = IndicatorParams(
         sma_period=3, ema_period=3, rsi_period=3, macd_fast_period=2, macd_slow_period=4,
         macd_signal_period=2, bb_period=3, atr_period=3, volatility_window=3,
     )
-    out = indicators(make_bars({"AAA": [10, 11, 12, 11, 13, 14]}, spread=1.0), params)
+    out = compute_indicators(make_bars({"AAA": [10, 11, 12, 11, 13, 14]}, spread=1.0), params)
     expected = {
         "sma": [None, None, 11.0, 34 / 3, 12.0, 38 / 3],
         "ema": [None, None, 11.0, 11.0, 12.0, 13.0],
@@ -218,7 +176,7 @@ def test_macd_fast_ema_starts_with_the_slow_one() -> None:
     """TA-Lib seeds the fast EMA at the slow EMA's first bar, from the closes just before it."""
     close = np.array([10.0, 30.0, 20.0, 25.0, 22.0, 28.0, 24.0, 26.0, 27.0, 21.0])
     params = IndicatorParams(macd_fast_period=2, macd_slow_period=4, macd_signal_period=2)
-    out = advance_indicators(make_bars({"AAA": close}), params).indicators
+    out = compute_indicators(make_bars({"AAA": close}), params)
     fast_seed, slow_seed = close[2:4].mean(), close[0:4].mean()
     fast = fast_seed + (2 / 3) * (close[4] - fast_seed)
     slow = slow_seed + 0.4 * (close[4] - slow_seed)
@@ -228,10 +186,9 @@ def test_macd_fast_ema_starts_with_the_slow_one() -> None:
     assert out["macd_line"][:4].null_count() == 4
 
 
-@both_paths
-def test_constant_prices(indicators: Indicators) -> None:
+def test_constant_prices() -> None:
     bars = make_bars({"FLAT": [50.0] * 60}, spread=0.0)
-    out = indicators(bars, IndicatorParams())
+    out = compute_indicators(bars, IndicatorParams())
     assert_indicators_close(out, talib_reference(bars, IndicatorParams()))
     settled = out.slice(warmup_bars())
     assert settled["rsi"].to_list() == [0.0] * settled.height
@@ -241,101 +198,36 @@ def test_constant_prices(indicators: Indicators) -> None:
         assert settled[name].to_list() == pytest.approx([50.0] * settled.height, rel=1e-12), name
 
 
-@both_paths
-def test_single_row(indicators: Indicators) -> None:
-    out = indicators(make_bars({"AAA": [10.0]}), IndicatorParams())
+def test_single_row() -> None:
+    out = compute_indicators(make_bars({"AAA": [10.0]}), IndicatorParams())
     assert out.height == 1
     assert out.select(VALUE_COLUMNS).null_count().row(0) == (1,) * len(VALUE_COLUMNS)
 
 
-@both_paths
-def test_fewer_rows_than_the_warm_up(indicators: Indicators) -> None:
+def test_fewer_rows_than_the_warm_up() -> None:
     bars = make_bars({"AAA": 100 + np.sin(np.arange(16))})
-    out = indicators(bars, IndicatorParams())
+    out = compute_indicators(bars, IndicatorParams())
     assert_indicators_close(out, talib_reference(bars, IndicatorParams()))
     for name, first in first_valid_bar().items():
         assert out[name].null_count() == min(first, out.height), name
 
 
-@both_paths
-def test_gaps_in_time_change_nothing(indicators: Indicators) -> None:
+def test_gaps_in_time_change_nothing() -> None:
     closes = {"AAA": 100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.01, 80)))}
     gappy = [START + timedelta(days=i // 7, hours=i % 7) + timedelta(days=30 * (i > 40)) for i in range(80)]
-    regular = indicators(make_bars(closes), IndicatorParams())
-    with_gaps = indicators(make_bars(closes, times=gappy), IndicatorParams())
+    regular = compute_indicators(make_bars(closes), IndicatorParams())
+    with_gaps = compute_indicators(make_bars(closes, times=gappy), IndicatorParams())
     assert with_gaps.drop("bar_ts").equals(regular.drop("bar_ts"))
 
 
-@both_paths
-def test_interleaved_symbols_equal_each_alone(indicators: Indicators) -> None:
+def test_interleaved_symbols_equal_each_alone() -> None:
     rng = np.random.default_rng(5)
     closes = {"BBB": 50 + rng.normal(0, 1, 70).cumsum(), "AAA": 80 + rng.normal(0, 1, 60).cumsum()}
     both = make_bars(closes).sort("bar_ts").sample(fraction=1.0, shuffle=True, seed=2)
-    out = indicators(both, IndicatorParams())
-    alone = pl.concat(indicators(make_bars({s: c}), IndicatorParams()) for s, c in sorted(closes.items()))
+    out = compute_indicators(both, IndicatorParams())
+    alone = pl.concat(compute_indicators(make_bars({s: c}), IndicatorParams()) for s, c in sorted(closes.items()))
     assert out.equals(alone)
     assert out.select("symbol", "bar_ts").equals(out.select("symbol", "bar_ts").sort("symbol", "bar_ts"))
-
-
-def test_both_paths_agree_on_a_long_history() -> None:
-    bars = random_market(seed=23, n_bars=3000)
-    assert_indicators_close(PATHS["recurrence"](bars, IndicatorParams()), compute_indicators(bars))
-
-
-@settings(max_examples=25, deadline=None)
-@given(cut_hours=st.lists(st.integers(min_value=1, max_value=319), max_size=5, unique=True))
-def test_history_split_anywhere_equals_history_whole(cut_hours: list[int]) -> None:
-    bars = random_market()
-    out, state = chained(bars, cut_hours, IndicatorParams())
-    assert_indicators_close(out, compute_indicators(bars))
-    assert_states_close(state, indicator_state(bars))
-
-
-def test_day_by_day_equals_whole_with_short_periods() -> None:
-    bars = random_market()
-    out, _ = chained(bars, range(7, 320, 7), SHORT)
-    assert_indicators_close(out, compute_indicators(bars, SHORT))
-
-
-def test_a_symbol_first_seen_in_a_later_batch() -> None:
-    bars = random_market()
-    first = bars.filter(pl.col("bar_ts") < START + timedelta(hours=100))
-    later = bars.filter(pl.col("bar_ts") >= START + timedelta(hours=100))
-    state = indicator_state(first)
-    assert "CCC" not in state["symbol"].to_list()
-    out = compute_indicators(later, state=state).filter(pl.col("symbol") == "CCC")
-    assert_indicators_close(out, compute_indicators(bars).filter(pl.col("symbol") == "CCC"))
-
-
-def test_state_holds_recursive_values_and_only_the_bars_windows_need() -> None:
-    state = indicator_state(random_market())
-    assert state.schema == STATE_SCHEMA
-    assert lookback_bars() == 20 and warmup_bars() == 33
-    warm = state.filter(pl.col("symbol") != "DDD")
-    assert warm["tail_close_px"].list.len().to_list() == [lookback_bars()] * warm.height
-    assert warm.select("ema", "macd_signal", "rsi_avg_gain", "atr").null_count().row(0) == (0, 0, 0, 0)
-    cold = state.filter(pl.col("symbol") == "DDD")
-    assert cold["bar_count"].item() == 30 and cold["tail_close_px"].list.len().item() == 30
-    assert cold["ema"].item() is None
-
-
-def test_a_shorter_tail_would_not_do() -> None:
-    """lookback_bars is not generous: drop the oldest carried bar and the next bar's volatility goes."""
-    bars = random_market()
-    cut = START + timedelta(hours=200)
-    state = indicator_state(bars.filter(pl.col("bar_ts") < cut))
-    trimmed = state.with_columns(pl.col("^tail_.*$").list.slice(1))
-    following = bars.filter((pl.col("bar_ts") >= cut) & (pl.col("symbol") == "AAA"))
-    assert compute_indicators(following, state=state)["volatility"].null_count() == 0
-    assert compute_indicators(following, state=trimmed)["volatility"].null_count() > 0
-
-
-def test_an_empty_batch_keeps_the_state() -> None:
-    bars = random_market()
-    state = indicator_state(bars)
-    step = advance_indicators(bars.clear(), state=state)
-    assert step.indicators.height == 0 and step.indicators.schema == INDICATOR_SCHEMA
-    assert step.state.equals(state)
 
 
 @pytest.mark.parametrize(
@@ -354,15 +246,6 @@ def test_an_empty_batch_keeps_the_state() -> None:
 def test_bad_bars_are_refused(bars: pl.DataFrame, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         compute_indicators(bars)
-
-
-def test_a_state_is_refused_under_other_parameters_or_for_old_bars() -> None:
-    bars = random_market()
-    state = indicator_state(bars)
-    with pytest.raises(ValueError, match="other parameters"):
-        compute_indicators(bars, SHORT, state)
-    with pytest.raises(ValueError, match="do not follow"):
-        compute_indicators(bars.filter(pl.col("symbol") == "AAA").tail(3), state=state)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Pair spreads and the signal state machine: exact incremental z-scores, hand-traced transitions, properties."""
+"""Pair spreads and the signal state machine: exact rolling z-scores, hand-traced transitions, properties."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from polars.testing import assert_frame_equal
 
 from assets.analytics.spreads import (
     SignalParams,
-    lookback_bars,
     pair_signals,
     pair_spreads,
     signal_state,
@@ -145,39 +144,6 @@ def test_rolling_statistics_match_polars_rolling(window, min_periods):
         rel_tol=1e-6,
         abs_tol=1e-8,
     )
-
-
-@pytest.mark.parametrize("window, cut", [(50, 400), (50, 51), (300, 350), (2, 600), (120, 5)])
-def test_incremental_run_with_lookback_rows_reproduces_full_run_bit_for_bit(window, cut):
-    bars, candidates = make_bars(), make_candidates()
-    full = pair_spreads(bars, candidates, window=window)
-    cut_ts = hours(1, offset=cut)[0]
-    earlier = pair_spreads(bars.filter(pl.col("bar_ts") < cut_ts), candidates, window=window)
-    only_lookback = (
-        earlier.sort("bar_ts").group_by("pair_id", maintain_order=True).tail(lookback_bars(window))
-    )
-
-    later = pair_spreads(
-        bars.filter(pl.col("bar_ts") >= cut_ts), candidates, window=window, prior_spreads=only_lookback
-    )
-
-    assert later.height > 0
-    assert_frame_equal(later, full.filter(pl.col("bar_ts") >= cut_ts), check_exact=True)
-
-
-def test_incremental_run_with_min_periods_and_short_history_is_exact():
-    bars, candidates = make_bars(80), make_candidates()
-    full = pair_spreads(bars, candidates, window=50, min_periods=5)
-    cut_ts = hours(1, offset=20)[0]
-    earlier = pair_spreads(bars.filter(pl.col("bar_ts") < cut_ts), candidates, window=50, min_periods=5)
-    later = pair_spreads(
-        bars.filter(pl.col("bar_ts") >= cut_ts), candidates, window=50, min_periods=5, prior_spreads=earlier
-    )
-    assert_frame_equal(later, full.filter(pl.col("bar_ts") >= cut_ts), check_exact=True)
-
-
-def test_lookback_bars_is_window_minus_one():
-    assert lookback_bars(500) == 499
 
 
 @pytest.mark.parametrize("window, min_periods", [(1, None), (10, 1), (10, 11)])
