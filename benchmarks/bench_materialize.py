@@ -181,6 +181,15 @@ def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str
     raise PhaseFailed("the Prefect server did not answer within 300 s")
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """Ask the Prefect server to stop, and kill it if it has not within 30 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def catalog_figures(workdir: Path) -> dict:
     """Rows and partitions published, and a digest of every (asset, partition, data version)."""
     from warehouse import Warehouse
@@ -310,11 +319,7 @@ def main() -> None:
         results["error"] = "interrupted"
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
         if failed or args.keep:
             say(f"scratch directory kept: {scratch}")
             results["scratch"] = str(scratch)

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_materialize import (  # noqa: E402
-    END, SERVER_IDLE_RATE, PhaseFailed, _tree_cpu, measure_server_idle, say, start_server,
+    END, SERVER_IDLE_RATE, PhaseFailed, _tree_cpu, measure_server_idle, say, start_server, stop_server,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,11 +214,7 @@ def main() -> None:
         results["error"] = str(error).splitlines()[0]
     finally:
         if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)
         if failed or args.keep:
             results["scratch"] = str(scratch)
         else:
