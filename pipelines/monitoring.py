@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from assets import AssetGraph, default_graph
+from assets.calendar import EXCHANGE_TIMEZONE
 from pipelines.logs import route_to_prefect
 from pipelines.notify import Alert, DailySummary, Notifier, failed_run_alert, render_daily_summary
 from pipelines.ops_settings import OpsSettings
@@ -22,7 +23,7 @@ from warehouse import LAKE, Warehouse
 from warehouse.redaction import redact
 
 Status = Literal["ok", "warn", "fail"]
-EXCHANGE_TZ = ZoneInfo("America/New_York")
+EXCHANGE_TZ = ZoneInfo(EXCHANGE_TIMEZONE)
 #: An optional check of an outside system (the ledger, the broker): returns a detail or raises.
 Probe = Callable[[], str]
 FAILED_RUN_EVENT = "quarry.flow-run.failed"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from assets.calendar import EXCHANGE_TIMEZONE
+
 __all__ = ["HOLDING_BUCKETS", "TRADE_ANALYSIS_SCHEMA", "trade_analysis"]
 
 #: Upper bounds (bars held, inclusive) of the holding-time buckets; the last bucket is open-ended.
@@ -30,7 +32,7 @@ def trade_analysis(trades: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
     closed = trades.filter(~pl.col("is_open"))
     if closed.is_empty():
         return pl.DataFrame(schema=TRADE_ANALYSIS_SCHEMA)
-    local_entry = pl.col("entry_ts").dt.convert_time_zone("America/New_York")
+    local_entry = pl.col("entry_ts").dt.convert_time_zone(EXCHANGE_TIMEZONE)
     labelled = closed.with_columns(
         entry_session=local_entry.dt.date(),
         entry_hour=local_entry.dt.hour().cast(pl.String).str.zfill(2),
