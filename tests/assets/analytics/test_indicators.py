@@ -10,6 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 import talib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
 from assets.analytics.indicators import (
