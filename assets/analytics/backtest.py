@@ -288,6 +288,8 @@ def _cap_gross_exposure(
     that bar. Until the uncapped book first breaches the cap nothing changes,
     so the walk through entry times starts there.
     """
+    if weight.size == 0:  # signals without a single entry
+        return weight
     order = np.argsort(entry_ts, kind="stable")
     entry_sorted, capped = entry_ts[order], weight[order].copy()
     group_start = np.flatnonzero(np.concatenate([[True], entry_sorted[1:] != entry_sorted[:-1]]))

@@ -348,3 +348,10 @@ def test_fill_lag_is_zero_or_one_bar():
     with pytest.raises(ValueError, match="fill_lag_bars"):
         BacktestParams(fill_lag_bars=2)
     assert BacktestParams().fill_lag_bars == 1
+
+
+def test_signals_without_an_entry_give_no_trades_and_flat_equity():
+    signals = make_signals("Y/X", [0, 0, 0], ["none", "none", "none"])
+    bars = make_bars({"Y": [10.0, 11.0, 12.0], "X": [5.0, 5.0, 5.0]})
+    result = backtest_trades(legged(signals, bars, [("Y", "X", 1.0)]), bars, BacktestParams())
+    assert result.trades.is_empty() and result.returns["net_pnl"].to_list() == [0.0, 0.0, 0.0]
