@@ -83,20 +83,21 @@ def _(after_id, asset_picker, before_id, explorer):
 
 @app.cell
 def _(after_id, asset_picker, before_id, explorer, graph, pl, timedelta, versions):
-    # time travel agrees with the catalog: the partition as of just before the latest publish
-    # is exactly the version that publish superseded
+    # time travel agrees with the catalog: the partition as of the snapshot just before the
+    # latest publish is exactly the version that publish superseded (a snapshot is stamped when
+    # its transaction starts, so `published_at` can be a little later than the snapshot)
     as_of_check = None
     if before_id:
         replaced = versions.filter(pl.col("version_id") == after_id).row(0, named=True)
-        moment = replaced["published_at"] - timedelta(milliseconds=1)
+        moment = replaced["snapshot_id"] - 1
         then = explorer.sql(
-            "SELECT * FROM asset_as_of(?, ?) WHERE partition_key = ?",
+            "SELECT * FROM asset_at_snapshot(?, ?) WHERE partition_key = ?",
             [asset_picker.value, moment, replaced["partition_key"]],
         )
         superseded = explorer.sql("SELECT * FROM asset_at_version(?, ?)", [asset_picker.value, before_id])
         grain = list(graph[asset_picker.value].grain) or then.columns
         as_of_check = {
-            "as_of": moment.isoformat(),
+            "as_of_snapshot": moment,
             "rows_then": then.height,
             "rows_superseded": superseded.height,
             "then_is_superseded": then.sort(grain).equals(superseded.select(then.columns).sort(grain)),

@@ -241,6 +241,8 @@ class Warehouse:
             Path(data_path).mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect()
         self._cursors_lock = threading.Lock()
+        self._local = threading.local()
+        self._thread_cursors: list[duckdb.DuckDBPyConnection] = []
         load_extensions(self._con, catalog)
         self._con.execute("SET TimeZone = 'UTC'")
         try:
@@ -287,6 +289,10 @@ class Warehouse:
         return cls(catalog, data_path, read_only)
 
     def close(self) -> None:
+        with self._cursors_lock:
+            for cur in self._thread_cursors:
+                cur.close()
+            self._thread_cursors.clear()
         self._con.close()
 
     def __enter__(self) -> Warehouse:
@@ -317,12 +323,35 @@ class Warehouse:
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self.cursor()
+        """This thread's own cursor, opened once and closed with the warehouse.
+
+        Opening and closing DuckDB cursors while other threads commit on the same parent
+        connection has aborted the process, so each thread keeps one. A nested use on the same
+        thread gets a short-lived cursor of its own (its own transaction); a cursor that saw an
+        error is set aside, so the next use starts clean.
+        """
+        local = self._local
+        if getattr(local, "busy", False):
+            cur = self.cursor()
+            try:
+                yield cur
+            finally:
+                with self._cursors_lock:
+                    cur.close()
+            return
+        cur = getattr(local, "cursor", None)
+        if cur is None:
+            cur = local.cursor = self.cursor()
+            with self._cursors_lock:
+                self._thread_cursors.append(cur)
+        local.busy = True
         try:
             yield cur
+        except BaseException:
+            local.cursor = None
+            raise
         finally:
-            with self._cursors_lock:
-                cur.close()
+            local.busy = False
 
     def transaction(self, work, what: str):
         """Run `work(cursor)` in one transaction, retrying the whole transaction on a commit conflict.
