@@ -105,7 +105,7 @@ def test_a_daily_rerun_asks_only_for_the_new_day_and_a_failing_provider_changes_
     (key, why), = failed.outcomes["bars_raw"].failed
     assert key == "2025-03-11"
     assert why.startswith("ProviderError: alpaca:") and "HTTP 502" in why and "try again later" in why
-    assert failed.outcomes["bars_daily"].skipped == [("2025-03-11", "upstream bars_hourly 2025-03-11 not published")]
+    assert failed.outcomes["bars_daily"].skipped == [("2025-03-11", "upstream bars_hourly 2025-03-11 blocked")]
     after = lake.warehouse.current_versions(["bars_raw", "bars_hourly", "bars_daily"]).sort("asset", "partition_key")
     assert after.select("version_id", "data_version").equals(before.select("version_id", "data_version"))
     assert lake.warehouse.read("bars_raw").sort(pl.all()).equals(published_rows)
