@@ -18,8 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from assets import default_graph
 from pipelines.trading import operations as ops
