@@ -190,5 +190,4 @@ def expire_snapshots(warehouse: Warehouse, snapshot_ids: tuple[int, ...] | list[
     """Forget the given DuckLake snapshots; their files become eligible for `ducklake_cleanup_old_files`."""
     if not snapshot_ids:
         return
-    with warehouse.cursor() as cur:
-        cur.execute(f"CALL ducklake_expire_snapshots('{LAKE}', versions => ?::UBIGINT[])", [list(snapshot_ids)])
+    warehouse.execute(f"CALL ducklake_expire_snapshots('{LAKE}', versions => ?::UBIGINT[])", [list(snapshot_ids)])

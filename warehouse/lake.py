@@ -23,6 +23,8 @@ from warehouse.versions import PublishBatch
 LAKE = "lake"
 EXTENSIONS = ("ducklake", "sqlite_scanner", "postgres_scanner")
 COMMIT_RETRIES = 8
+#: One statement or transaction on any lake at a time in this process, across Warehouse objects (see `Warehouse._cursor`).
+LAKE_LOCK = threading.RLock()
 #: The catalog step that adds quarry.asset_definitions (warehouse/catalog_migrations/v0003_asset_definitions.py).
 ASSET_DEFINITIONS_SINCE = 3
 
@@ -308,6 +310,11 @@ class Warehouse:
         cur.execute("SET TimeZone = 'UTC'")
         return cur
 
+    def execute(self, sql: str, params: list | None = None) -> None:
+        """Run one statement (a maintenance CALL) under the lake lock, in its own implicit transaction."""
+        with self._cursor() as cur:
+            cur.execute(sql, params or [])
+
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read; a SQLite catalog briefly locked by a concurrent commit is retried, not surfaced."""
         for attempt in range(1, COMMIT_RETRIES + 1):
@@ -323,13 +330,23 @@ class Warehouse:
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """This thread's own cursor, opened once and closed with the warehouse.
+        """This thread's own cursor, opened once and closed with the warehouse, used under the lake lock.
 
-        Opening and closing DuckDB cursors while other threads commit on the same parent
-        connection has aborted the process, so each thread keeps one. A nested use on the same
-        thread gets a short-lived cursor of its own (its own transaction); a cursor that saw an
-        error is set aside, so the next use starts clean.
+        DuckLake 1.5 is not safe against itself inside one process: a read on one cursor while
+        another thread commits on a second cursor of the same connection has crashed the
+        process (SIGSEGV in the catalog's name maps), and so has opening and closing cursors
+        during a commit. So every statement and transaction on the lake runs under one
+        process-wide lock, shared by every Warehouse object: the transforms still run in parallel, only the lake's own work is
+        serialized. Each thread keeps one cursor; a nested use on the same thread gets a
+        short-lived cursor of its own (its own transaction); a cursor that saw an error is set
+        aside, so the next use starts clean.
         """
+        with LAKE_LOCK:
+            with self._thread_cursor() as cur:
+                yield cur
+
+    @contextmanager
+    def _thread_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         local = self._local
         if getattr(local, "busy", False):
             cur = self.cursor()
@@ -376,9 +393,10 @@ class Warehouse:
                         raise storage_failure(kind, error, self.data_path) from None
                     if attempt == COMMIT_RETRIES or kind != "conflict":
                         raise
-                    pause = _backoff(attempt)
-                    logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, attempt, error, pause)
-                    time.sleep(pause)
+                    conflict = error
+            pause = _backoff(attempt)  # outside the lake lock, so this process's other threads go on
+            logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, attempt, conflict, pause)
+            time.sleep(pause)
 
     # ---- catalog reads -------------------------------------------------------------------
 

@@ -63,8 +63,7 @@ def optimize(warehouse: Warehouse, cutoff: datetime, orphan_age_hours: float = 1
             return default
 
     def call(sql: str):
-        with warehouse.cursor() as cur:
-            cur.execute(sql)
+        warehouse.execute(sql)
 
     before = _file_count(warehouse)
     attempt("merge adjacent files", lambda: call(f"CALL ducklake_merge_adjacent_files('{LAKE}')"))
