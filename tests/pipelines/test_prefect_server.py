@@ -1,7 +1,8 @@
-"""A `quarry materialize` killed with SIGKILL takes Prefect's temporary server with it (a real process tree)."""
+"""Prefect's temporary server: a SIGKILLed `quarry materialize` takes it along; with a server configured, none is loaded."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -44,3 +45,29 @@ def test_sigkilled_materialize_leaves_no_temporary_prefect_server(tmp_path):
     for survivor in alive:
         survivor.kill()
     assert not alive, f"temporary Prefect server outlived its SIGKILLed parent: {[p.pid for p in alive]}"
+
+
+BINDING_PROBE = """
+import json, sys
+from pipelines.prefect_server import bind_temporary_server_to_this_process
+
+bind_temporary_server_to_this_process()
+loaded = "prefect.server.api.server" in sys.modules
+bound = loaded and sys.modules["prefect.server.api.server"].subprocess.Popen.__name__ == "PopenBoundToParent"
+print(json.dumps({"loaded": loaded, "bound": bound}))
+"""
+
+
+@pytest.mark.parametrize("api_url, expected", [
+    (None, {"loaded": True, "bound": True}),  # ephemeral mode: Prefect starts the server, bound to this process
+    ("http://127.0.0.1:9/api", {"loaded": False, "bound": False}),  # a configured server: its code stays unloaded
+])
+def test_server_code_is_loaded_and_bound_only_when_prefect_would_start_a_temporary_server(tmp_path, api_url, expected):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("QUARRY_", "PREFECT_API"))},
+           "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect")}
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    probe = subprocess.run([sys.executable, "-c", BINDING_PROBE], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert json.loads(probe.stdout.strip().splitlines()[-1]) == expected
