@@ -19,8 +19,9 @@ from prefect.utilities.annotations import quote
 
 from assets import default_graph
 from pipelines.building import BatchJob, BuildContext, JobResult, build_job
-from pipelines.logs import route_to_prefect
+from pipelines.logs import route_run_logs
 from pipelines.materialize import RunSummary, run_materialization
+from pipelines.monitoring import REPORT_FAILURE
 from pipelines.runs import default_window, make_source, record_and_report
 from pipelines.settings import Settings
 from warehouse import Warehouse
@@ -107,7 +108,8 @@ def prefect_submitter(remote: WarehouseAddress | None = None):
     return submit
 
 
-@flow(name="materialize", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=True)
+@flow(name="materialize", task_runner=ThreadPoolTaskRunner(max_workers=4),
+      log_prints=True, **REPORT_FAILURE)
 def materialize_flow(
     selection: str | None = None,
     start: date | None = None,
@@ -121,7 +123,7 @@ def materialize_flow(
     `selection` and `exclude` follow dbt's grammar: space-separated selectors, comma for intersection.
     """
     settings = Settings()
-    route_to_prefect(settings.log_level)
+    route_run_logs(settings.log_level)
     window = default_window(settings, start, end)
     run_id = str(flow_run.get_id() or new_id("run-"))
     with Warehouse.open(settings.catalog, settings.data_path) as warehouse:

@@ -8,6 +8,8 @@ import sys
 from loguru import logger
 
 _ROUTED: dict[str, int] = {}
+#: The JSON lines file every run logs to, under QUARRY_LOGS_DIR.
+LOG_FILE = "quarry.jsonl"
 
 
 def _redact_record(redactor, record) -> None:
@@ -85,11 +87,19 @@ def _forward_to_prefect(message) -> None:
     run_logger.log(record["level"].no, record["message"])
 
 
-def route_to_prefect(level: str = "INFO") -> None:
-    """Install the Prefect sink once per process (idempotent, so every flow can call it)."""
+def route_run_logs(level: str = "INFO") -> None:
+    """Every run's loguru sinks, the same for every flow and installed once per process (so every flow calls it).
+
+    Records go to the active Prefect run's logs and, as JSON lines, to `QUARRY_LOGS_DIR/quarry.jsonl`
+    (rotated daily, kept `QUARRY_LOG_RETENTION_DAYS`).
+    """
+    from pipelines.ops_settings import OpsSettings
+
     install_redaction()
     if "prefect" not in _ROUTED:
         _ROUTED["prefect"] = logger.add(_forward_to_prefect, level=level, format="{message}", enqueue=False)
+    ops = OpsSettings()
+    configure_file_logging(ops.logs_dir / LOG_FILE, level, retention=f"{int(ops.log_retention_days)} days")
 
 
 def configure_console(level: str = "INFO", quiet: bool = False) -> None:

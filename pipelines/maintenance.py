@@ -10,21 +10,14 @@ from loguru import logger
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from pipelines.logs import configure_file_logging, route_to_prefect
+from pipelines.logs import LOG_FILE, route_run_logs
+from pipelines.monitoring import REPORT_FAILURE
 from pipelines.ops_settings import OpsSettings
 from pipelines.settings import Settings
 from warehouse import Warehouse
 from warehouse.archive import archive_old_versions
 from warehouse.backup import backup
 from warehouse.optimize import optimize
-
-LOG_FILE = "quarry.jsonl"
-
-
-def _start(settings: Settings, ops: OpsSettings) -> None:
-    route_to_prefect(settings.log_level)
-    configure_file_logging(ops.logs_dir / LOG_FILE, settings.log_level, retention=f"{int(ops.log_retention_days)} days")
-
 
 def _table(key: str, rows: list[dict], description: str) -> None:
     try:
@@ -33,11 +26,11 @@ def _table(key: str, rows: list[dict], description: str) -> None:
         pass
 
 
-@flow(name="archive-old-data", log_prints=True)
+@flow(name="archive-old-data", log_prints=True, **REPORT_FAILURE)
 def archive_old_data_flow(retention_days: float | None = None, dry_run: bool = False) -> dict:
     """Export superseded versions past retention to Parquet under `archive/`, then expire their snapshots."""
     settings, ops = Settings(), OpsSettings()
-    _start(settings, ops)
+    route_run_logs(settings.log_level)
     cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
     with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
         result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
@@ -49,11 +42,11 @@ def archive_old_data_flow(retention_days: float | None = None, dry_run: bool = F
             "versions": len(result.versions), "snapshots_expired": len(result.snapshots_expired)}
 
 
-@flow(name="optimize-warehouse", log_prints=True)
+@flow(name="optimize-warehouse", log_prints=True, **REPORT_FAILURE)
 def optimize_warehouse_flow(retention_days: float | None = None) -> dict:
     """Merge small files, expire archived snapshots, delete old and orphaned files; VACUUM a PostgreSQL catalog."""
     settings, ops = Settings(), OpsSettings()
-    _start(settings, ops)
+    route_run_logs(settings.log_level)
     cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
     with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
         result = optimize(warehouse, cutoff)
@@ -62,11 +55,11 @@ def optimize_warehouse_flow(retention_days: float | None = None) -> dict:
             "problems": list(result.problems)}
 
 
-@flow(name="backup-databases", log_prints=True)
+@flow(name="backup-databases", log_prints=True, **REPORT_FAILURE)
 def backup_databases_flow(keep: int = 8) -> dict:
     """A timestamped, consistent backup of the warehouse and the ledger under `backups/`; older ones beyond `keep` go."""
     settings, ops = Settings(), OpsSettings()
-    _start(settings, ops)
+    route_run_logs(settings.log_level)
     taken = take_backup(settings, ops)
     removed = prune_backups(ops.backups_dir, keep)
     _table("backup", [{"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes,
@@ -104,7 +97,7 @@ def broker_book_file() -> Path | None:
     return Path(url.database)
 
 
-@flow(name="restore-drill", log_prints=True)
+@flow(name="restore-drill", log_prints=True, **REPORT_FAILURE)
 def restore_drill_flow() -> dict:
     """Restore the newest backup into a temporary directory and re-verify it: every file's SHA-256 against the
     manifest, then every published partition's data version recomputed from the restored files.
@@ -117,7 +110,7 @@ def restore_drill_flow() -> dict:
     from warehouse.verify import verify
 
     settings, ops = Settings(), OpsSettings()
-    _start(settings, ops)
+    route_run_logs(settings.log_level)
     taken = list_backups(ops.backups_dir)
     if not taken:
         raise BackupError(f"no backup under {ops.backups_dir.resolve()} to drill")
@@ -169,11 +162,11 @@ def expired_logs(logs_dir: Path, retention: timedelta, now: float | None = None)
     return sorted(p for p in logs_dir.iterdir() if p.is_file() and p.name != LOG_FILE and p.stat().st_mtime < limit)
 
 
-@flow(name="cleanup-logs", log_prints=True)
+@flow(name="cleanup-logs", log_prints=True, **REPORT_FAILURE)
 def cleanup_logs_flow(retention_days: float | None = None) -> dict:
     """Rotate the JSON log and delete rotated files past the log retention (30 days by default)."""
     settings, ops = Settings(), OpsSettings()
-    _start(settings, ops)
+    route_run_logs(settings.log_level)
     days = ops.log_retention_days if retention_days is None else retention_days
     old = expired_logs(ops.logs_dir, timedelta(days=days))
     for path in old:

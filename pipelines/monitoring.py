@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from assets import AssetGraph, default_graph
 from assets.calendar import EXCHANGE_TIMEZONE
-from pipelines.logs import route_to_prefect
+from pipelines.logs import route_run_logs
 from pipelines.notify import Alert, DailySummary, Notifier, failed_run_alert, render_daily_summary
 from pipelines.ops_settings import OpsSettings
 from pipelines.settings import Settings, redactor
@@ -300,6 +300,11 @@ def alert_on_failure(flow, flow_run, state) -> None:
     )
 
 
+#: The hooks every deployed flow carries: a run that fails or crashes is reported as it ends, and a health
+#: pass that finds it later reports nothing more (`report_failed_run` keeps one report per run).
+REPORT_FAILURE = {"on_failure": [alert_on_failure], "on_crashed": [alert_on_failure]}
+
+
 def _publish_health(rows: list[HealthRow]) -> None:
     try:
         table = [{**asdict(r), "detail": redactor()(r.detail)} for r in rows]
@@ -308,11 +313,11 @@ def _publish_health(rows: list[HealthRow]) -> None:
         logger.warning("could not publish the health artifact: {}", error)
 
 
-@flow(name="monitor-system-health", log_prints=True)
+@flow(name="monitor-system-health", log_prints=True, **REPORT_FAILURE)
 def monitor_system_health_flow(detect_failed_runs: bool = True) -> list[dict]:
     """Check the warehouse, freshness, the Prefect API and optional probes; alert on failures and failed runs."""
     settings, ops = Settings(), OpsSettings()
-    route_to_prefect(settings.log_level)
+    route_run_logs(settings.log_level)
     verify_sample(settings, ops)
     rows = system_health(settings, ops)
     notifier = Notifier.from_settings()
@@ -380,11 +385,11 @@ def _summary(now: datetime | None = None) -> DailySummary:
         return gather_daily_summary(warehouse, default_graph(), now or datetime.now(timezone.utc), book=ledger_book)
 
 
-@flow(name="daily-report", log_prints=True)
+@flow(name="daily-report", log_prints=True, **REPORT_FAILURE)
 def daily_report_flow() -> str:
     """The end-of-day report as a Prefect artifact and an HTML file in the reports directory."""
     settings = Settings()
-    route_to_prefect(settings.log_level)
+    route_run_logs(settings.log_level)
     summary = _summary()
     subject, text, body_html = render_daily_summary(summary)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
@@ -397,8 +402,8 @@ def daily_report_flow() -> str:
     return str(path)
 
 
-@flow(name="daily-summary", log_prints=True)
+@flow(name="daily-summary", log_prints=True, **REPORT_FAILURE)
 def daily_summary_flow() -> bool:
     """Email the end-of-day summary (text + HTML) to the configured recipients."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     return Notifier.from_settings().send_daily_summary(_summary())

@@ -11,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 from assets import AssetGraph, default_graph
-from pipelines.logs import route_to_prefect
+from pipelines.logs import route_run_logs
+from pipelines.monitoring import REPORT_FAILURE
 from pipelines.settings import Settings
 from quality.audit import audit
 from warehouse import LAKE, Warehouse
@@ -52,11 +53,11 @@ def sweep(graph: AssetGraph, warehouse: Warehouse, selection: str | None, run_id
     return pl.concat(swept, how="diagonal_relaxed") if swept else pl.DataFrame()
 
 
-@flow(name="validation-sweep", log_prints=True)
+@flow(name="validation-sweep", log_prints=True, **REPORT_FAILURE)
 def validation_sweep_flow(selection: str | None = None) -> dict:
     """Re-audit the published data of the selection (default: every asset) and report what fails."""
     settings = Settings()
-    route_to_prefect(settings.log_level)
+    route_run_logs(settings.log_level)
     run_id = str(flow_run.get_id() or new_id("sweep-"))
     with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
         results = sweep(default_graph(), warehouse, selection, run_id)

@@ -85,6 +85,13 @@ def alerts_outside_the_checkout(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("QUARRY_ALERTS_DB", str(tmp_path_factory.mktemp("alerts") / "alerts.sqlite"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def run_logs_outside_the_checkout(tmp_path_factory):
+    """Flows under test write their JSON run log to one temporary directory, never to the checkout's logs/."""
+    if "QUARRY_LOGS_DIR" not in os.environ:
+        os.environ["QUARRY_LOGS_DIR"] = str(tmp_path_factory.mktemp("logs"))
+
+
 @pytest.fixture
 def make_lake(tmp_path: Path):
     """Factory for real DuckLake warehouses: a SQLite catalog (default) or a PostgreSQL one, Parquet under tmp_path."""

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +40,64 @@ class VersionArchived(WarehouseError):
 
 class WarehouseMissing(WarehouseError):
     """No warehouse exists at the configured catalog: nothing has been materialized there yet."""
+
+
+@dataclass(frozen=True)
+class VersionLocation:
+    """Where one published or superseded version's rows are read: the snapshot that published them, or the archive file.
+
+    Retention expires a superseded version's snapshot only after exporting its rows, so
+    every version the catalog calls readable has exactly one of the two.
+    """
+
+    version_id: str
+    asset: str
+    partition_key: str
+    snapshot_id: int | None
+    archive_path: str | None
+
+    def select_sql(self, lake: str = LAKE) -> str:
+        """The version's rows with their partition_key as one constant SELECT (DuckDB's `query()` takes only constants)."""
+        if self.archive_path is not None:
+            return (f"SELECT *, {sql_literal(self.partition_key)} AS partition_key "
+                    f"FROM read_parquet({sql_literal(self.archive_path)})")
+        table = '"' + self.asset.replace('"', '""') + '"'
+        return (f"SELECT * FROM {lake}.main.{table} AT (VERSION => {int(self.snapshot_id)}) "
+                f"WHERE partition_key = {sql_literal(self.partition_key)}")
+
+
+#: A version's catalog row, the snapshot its publish batch committed and, if archived, its file.
+VERSION_LOCATION_SQL = """
+    SELECT v.asset, v.partition_key, v.status, coalesce(v.snapshot_id, s.snapshot_id) AS snapshot_id, a.path AS archive_path
+    FROM {lake}.quarry.versions v
+    LEFT JOIN (SELECT snapshot_id, commit_extra_info FROM {lake}.snapshots()) s ON s.commit_extra_info = v.batch_id
+    LEFT JOIN {lake}.quarry.archived_versions a ON a.version_id = v.version_id
+    WHERE v.version_id = ?"""
+
+
+def locate_version(cur: duckdb.DuckDBPyConnection, asset: str, version_id: str, lake: str = LAKE) -> VersionLocation:
+    """Where a version of `asset` is read from; a clear `WarehouseError` for any version that cannot be read."""
+    found = cur.execute(VERSION_LOCATION_SQL.format(lake=lake), [version_id]).fetchone()
+    if found is None:
+        raise WarehouseError(
+            f"no published or superseded version {version_id!r} of {asset} "
+            f"(list them: SELECT * FROM asset_versions('{asset}'))"
+        )
+    owner, partition_key, status, snapshot_id, archive_path = found
+    if owner != asset:
+        raise WarehouseError(f"version {version_id} belongs to {owner}, not {asset}")
+    if status not in ("published", "superseded"):
+        raise WarehouseError(
+            f"version {version_id} of {asset} partition {partition_key} was {status}; "
+            f"its rows are in {LAKE}.quarantine.{asset}, never published"
+        )
+    if archive_path is None and snapshot_id is None:
+        raise WarehouseError(f"version {version_id} of {asset} partition {partition_key} has no DuckLake snapshot "
+                             "and no archive file: its snapshot was expired without an export")
+    if archive_path is not None and not Path(archive_path).exists():
+        raise VersionArchived(f"version {version_id} of {asset} partition {partition_key} was archived to "
+                              f"{archive_path}, which is missing; restore the archive directory to read it")
+    return VersionLocation(version_id, asset, partition_key, snapshot_id, archive_path)
 
 
 def catalog_file(catalog: str) -> Path | None:
@@ -503,36 +562,29 @@ class Warehouse:
         self, asset: str, *, version_id: str | None = None, at: datetime | None = None,
         partition_keys: list[str] | None = None,
     ) -> pl.DataFrame:
-        """An asset as it was published: as of one version (its partition) or as of a timestamp (all of it)."""
+        """An asset as it was published: as of one version (its partition) or as of a timestamp (all of it).
+
+        A version past retention is read from the Parquet file it was archived to, so a
+        version id stays readable through `optimize` and `archive`; a timestamp before the
+        retention cutoff is refused (see `raise_if_archived`).
+        """
         if (version_id is None) == (at is None):
             raise WarehouseError("read_as_of needs exactly one of version_id or at")
-        self.raise_if_archived(version_id=version_id, at=at)
         if version_id is not None:
-            row = self.version(version_id)
-            if row["asset"] != asset:
-                raise WarehouseError(f"version {version_id} belongs to {row['asset']}, not {asset}")
-            if row["status"] not in ("published", "superseded"):
-                raise WarehouseError(
-                    f"version {version_id} of {asset} partition {row['partition_key']} was {row['status']}; "
-                    f"its rows are in {LAKE}.quarantine.{asset}, never published"
-                )
-            snapshot = row["snapshot_id"] or self.snapshot_of_batch(row["batch_id"])
-            clause, value, partition_keys = "VERSION => ?", snapshot, [row["partition_key"]]
-        else:
-            clause, value = "TIMESTAMP => ?::TIMESTAMPTZ", at
-        sql = f'SELECT * EXCLUDE (partition_key) FROM {LAKE}.main."{asset}" AT ({clause})'
-        params: list = [value]
+            location = self.version_location(asset, version_id)
+            return self.query(f"SELECT * EXCLUDE (partition_key) FROM ({location.select_sql()})")
+        self.raise_if_archived(at=at)
+        sql = f'SELECT * EXCLUDE (partition_key) FROM {LAKE}.main."{asset}" AT (TIMESTAMP => ?::TIMESTAMPTZ)'
+        params: list = [at]
         if partition_keys is not None:
             sql += " WHERE list_contains(?, partition_key)"
             params.append(partition_keys)
         return self.query(sql, params)
 
-    def archived_location(self, version_id: str) -> dict | None:
-        """Where an archived version went (its Parquet file and manifest), or None if it was never archived."""
-        if not self.has_table("quarry", "archived_versions"):
-            return None
-        found = self.query(f"SELECT * FROM {LAKE}.quarry.archived_versions WHERE version_id = ?", [version_id])
-        return None if found.is_empty() else found.row(0, named=True)
+    def version_location(self, asset: str, version_id: str) -> VersionLocation:
+        """Where a version's rows are read: its publish snapshot, or its archive file once retention took the snapshot."""
+        with self._cursor() as cur:
+            return locate_version(cur, asset, version_id)
 
     def retention_horizon(self) -> dict | None:
         """The latest archive run: time travel to before its cutoff is no longer answered by the lake."""
@@ -541,29 +593,20 @@ class Warehouse:
         found = self.query(f"SELECT * FROM {LAKE}.quarry.archive_runs ORDER BY cutoff DESC LIMIT 1")
         return None if found.is_empty() else found.row(0, named=True)
 
-    def raise_if_archived(self, version_id: str | None = None, at: datetime | None = None) -> None:
-        """Refuse an as-of read the lake can no longer answer, naming the archive file or manifest instead.
+    def raise_if_archived(self, at: datetime) -> None:
+        """Refuse an as-of read by timestamp that the lake can no longer answer, naming the archive manifest.
 
-        A timestamp before the retention cutoff is refused too: with its snapshot expired,
-        DuckLake would silently answer from an older retained snapshot.
+        With the snapshots before the retention cutoff expired, DuckLake would silently
+        answer from an older retained snapshot; a version id is still read, from its archive file.
         """
-        if version_id is not None:
-            where = self.archived_location(version_id)
-            if where is not None:
-                raise VersionArchived(
-                    f"version {version_id} of {where['asset']} partition {where['partition_key']} was archived on "
-                    f"{where['archived_at']:%Y-%m-%d} to {where['path']} (manifest {where['manifest']}); "
-                    f"read it with polars.read_parquet({where['path']!r})"
-                )
-        if at is not None:
-            horizon = self.retention_horizon()
-            moment = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-            if horizon is not None and moment < horizon["cutoff"]:
-                raise VersionArchived(
-                    f"{moment.isoformat()} is before the retention cutoff {horizon['cutoff'].isoformat()}: snapshots "
-                    f"from then were expired; superseded versions are archived under {Path(horizon['manifest']).parent} "
-                    f"(manifest {horizon['manifest']})"
-                )
+        horizon = self.retention_horizon()
+        moment = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+        if horizon is not None and moment < horizon["cutoff"]:
+            raise VersionArchived(
+                f"{moment.isoformat()} is before the retention cutoff {horizon['cutoff'].isoformat()}: snapshots "
+                f"from then were expired; superseded versions are archived under {Path(horizon['manifest']).parent} "
+                f"(manifest {horizon['manifest']}), each readable by its version id"
+            )
 
     def snapshot_of_batch(self, batch_id: str) -> int:
         """The DuckLake snapshot a publish batch committed (its id is in the commit's extra info)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import duckdb
 
 from assets import AssetGraph
-from warehouse.lake import LAKE
+from warehouse.lake import LAKE, WarehouseError, locate_version
 
 #: One row per asset of the graph: its grain key and partitioning, for the views and macros below.
 GRAIN_TABLE = "quarry_asset_grain"
@@ -31,9 +31,11 @@ class SqlObject:
     call: str
     returns: str
     body: str
+    #: The body in a plain DuckDB CLI, where the Python lookup `quarry_version_sql` does not exist.
+    cli_body: str | None = None
 
-    def statement(self, lake: str) -> str:
-        body = self.body.replace("{lake}", lake)
+    def statement(self, lake: str, cli: bool = False) -> str:
+        body = ((self.cli_body if cli else None) or self.body).replace("{lake}", lake)
         if self.kind == "view":
             return f"CREATE OR REPLACE TEMP VIEW {self.name} AS {body}"
         if self.kind == "macro":
@@ -43,8 +45,12 @@ class SqlObject:
 
 # Table functions bind their arguments before the query runs, so a macro that time-travels
 # cannot look a snapshot up in a subquery: `asset_as_of` hands the timestamp (cast, so only a
-# timestamp can get in) to DuckDB's `query()`, and `asset_at_version` reads the rows its
-# publish transaction inserted from DuckLake's change feed, joined to the version row.
+# timestamp can get in) to DuckDB's `query()`, and `asset_at_version` hands it the SELECT that
+# `quarry_version_sql` (a Python function installed beside the macros, folded to a constant
+# while the query binds) writes for the version: its publish snapshot read with `AT (VERSION => n)`,
+# or the Parquet file retention archived it to. That is the read `Warehouse.read_as_of` runs, so
+# SQL and Python agree through `optimize` and `archive`. The DuckDB CLI has no Python: there the
+# macro reads DuckLake's change feed, which holds only versions whose snapshots are retained.
 # The guards below make a misspelt asset, a version id that cannot be read or an unknown run an
 # error instead of an empty answer (or, in `version_diff`, every row "added"): `error()` inside a
 # one-row aggregate runs even when the table being filtered is empty.
@@ -131,8 +137,10 @@ SURFACE: tuple[SqlObject, ...] = (
     ),
     SqlObject(
         "asset_at_version", "table macro", "asset_at_version(asset_name, version)",
-        "The rows of one published or superseded version (one partition), with their partition_key.",
-        """SELECT c.* EXCLUDE (snapshot_id, rowid, change_type)
+        "The rows of one published or superseded version (one partition), with their partition_key; "
+        "read from its archive file once retention expired its snapshot.",
+        "SELECT * FROM query(quarry_version_sql(asset_name, version))",
+        cli_body="""SELECT c.* EXCLUDE (snapshot_id, rowid, change_type)
            FROM ducklake_table_changes('{lake}', 'main', asset_name, TIMESTAMPTZ '1970-01-01', now()) c
            JOIN (SELECT v.partition_key,
                         coalesce(v.snapshot_id, (SELECT s.snapshot_id FROM {lake}.snapshots() s
@@ -195,12 +203,45 @@ def install_sql_surface(con: duckdb.DuckDBPyConnection, graph: AssetGraph | None
     """Create every view and macro of the surface on this connection (the lake must be attached as `lake`)."""
     from assets import default_graph
 
+    rows = grain_rows(graph or default_graph())
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {GRAIN_TABLE} (position INTEGER, asset VARCHAR, grain VARCHAR[], partitions VARCHAR)"
     )
-    con.executemany(f"INSERT INTO {GRAIN_TABLE} VALUES (?, ?, ?, ?)", grain_rows(graph or default_graph()))
+    con.executemany(f"INSERT INTO {GRAIN_TABLE} VALUES (?, ?, ?, ?)", rows)
+    install_version_lookup(con, sorted(name for _, name, _, _ in rows), lake)
     for item in SURFACE:
         con.execute(item.statement(lake))
+
+
+def install_version_lookup(con: duckdb.DuckDBPyConnection, assets: list[str], lake: str = LAKE) -> None:
+    """Register `quarry_version_sql(asset, version)`: the constant SELECT that reads one version's rows.
+
+    It runs once per call while DuckDB binds the query (it has no side effects, so DuckDB
+    folds it), on a cursor of its own; a version that cannot be read becomes a SELECT that
+    raises the reason, so the error is one line naming what to do.
+    """
+    from duckdb.sqltypes import VARCHAR
+
+    lookup = con.cursor()
+    known = set(assets)
+
+    def version_sql(asset: str, version: str) -> str:
+        if asset not in known:
+            return _raising(f"no asset named '{asset}'; known: {', '.join(assets)}")
+        try:
+            return locate_version(lookup, asset, version, lake).select_sql(lake)
+        except WarehouseError as error:
+            return _raising(str(error))
+
+    try:
+        con.remove_function("quarry_version_sql")
+    except duckdb.Error:
+        pass  # a fresh connection has none yet
+    con.create_function("quarry_version_sql", version_sql, [VARCHAR, VARCHAR], VARCHAR, side_effects=False)
+
+
+def _raising(message: str) -> str:
+    return f"SELECT error({_literal(message)}) AS error"
 
 
 def surface_script(graph: AssetGraph | None = None, lake: str = LAKE) -> str:
@@ -214,7 +255,7 @@ def surface_script(graph: AssetGraph | None = None, lake: str = LAKE) -> str:
     statements = [
         f"CREATE OR REPLACE TEMP TABLE {GRAIN_TABLE} (position INTEGER, asset VARCHAR, grain VARCHAR[], partitions VARCHAR)",
         f"INSERT INTO {GRAIN_TABLE} VALUES\n  {rows}",
-        *(item.statement(lake) for item in SURFACE),
+        *(item.statement(lake, cli=True) for item in SURFACE),
     ]
     return ";\n\n".join(statements) + ";\n"
 

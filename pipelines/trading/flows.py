@@ -8,7 +8,8 @@ from loguru import logger
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipelines.logs import route_to_prefect
+from pipelines.logs import route_run_logs
+from pipelines.monitoring import REPORT_FAILURE
 from pipelines.settings import Settings
 from pipelines.trading import operations as ops
 from pipelines.trading.runtime import open_runtime
@@ -58,11 +59,11 @@ def _raise_if_failed(report) -> None:
         raise RuntimeError(f"cycle {report.cycle_id} failed: {report.reason}")
 
 
-@flow(name="intraday-pairs-trading", retries=1, timeout_seconds=600, log_prints=True)
+@flow(name="intraday-pairs-trading", retries=1, timeout_seconds=600, log_prints=True, **REPORT_FAILURE)
 def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, check_market: bool = True):
     """One hourly pairs cycle from validated assets; a retry re-runs the same cycle and reuses its orders."""
     settings = Settings()
-    route_to_prefect(settings.log_level)
+    route_run_logs(settings.log_level)
     with open_runtime(settings) as runtime:
         report = ops.run_pairs_cycle(runtime, _now(now), dry_run=dry_run, check_market=check_market)
         _relay_alerts(runtime)
@@ -71,10 +72,10 @@ def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, c
     return report
 
 
-@flow(name="execute-trades", log_prints=True)
+@flow(name="execute-trades", log_prints=True, **REPORT_FAILURE)
 def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run: bool = False):
     """One cycle of the named strategy (`pairs` or `momentum`)."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     with open_runtime() as runtime:
         report = ops.run_strategy_cycle(runtime, strategy, _now(now), dry_run=dry_run)
         _relay_alerts(runtime)
@@ -83,50 +84,50 @@ def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run
     return report
 
 
-@flow(name="manage-orders", log_prints=True)
+@flow(name="manage-orders", log_prints=True, **REPORT_FAILURE)
 def manage_orders_flow(now: datetime | None = None):
     """Refresh live orders, cancel timed-out remainders, settle or repair half-filled pairs."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     with open_runtime() as runtime:
         result = ops.run_manage_orders(runtime, _now(now))
         _relay_alerts(runtime)
         return result
 
 
-@flow(name="update-positions", log_prints=True)
+@flow(name="update-positions", log_prints=True, **REPORT_FAILURE)
 def update_positions_flow(now: datetime | None = None):
     """Positions and P&L from fills, marked at validated prices."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     with open_runtime() as runtime:
         result = ops.run_update_positions(runtime, _now(now))
         _relay_alerts(runtime)
         return result
 
 
-@flow(name="reconcile-trades", log_prints=True)
+@flow(name="reconcile-trades", log_prints=True, **REPORT_FAILURE)
 def reconcile_trades_flow(now: datetime | None = None):
     """Ledger against broker: every discrepancy recorded and alerted, safe ones repaired."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     with open_runtime() as runtime:
         result = ops.run_reconcile(runtime, _now(now))
         _relay_alerts(runtime)
         return result
 
 
-@flow(name="monitor-portfolio-risk", log_prints=True)
+@flow(name="monitor-portfolio-risk", log_prints=True, **REPORT_FAILURE)
 def monitor_portfolio_risk_flow(now: datetime | None = None):
     """Book-level limits (exposure, daily loss, drawdown, open pairs) checked as the book stands."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     with open_runtime() as runtime:
         result = ops.run_monitor_portfolio_risk(runtime, _now(now))
         _relay_alerts(runtime)
         return result
 
 
-@flow(name="generate-risk-alerts", log_prints=True)
+@flow(name="generate-risk-alerts", log_prints=True, **REPORT_FAILURE)
 def generate_risk_alerts(now: datetime | None = None):
     """Email new fills and unacknowledged alerts (and any queued while the relay was down); list them as an artifact."""
-    route_to_prefect(Settings().log_level)
+    route_run_logs(Settings().log_level)
     with open_runtime() as runtime:
         pending = ops.run_generate_risk_alerts(runtime, _now(now))
     try:

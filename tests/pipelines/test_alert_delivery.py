@@ -6,6 +6,7 @@ run reported once.
 from __future__ import annotations
 
 import socket
+import subprocess
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 
@@ -16,6 +17,7 @@ from aiosmtpd.controller import Controller
 from pipelines.notify import AlertStore, Notifier, SmtpSettings, ThrottlePolicy, trade_alert
 from pipelines.trading.operations import relay_alerts
 from pipelines.trading.risk import Breach, record_breaches
+from tests.pipelines.test_server_worker import PREFECT, ROOT, UUID, _prefect, server  # noqa: F401
 from warehouse import ledger as tables
 from warehouse.ledger import Ledger, upgrade
 
@@ -168,3 +170,69 @@ def test_a_failed_run_is_reported_once_with_its_deployment_and_link(prefect_harn
     assert subject == "[Quarry] CRITICAL failed-run: flow run materialize/bars-hourly failed"
     [text] = relay.inbox.texts()
     assert run.url in text and "deployment: bars-hourly" in text
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_deployed_run_that_fails_is_reported_once_by_its_hook_and_not_again_by_the_health_pass(
+    server, relay, lake, tmp_path, monkeypatch,
+):
+    """A real deployment fails on a process worker: its `on_failure` hook mails at once (deployment, UI link) and
+    emits the event; the health pass that finds the same run afterwards sends and emits nothing more."""
+    import time
+
+    import httpx
+    import yaml
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+    from pipelines.monitoring import FAILED_RUN_EVENT, find_failed_runs, report_failed_run
+
+    ui = "http://127.0.0.1:4200"
+    quarry_env = {
+        **lake.env(), "QUARRY_SMTP_HOST": "127.0.0.1", "QUARRY_SMTP_PORT": str(relay.port),
+        "QUARRY_SMTP_STARTTLS": "false", "QUARRY_SMTP_RECIPIENTS": "desk@example.com",
+        "QUARRY_ALERTS_DB": str(tmp_path / "alerts.sqlite"), "QUARRY_LEDGER_URL": f"sqlite:///{tmp_path}/ledger.sqlite",
+    }
+    env = {**server, **quarry_env, "PREFECT_UI_URL": ui}
+    document = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    [bars] = [d for d in document["deployments"] if d["name"] == "bars-daily"]
+    bars["parameters"] = {"selection": "no_such_asset"}
+    document["deployments"] = [bars]
+    prefect_file = tmp_path / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    _prefect(env, "work-pool", "create", bars["work_pool"]["name"], "--type", "process")
+    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", "bars-daily", timeout=120)
+    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    run_id = UUID.search(_prefect(env, "deployment", "run", "materialize/bars-daily")).group(0)
+    worker = subprocess.run([PREFECT, "worker", "start", "--pool", bars["work_pool"]["name"], "--run-once"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    state = httpx.get(f"{server['PREFECT_API_URL']}/flow_runs/{run_id}", timeout=10).json()["state"]
+    assert state["type"] == "FAILED", state
+
+    [subject] = relay.inbox.subjects()
+    assert subject == "[Quarry] CRITICAL failed-run: flow run materialize/bars-daily failed"
+    [text] = relay.inbox.texts()
+    assert f"{ui}/runs/flow-run/{run_id}" in text and "deployment: bars-daily" in text and "no_such_asset" in text
+
+    for key, value in quarry_env.items():
+        monkeypatch.setenv(key, value)
+    with temporary_settings({PREFECT_API_URL: server["PREFECT_API_URL"], PREFECT_UI_URL: ui}):
+        [found] = [r for r in find_failed_runs(since) if r.flow_run_id == run_id]
+        assert found.deployment == "bars-daily"
+        assert not any(report_failed_run(found, Notifier.from_settings()) for _ in range(2))  # two health passes
+        with get_client(sync_client=True) as client:
+            deadline, events = time.time() + 30, []
+            while time.time() < deadline and not events:
+                events = [e for e in client.read_events(
+                    filter=EventFilter(event=EventNameFilter(name=[FAILED_RUN_EVENT])), limit=50).events
+                    if e.resource.id == f"prefect.flow-run.{run_id}"]
+                time.sleep(0.5)
+            time.sleep(2)  # a second event, if one were emitted, would be readable by now too
+            events = [e for e in client.read_events(
+                filter=EventFilter(event=EventNameFilter(name=[FAILED_RUN_EVENT])), limit=50).events
+                if e.resource.id == f"prefect.flow-run.{run_id}"]
+    assert len(events) == 1 and events[0].payload["deployment"] == "bars-daily"
+    assert len(relay.inbox.subjects()) == 1
