@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import sys
 import textwrap
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assets import default_graph
+from assets import default_graph, fingerprint
 from assets.fingerprint import changed_definitions, code_digests, combined_digest
 
 
@@ -132,3 +133,23 @@ def test_a_function_without_source_still_gets_a_version():
     other: dict = {}
     exec("def made():\n    return 2", other)
     assert combined_digest(code_digests([namespace["made"]])) != combined_digest(code_digests([other["made"]]))
+
+
+def test_a_stored_fingerprint_is_reused_only_while_every_file_it_read_is_unchanged(package, tmp_path, monkeypatch):
+    """The digest cache outlives the process (a new cache object reads the same file); an edit of the same
+    length to a helper in another module, which only the stored entry's file list knows about, recomputes."""
+    name, write, load = package
+    write(FILES)
+    store = tmp_path / "fingerprints.json"
+    monkeypatch.setattr(fingerprint, "_DIGEST_CACHE", fingerprint._DigestCache(store))
+    roots, values = [load("transforms").transform], {"params": {"a": 1}}
+    first = code_digests(roots, values)
+    key = fingerprint._cache_key(roots, values)
+    next_process = fingerprint._DigestCache(store)
+    assert next_process.get(key) == first
+    assert f"{name}/maths.py" in " ".join(json.loads(store.read_text())[key]["files"])
+
+    write(dict(FILES, **{"maths.py": FILES["maths.py"].replace("return self.size * 2", "return self.size * 3")}))
+    monkeypatch.setattr(fingerprint, "_DIGEST_CACHE", fingerprint._DigestCache(store))
+    assert fingerprint._DigestCache(store).get(key) is None
+    assert changed_definitions(first, code_digests([load("transforms").transform], values)) == [f"{name}/maths.py:Window"]
