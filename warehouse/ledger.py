@@ -208,6 +208,37 @@ def _current(connection) -> set[str]:
     return set(MigrationContext.configure(connection).get_current_heads())
 
 
+def _script_heads(versions: Path) -> frozenset[str]:
+    """The newest revisions of the migration scripts: every `revision` no script names as its `down_revision`.
+
+    Read from the scripts' two assignments, so asking whether a ledger is current costs no
+    Alembic import (about a tenth of a CPU-second on every run that plans live_performance).
+    """
+    import ast
+
+    revisions: set[str] = set()
+    replaced: set[str] = set()
+    for script in versions.glob("*.py"):
+        for statement in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name):
+                name = statement.targets[0].id
+                if name == "revision":
+                    revisions.add(ast.literal_eval(statement.value))
+                elif name == "down_revision":
+                    down = ast.literal_eval(statement.value)
+                    replaced.update(down if isinstance(down, (tuple, list)) else [down] if down else [])
+    return frozenset(revisions - replaced)
+
+
+def _recorded_revisions(engine: Engine) -> frozenset[str] | None:
+    """The revisions in the ledger's `alembic_version` table; None when it has none yet (a new ledger)."""
+    try:
+        with engine.connect() as connection:
+            return frozenset(row[0] for row in connection.execute(sa.text("SELECT version_num FROM alembic_version")))
+    except sa.exc.DBAPIError:
+        return None
+
+
 def upgrade(engine: Engine, revision: str = "head") -> bool:
     """Apply the ledger's Alembic migrations up to `revision`, once per database; True when any step ran.
 
@@ -215,6 +246,8 @@ def upgrade(engine: Engine, revision: str = "head") -> bool:
     upgrade runs under a file lock beside a SQLite ledger or a PostgreSQL advisory lock
     (held by the migrating transaction), and re-reads the revision once it holds the lock.
     """
+    if revision == "head" and _recorded_revisions(engine) == _script_heads(MIGRATIONS / "versions"):
+        return False  # at head already, the answer of every run that finds nothing to migrate, without Alembic
     from alembic import command
     from alembic.config import Config
 

@@ -1,6 +1,9 @@
 """The ledger on a real database (SQLite, and PostgreSQL in CI): migrations, unique client order ids, idempotent writes."""
 
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -11,6 +14,7 @@ from warehouse import ledger as tables
 from warehouse.ledger import Ledger, upgrade
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def order(cid="q-c-KO.PEP-y-open", **overrides):
@@ -76,3 +80,25 @@ def test_a_cycle_is_held_by_one_holder_at_a_time_and_released_after(ledger):
 
 def test_upgrade_reports_nothing_to_do_once_migrated(ledger):
     assert upgrade(ledger.engine) is False
+
+
+def test_the_migration_scripts_heads_match_alembics_and_a_current_ledger_needs_no_alembic(ledger, tmp_path):
+    """Asking whether a ledger is current reads the scripts' revisions itself; Alembic is loaded only to migrate."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(tables.MIGRATIONS))
+    assert tables._script_heads(tables.MIGRATIONS / "versions") == set(ScriptDirectory.from_config(config).get_heads())
+    assert tables._recorded_revisions(ledger.engine) == tables._script_heads(tables.MIGRATIONS / "versions")
+    fresh = sa.create_engine(f"sqlite:///{tmp_path}/fresh.sqlite")
+    assert tables._recorded_revisions(fresh) is None
+    assert upgrade(fresh) is True and upgrade(fresh) is False
+    fresh.dispose()
+
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, sqlalchemy as sa; from warehouse.ledger import upgrade; "
+         f"print(upgrade(sa.create_engine({f'sqlite:///{tmp_path}/fresh.sqlite'!r})), 'alembic' in sys.modules)"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert probe.stdout.split() == ["False", "False"], probe.stderr[-2000:]
