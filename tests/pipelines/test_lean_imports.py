@@ -1,4 +1,4 @@
-"""A run that only plans loads only what planning needs: no pandas, exchange-calendars, Pandera or requests."""
+"""A run that only plans loads only what planning needs: no pandas, exchange-calendars, Pandera, requests or Alembic."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import sqlalchemy as sa
+
 from tests.conftest import WINDOW_START
+from warehouse.ledger import upgrade
 
 #: Heavy libraries a no-op or planning run must not import (a build, a real source or a cold calendar cache may).
-NOT_FOR_PLANNING = ("pandas", "exchange_calendars", "pandera", "requests")
+NOT_FOR_PLANNING = ("pandas", "exchange_calendars", "pandera", "requests", "alembic")
 
 PROBE = """
 import json, sys
@@ -27,9 +30,13 @@ print(json.dumps(outputs))
 """
 
 
-def test_a_noop_run_and_a_plan_import_no_pandas_calendar_pandera_or_requests(lake, tmp_path):
+def test_a_noop_run_and_a_plan_import_no_pandas_calendar_pandera_requests_or_alembic(lake, tmp_path):
     day = WINDOW_START.isoformat()
     lake.materialize("bars_raw", start=WINDOW_START, end=WINDOW_START, run_id="built")  # also warms the session cache
+    (tmp_path / "data").mkdir(exist_ok=True)
+    ledger = sa.create_engine(f"sqlite:///{tmp_path}/data/ledger.sqlite")  # the ledger an earlier run created
+    upgrade(ledger)  # (creating a new one is Alembic's work; finding one current is not)
+    ledger.dispose()
     script = PROBE.replace("DAY", repr(day)).replace("HEAVY", repr(NOT_FOR_PLANNING))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}, **lake.env(), "COLUMNS": "160"}
     probe = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
