@@ -236,20 +236,40 @@ def backup(
     return result
 
 
-def _pg_dump(conninfo: str, target: Path) -> None:
-    completed = subprocess.run(
-        ["pg_dump", "-Fc", "--no-owner", f"--dbname={conninfo}", f"--file={target}"], capture_output=True, text=True
-    )
+def pg_command_args(conninfo: str) -> tuple[str, dict[str, str]]:
+    """A libpq address without its password, and the environment that carries the password instead.
+
+    A process's arguments are readable by every user of the machine (`ps`, /proc/PID/cmdline),
+    so `pg_dump` and `pg_restore` get the password as `PGPASSWORD`, never in `--dbname`.
+    Both libpq forms are accepted: `postgresql://user:secret@host/db` and `host=… password=…`.
+    """
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(conninfo)
+    except Exception as error:
+        raise BackupError(redact(f"not a PostgreSQL address: {conninfo!r} ({error})")) from None
+    password = params.pop("password", None)
+    env = {**os.environ, "PGPASSWORD": str(password)} if password else dict(os.environ)
+    return make_conninfo(**params), env
+
+
+def _pg_run(program: str, arguments: list[str], conninfo: str) -> None:
+    dbname, env = pg_command_args(conninfo)
+    try:
+        completed = subprocess.run([program, f"--dbname={dbname}", *arguments], capture_output=True, text=True, env=env)
+    except FileNotFoundError:
+        raise BackupError(f"{program} is not installed (a PostgreSQL database is backed up with it)") from None
     if completed.returncode:
-        raise BackupError(redact(f"pg_dump failed ({completed.returncode}): {completed.stderr.strip()}"))
+        raise BackupError(redact(f"{program} failed ({completed.returncode}): {completed.stderr.strip()}"))
+
+
+def _pg_dump(conninfo: str, target: Path) -> None:
+    _pg_run("pg_dump", ["-Fc", "--no-owner", f"--file={target}"], conninfo)
 
 
 def _pg_restore(dump: Path, conninfo: str) -> None:
-    completed = subprocess.run(
-        ["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={conninfo}", str(dump)], capture_output=True, text=True
-    )
-    if completed.returncode:
-        raise BackupError(redact(f"pg_restore failed ({completed.returncode}): {completed.stderr.strip()}"))
+    _pg_run("pg_restore", ["--no-owner", "--exit-on-error", str(dump)], conninfo)
 
 
 def verify_backup(backup_dir: Path) -> Backup:

@@ -1,0 +1,174 @@
+"""A PostgreSQL ledger behind a password is backed up and restored with the password out of every process's
+arguments: pg_dump and pg_restore (the real programs, on a PostgreSQL cluster of the test's own that asks for
+scram-sha-256 passwords over TCP) get it through PGPASSWORD, and a wrong password fails with nothing leaked.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from warehouse.backup import BackupError, pg_command_args, restore
+from warehouse.ledger import Ledger, upgrade
+
+PASSWORD = "Desk-s3cret-9f2c"
+NOW = datetime(2025, 3, 5, 15, tzinfo=timezone.utc)
+
+
+def _pg_bin(program: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{program}")) or [shutil.which(program)]
+    return found[-1]
+
+
+def _as_cluster_owner(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: there the cluster belongs to the `postgres` user."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def password_cluster():
+    """A throwaway PostgreSQL cluster: TCP logins need a scram-sha-256 password, the socket is for the fixture."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("initdb/pg_ctl not installed")
+    root = Path(tempfile.mkdtemp(prefix="quarry-pgpass-"))
+    root.chmod(0o755)
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run(_as_cluster_owner([initdb, "-D", str(data), "-U", "postgres", "--auth-local=trust",
+                                      "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"]),
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run(_as_cluster_owner([pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                                      f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start"]),
+                   check=True, capture_output=True, timeout=120)
+    try:
+        admin = sa.create_engine(f"postgresql+psycopg://postgres@/postgres?host={sockets}&port={port}",
+                                 isolation_level="AUTOCOMMIT")
+        with admin.connect() as con:
+            con.exec_driver_sql(f"CREATE ROLE desk LOGIN PASSWORD '{PASSWORD}'")
+            for name in ("ledger_live", "ledger_restored"):
+                con.exec_driver_sql(f"CREATE DATABASE {name} OWNER desk")
+        admin.dispose()
+        yield port
+    finally:
+        subprocess.run(_as_cluster_owner([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True,
+                       timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def recorded_argv(tmp_path, monkeypatch) -> Path:
+    """pg_dump and pg_restore on PATH are the real programs behind a shim that records the arguments they got."""
+    log, shims = tmp_path / "argv.jsonl", tmp_path / "shims"
+    shims.mkdir()
+    for program in ("pg_dump", "pg_restore"):
+        shim = shims / program
+        shim.write_text(
+            "#!/bin/sh\n"
+            f"{sys.executable} -c 'import json, os, sys; open(sys.argv[1], \"a\").write(json.dumps("
+            "{\"argv\": sys.argv[2:], \"pgpassword_set\": \"PGPASSWORD\" in os.environ}) + \"\\n\")' "
+            f"{log} \"$0\" \"$@\"\n"
+            f"exec {_pg_bin(program)} \"$@\"\n"
+        )
+        shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    return log
+
+
+def _url(port: int, database: str, password: str = PASSWORD) -> str:
+    return f"postgresql+psycopg://desk:{password}@127.0.0.1:{port}/{database}"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_password_reaches_pg_dump_and_pg_restore_only_through_the_environment(
+    lake, tmp_path, monkeypatch, password_cluster, recorded_argv,
+):
+    from pipelines.maintenance import take_backup
+    from pipelines.ops_settings import OpsSettings
+    from pipelines.settings import Settings
+
+    port = password_cluster
+    assert lake.materialize("+bars_daily", start=date(2025, 3, 3), end=date(2025, 3, 4)).exit_code == 0
+    engine = sa.create_engine(_url(port, "ledger_live"))
+    upgrade(engine)
+    Ledger(engine).raise_alert(at=NOW, level="critical", source="kill-switch", message="kill switch turned on")
+    engine.dispose()
+    for name, value in {**lake.env(), "QUARRY_LEDGER_URL": _url(port, "ledger_live"),
+                        "QUARRY_BACKUPS_DIR": str(tmp_path / "backups")}.items():
+        monkeypatch.setenv(name, value)
+
+    taken = take_backup(Settings(), OpsSettings())
+    assert "ledger.dump" in {d.relative_path for d in taken.databases}
+    restored = restore(taken.path, tmp_path / "restored",
+                       target_ledger=f"postgresql://desk:{PASSWORD}@127.0.0.1:{port}/ledger_restored")
+    with sa.create_engine(_url(port, "ledger_restored")).connect() as con:
+        assert con.exec_driver_sql("SELECT source, message FROM alerts").all() == [("kill-switch", "kill switch turned on")]
+    assert restored.ledger_url is not None
+
+    calls = [json.loads(line) for line in recorded_argv.read_text().splitlines()]
+    assert [Path(c["argv"][0]).name for c in calls] == ["pg_dump", "pg_restore"]
+    for call in calls:
+        assert not any(PASSWORD in argument for argument in call["argv"]), call["argv"]
+        assert any(a.startswith("--dbname=") and "desk" in a for a in call["argv"]) and call["pgpassword_set"]
+    assert PASSWORD not in (taken.path / "manifest.json").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_wrong_password_fails_in_one_line_without_showing_it(lake, tmp_path, monkeypatch, password_cluster,
+                                                             recorded_argv):
+    from pipelines.maintenance import take_backup
+    from pipelines.ops_settings import OpsSettings
+    from pipelines.settings import Settings
+
+    wrong = "Not-the-desk-pw-77"
+    for name, value in {**lake.env(), "QUARRY_LEDGER_URL": _url(password_cluster, "ledger_live", wrong),
+                        "QUARRY_BACKUPS_DIR": str(tmp_path / "backups")}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(BackupError, match="pg_dump failed.*password authentication failed") as failure:
+        take_backup(Settings(), OpsSettings())
+    assert wrong not in str(failure.value) and "\n" not in str(failure.value).strip()
+    [call] = [json.loads(line) for line in recorded_argv.read_text().splitlines()]
+    assert not any(wrong in argument for argument in call["argv"]) and call["pgpassword_set"]
+    assert not list((tmp_path / "backups").iterdir())  # nothing half-written under a final name
+
+
+@pytest.mark.parametrize("conninfo", [
+    f"postgresql://desk:{PASSWORD}@127.0.0.1:5432/ledger?sslmode=disable",
+    f"host=127.0.0.1 port=5432 dbname=ledger user=desk password='{PASSWORD}'",
+])
+def test_both_libpq_address_forms_lose_their_password_to_the_environment(conninfo):
+    dbname, env = pg_command_args(conninfo)
+    assert PASSWORD not in dbname and "user=desk" in dbname and "dbname=ledger" in dbname
+    assert env["PGPASSWORD"] == PASSWORD
+
+
+def test_an_address_without_a_password_passes_the_environment_as_it_is(monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    dbname, env = pg_command_args("host=127.0.0.1 dbname=ledger user=desk")
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert "PGPASSWORD" not in env
+    assert conninfo_to_dict(dbname) == {"host": "127.0.0.1", "dbname": "ledger", "user": "desk"}
+    with pytest.raises(BackupError, match="not a PostgreSQL address"):
+        pg_command_args("host=127.0.0.1 dbname='unterminated")
