@@ -58,7 +58,7 @@ def test_names_are_unique_and_the_design_schedules_are_there():
     by_name = {s.name: s for s in SPECS}
     expected = {
         "bars-daily": ("15 22 * * 1-5", True), "bars-hourly": ("0 14-21 * * 1-5", True),
-        "indicators": ("0 23 * * 1-5", True), "pair-discovery": ("0 4 * * 6", True),
+        "pair-discovery": ("0 4 * * 6", True),
         "archive-old-data": ("0 3 * * 0", True), "backup-databases": ("0 4 * * 0", True),
         "restore-drill": ("0 5 * * 0", True), "fundamentals-quarterly": ("0 9 8 1,4,7,10 *", True),
         "backfill": ("0 3 1 1 *", False), "live-performance": ("20 22 * * 1-5", True),
@@ -74,6 +74,54 @@ def test_names_are_unique_and_the_design_schedules_are_there():
     [started_by] = by_name["intraday-pairs"].triggers  # the cycle follows each hourly ingestion run
     assert started_by["match_related"] == {"prefect.resource.role": "deployment", "prefect.resource.name": "bars-hourly"}
     assert "prefect.flow-run.Completed" in started_by["expect"]
+
+
+#: Events a trigger in prefect.yaml may wait for: a flow run's end, or an asset's materialization.
+TRIGGER_EVENTS = {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Crashed",
+                  "prefect.asset.materialization.succeeded"}
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.triggers], ids=lambda s: s.name)
+def test_triggers_parse_and_name_events_and_resources_that_exist(spec):
+    """A trigger is Prefect's own `DeploymentEventTrigger`, waits for an event Prefect emits, names a deployment
+    of prefect.yaml and, for an asset event, an asset of the graph that the named deployment's selection builds."""
+    from prefect.events import DeploymentEventTrigger
+
+    from assets import default_graph
+
+    by_name = {s.name: s for s in SPECS}
+    graph = default_graph()
+    for raw in spec.triggers:
+        trigger = DeploymentEventTrigger(**raw)  # raises on a misspelt field or a bad posture
+        assert trigger.enabled and set(trigger.expect) <= TRIGGER_EVENTS, trigger.expect
+        related = raw["match_related"]
+        assert related["prefect.resource.role"] == "deployment"
+        upstream = by_name[related["prefect.resource.name"]]
+        assert upstream.name != spec.name
+        if "prefect.asset.materialization.succeeded" in trigger.expect:
+            key = raw["match"]["prefect.resource.id"]
+            assert key.startswith("quarry://") and key.removeprefix("quarry://") in {a.name for a in graph}
+            built = {a.name for a in graph.select(upstream.parameters["selection"])}
+            assert key.removeprefix("quarry://") in built, f"{upstream.name} never materializes {key}"
+            assert trigger.within.total_seconds() >= 300, "one upstream run (several batches) starts one run"
+
+
+def test_the_daily_chain_follows_asset_events_not_cron_offsets():
+    """bars-daily -> indicators -> analytics: each downstream deployment starts when its upstream publishes, and each
+    reads what its upstream built (indicators read the daily bars; the trade analysis reads the market regime)."""
+    from assets import default_graph
+
+    graph = default_graph()
+    by_name = {s.name: s for s in SPECS}
+    chain = [("bars-daily", "indicators", "bars_daily"), ("indicators", "analytics", "market_regime")]
+    for upstream, downstream, asset in chain:
+        spec = by_name[downstream]
+        assert not spec.schedules, f"{downstream} still runs on a cron offset"
+        [trigger] = spec.triggers
+        assert trigger["match"] == {"prefect.resource.id": f"quarry://{asset}"}
+        assert trigger["match_related"]["prefect.resource.name"] == upstream
+        needs = {d for a in graph.select(spec.parameters["selection"]) for d in a.deps}
+        assert asset in needs
 
 
 def test_each_deployment_runs_in_the_pool_of_its_work():
