@@ -353,8 +353,10 @@ def gather_daily_summary(warehouse: Warehouse, graph: AssetGraph, now: datetime,
         f"SELECT asset, partition_key, coalesce(failed_checks, '') AS checks FROM {LAKE}.quarry.versions "
         "WHERE status = 'quarantined' AND created_at >= ? ORDER BY asset, partition_key", [since],
     )
-    stale = [r for r in freshness_rows(warehouse.current_versions(), graph, now) if r.status != "ok"]
+    current = warehouse.current_versions()
+    stale = [r for r in freshness_rows(current, graph, now) if r.status != "ok"]
     pnl, trades = book(since, now) if book else (None, None)
+    performance, sources = published_performance(warehouse, current)
     return DailySummary(
         day=f"{now.astimezone(EXCHANGE_TZ):%Y-%m-%d}",  # 19:00 in New York is already tomorrow in UTC
         runs_completed=runs.filter(pl.col("status") == "completed").height,
@@ -362,8 +364,29 @@ def gather_daily_summary(warehouse: Warehouse, graph: AssetGraph, now: datetime,
         partitions_built=int(runs["built"].sum() or 0),
         quarantines=tuple(quarantined.iter_rows()),
         stale_assets=tuple((r.check.removeprefix("fresh:"), r.detail) for r in stale),
-        pnl=pnl, trades=trades,
+        pnl=pnl, trades=trades, performance=performance, performance_sources=sources,
     )
+
+
+#: The books whose performance the daily summary shows, and the asset that measures each.
+PERFORMANCE_ASSETS = {"live": "live_performance", "backtest": "strategy_performance"}
+
+
+def published_performance(warehouse: Warehouse, current: pl.DataFrame) -> tuple[dict[str, dict], dict[str, str]]:
+    """Each book's metrics from the published version of its performance asset (a book never built is left out),
+    and which version they come from."""
+    metrics, sources = {}, {}
+    for book, asset in PERFORMANCE_ASSETS.items():
+        published = current.filter(pl.col("asset") == asset) if current.height else current
+        if published.is_empty():
+            continue
+        rows = warehouse.read(asset).to_dicts()
+        if not rows:
+            continue
+        version = published.sort("published_at").row(-1, named=True)
+        metrics[book] = rows[0]
+        sources[book] = f"{asset} version {version['version_id']}, published {version['published_at']:%Y-%m-%d %H:%M} UTC"
+    return metrics, sources
 
 
 def ledger_book(since: datetime, now: datetime) -> tuple[Mapping[str, float], int]:

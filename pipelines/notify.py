@@ -182,6 +182,30 @@ class DailySummary:
     stale_assets: tuple[tuple[str, str], ...]  # (asset, how late)
     pnl: Mapping[str, float] | None = None
     trades: int | None = None
+    #: The strategy's metrics by book (`live` from the ledger, `backtest`), from their published performance assets.
+    performance: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    #: Where each book's metrics come from: the asset, its version and when it was published.
+    performance_sources: Mapping[str, str] = field(default_factory=dict)
+
+
+#: The metrics the daily summary shows, in the order a person reads them (the performance contract's columns).
+PERFORMANCE_METRICS = (
+    "total_return_pct", "cagr_pct", "volatility_pct", "sharpe_ratio", "sortino_ratio", "max_drawdown_pct",
+    "calmar_ratio", "trade_count", "win_rate_pct", "profit_factor", "exposure_pct", "n_periods",
+)
+
+
+def _metric(name: str, value: object) -> str:
+    """A metric as a person reads it: `_pct` fractions as percentages, other floats to two places, none as `-`."""
+    if isinstance(value, float) and value == value:
+        return f"{value:.2%}" if name.endswith("_pct") else f"{value:,.2f}"
+    return "-" if value is None or isinstance(value, float) else str(value)
+
+
+def performance_rows(summary: DailySummary) -> list[tuple[str, ...]]:
+    """One row per metric: its name, then its value in each book (in the summary's book order)."""
+    books = list(summary.performance)
+    return [(name, *(_metric(name, summary.performance[b].get(name)) for b in books)) for name in PERFORMANCE_METRICS]
 
 
 def render_daily_summary(summary: DailySummary) -> tuple[str, str, str]:
@@ -205,6 +229,15 @@ def render_daily_summary(summary: DailySummary) -> tuple[str, str, str]:
         text.append("P&L: not available (no ledger)")
     if summary.trades is not None:
         text.append(f"Trades: {summary.trades}")
+    books = list(summary.performance)
+    if books:
+        rows = performance_rows(summary)
+        width = max(len(r[0]) for r in rows)
+        text += ["", "Performance:" + "".join(f"  {b:>14}" for b in books)]
+        text += [f"  {r[0]:<{width}}" + "".join(f"  {v:>14}" for v in r[1:]) for r in rows]
+        text += [f"  {b}: {summary.performance_sources[b]}" for b in books if b in summary.performance_sources]
+    else:
+        text += ["", "Performance: not available (no published live_performance or strategy_performance)"]
     text += ["", "Quarantined partitions:"] + (
         [f"  {a} [{p}] {checks}" for a, p, checks in summary.quarantines] or ["  none"]
     )
@@ -227,6 +260,11 @@ def render_daily_summary(summary: DailySummary) -> tuple[str, str, str]:
         f"{summary.partitions_built} partitions built.</p>"
         f"<h3>P&amp;L</h3>{pnl_html}"
         + (f"<p>Trades: {summary.trades}</p>" if summary.trades is not None else "")
+        + "<h3>Performance</h3>"
+        + (table(("metric", *books), performance_rows(summary))
+           + "".join(f"<p><small>{html.escape(b)}: {html.escape(summary.performance_sources[b])}</small></p>"
+                     for b in books if b in summary.performance_sources)
+           if books else "<p>not available (no published live_performance or strategy_performance)</p>")
         + f"<h3>Quarantined partitions</h3>{table(('asset', 'partition', 'failed checks'), summary.quarantines)}"
         f"<h3>Stale assets</h3>{table(('asset', 'late by'), summary.stale_assets)}"
         "</body></html>"
