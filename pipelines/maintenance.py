@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from warehouse import Warehouse
 from warehouse.archive import archive_old_versions
 from warehouse.backup import backup
 from warehouse.optimize import optimize
+from warehouse.redaction import redact
 
 def _table(key: str, rows: list[dict], description: str) -> None:
     try:
@@ -102,9 +104,13 @@ def restore_drill_flow() -> dict:
     """Restore the newest backup into a temporary directory and re-verify it: every file's SHA-256 against the
     manifest, then every published partition's data version recomputed from the restored files.
 
-    Fails (and so alerts) when the backup is damaged or a restored partition differs.
+    A team backup (PostgreSQL catalog, PostgreSQL ledger) is restored into scratch databases
+    created for the drill on the same PostgreSQL servers (the role needs CREATEDB) and dropped
+    afterwards. Fails (and so alerts) when the backup is damaged, a restored partition
+    differs, or the restored ledger cannot be read.
     """
     import tempfile
+    from contextlib import ExitStack
 
     from warehouse.backup import BackupError, list_backups, restore
     from warehouse.verify import verify
@@ -115,19 +121,88 @@ def restore_drill_flow() -> dict:
     if not taken:
         raise BackupError(f"no backup under {ops.backups_dir.resolve()} to drill")
     newest = taken[-1]
-    with tempfile.TemporaryDirectory(prefix="quarry-restore-drill-") as scratch:
-        restored = restore(newest, Path(scratch) / "restored")
+    from warehouse.backup import LEDGER_DUMP, Backup
+
+    manifest = Backup.load(newest)
+    with tempfile.TemporaryDirectory(prefix="quarry-restore-drill-") as scratch, ExitStack() as databases:
+        target_catalog = target_ledger = None
+        if manifest.catalog_kind == "postgres":
+            target_catalog = "postgres:" + databases.enter_context(scratch_database(settings.catalog.partition(":")[2]))
+        if manifest.database(LEDGER_DUMP) is not None:
+            target_ledger = databases.enter_context(scratch_database(ledger_conninfo() or ""))
+        restored = restore(newest, Path(scratch) / "restored", target_catalog, target_ledger)
         with Warehouse.open(restored.catalog, restored.data_path) as warehouse:
             checks = verify(warehouse)
+        ledger_rows = restored_ledger_rows(restored)
     damaged = [f"{c.asset}[{c.partition_key}]: {c.damage}" for c in checks if c.is_damaged]
     result = {"backup": str(newest), "partitions": len(checks), "damaged": damaged,
               "ledger": restored.ledger_path is not None or restored.ledger_url is not None,
-              "broker_book": restored.book_path is not None}
-    _table("restore-drill", [result], f"Restore drill of {newest.name}")
+              "ledger_rows": ledger_rows, "broker_book": restored.book_path is not None}
+    _table("restore-drill", [{**result, "ledger_rows": str(ledger_rows)}], f"Restore drill of {newest.name}")
     if damaged:
         raise BackupError(f"restore drill of {newest}: {len(damaged)} partitions differ: {'; '.join(damaged[:5])}")
-    logger.info("restore drill of {}: {} partitions verified", newest, len(checks))
+    logger.info("restore drill of {}: {} partitions verified, ledger {}", newest, len(checks), ledger_rows)
     return result
+
+
+#: Scratch databases a restore drill creates start with this, so a leftover one is recognisable.
+DRILL_DATABASE_PREFIX = "quarry_restore_drill_"
+
+
+@contextmanager
+def scratch_database(conninfo: str):
+    """An empty PostgreSQL database on the server `conninfo` points at, for one drill; dropped afterwards.
+
+    Yields its libpq address (the same credentials, so a password stays where it was given).
+    """
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from warehouse.backup import BackupError
+
+    if not conninfo:
+        raise BackupError("the backup holds a PostgreSQL database but no PostgreSQL address is configured to drill it on")
+    name = f"{DRILL_DATABASE_PREFIX}{uuid.uuid4().hex[:10]}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as error:
+        raise BackupError(redact(f"restore drill: cannot create a scratch database ({error}); the role needs CREATEDB"
+                                 )) from None
+    try:
+        yield make_conninfo(**{**conninfo_to_dict(conninfo), "dbname": name})
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def restored_ledger_rows(restored) -> dict[str, int]:
+    """Rows per ledger table in a restored ledger (SQLite file or PostgreSQL database): proof that it opens."""
+    import sqlalchemy as sa
+
+    from warehouse.ledger import metadata
+
+    if restored.ledger_url:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(restored.ledger_url)
+        url = sa.URL.create("postgresql+psycopg", username=params.get("user"), password=params.get("password"),
+                            host=params.get("host"), port=int(params["port"]) if params.get("port") else None,
+                            database=params.get("dbname"))
+    elif restored.ledger_path:
+        url = f"sqlite:///{restored.ledger_path}"
+    else:
+        return {}
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {name: connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+                    for name, table in sorted(metadata.tables.items()) if name in ("orders", "fills", "alerts", "pair_trades")}
+    finally:
+        engine.dispose()
 
 
 def ledger_file() -> Path | None:
