@@ -265,3 +265,72 @@ def test_cycles_for_the_same_hour_on_a_fresh_ledger_one_trades_the_others_leave(
     assert len(ledger.rows(tables.decisions)) == len({(d["subject"],) for d in ledger.rows(tables.decisions)})
     traded = [out for out, _ in outputs if "running in another process" not in out]
     assert traded and all("done" in out for out in traded)
+
+
+def test_a_desk_day_through_the_flows_mails_each_fill_breach_blocked_cycle_and_failed_run_once(
+    prefect_harness, lake, tmp_path, monkeypatch,
+):
+    """The trading flows under Prefect with an SMTP relay on 127.0.0.1: GS/MS opens (two fills), the book breaches a
+    limit, the relay goes down while GS/MS exits (two fills queued), comes back, a cycle finds its hour missing and
+    a materialization fails. Every fill, breach, blocked cycle and failed run arrives as exactly one email."""
+    from email import message_from_bytes, policy
+
+    from pipelines.flows import materialize_flow
+    from pipelines.notify import AlertStore
+    from pipelines.trading.flows import generate_risk_alerts, intraday_pairs_trading, monitor_portfolio_risk_flow
+    from tests.pipelines.test_alert_delivery import Inbox, Relay
+
+    _, root = lake
+    relay = Relay(Inbox())
+    for name, value in {
+        "QUARRY_CATALOG": f"sqlite:{root}/catalog.sqlite", "QUARRY_DATA_PATH": f"{root}/lake/",
+        "QUARRY_START_DATE": START.isoformat(), "QUARRY_REPORTS_DIR": str(tmp_path / "reports"),
+        "QUARRY_LEDGER_URL": f"sqlite:///{tmp_path}/ledger.sqlite",
+        "QUARRY_BROKER_PAPER_URL": f"sqlite:///{tmp_path}/paper.sqlite",
+        "QUARRY_ALERTS_DB": str(tmp_path / "alerts.sqlite"), "QUARRY_LOGS_DIR": str(tmp_path / "logs"),
+        "QUARRY_SMTP_HOST": "127.0.0.1", "QUARRY_SMTP_PORT": str(relay.port), "QUARRY_SMTP_STARTTLS": "false",
+        "QUARRY_SMTP_RECIPIENTS": "desk@example.com", "QUARRY_SMTP_TIMEOUT_SECONDS": "5",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    relay.up()
+    try:
+        intraday_pairs_trading(now=OPEN_AT, check_market=False)
+        monkeypatch.setenv("QUARRY_RISK_MAX_OPEN_PAIRS", "0")  # the open pair is now one too many
+        monitor_portfolio_risk_flow(now=OPEN_AT + timedelta(minutes=15))
+        monkeypatch.delenv("QUARRY_RISK_MAX_OPEN_PAIRS")
+        opened = len(relay.inbox.envelopes)
+
+        relay.down()
+        intraday_pairs_trading(now=CLOSE_AT, check_market=False)
+        assert len(relay.inbox.envelopes) == opened
+        relay.up()
+        missing_hour = datetime(2025, 10, 1, 15, tzinfo=timezone.utc)  # the lake ends on 2025-09-30
+        blocked = intraday_pairs_trading(now=missing_hour, check_market=False)
+        assert blocked.status == "blocked", blocked.reason
+        failed = materialize_flow(selection="no_such_asset", return_state=True)
+        assert failed.is_failed()
+        generate_risk_alerts(now=missing_hour + timedelta(minutes=2))  # the quarter-hour sweep finds nothing new
+    finally:
+        relay.down()
+
+    ledger = Ledger.open(LedgerSettings())
+    fills = ledger.rows(tables.fills)
+    relayed = [a for a in ledger.rows(tables.alerts) if not a["source"].startswith("notify:")]
+    breaches = [a for a in relayed if a["source"] == "monitor-portfolio-risk"]
+    blocks = [a for a in relayed if a["source"] == "intraday-pairs-trading"]
+    assert len(fills) == 4 and {f["symbol"] for f in fills} == {"GS", "MS"}
+    assert breaches and len(blocks) == 1 and len(relayed) == len(breaches) + len(blocks)
+
+    messages = [message_from_bytes(e.content, policy=policy.default) for e in relay.inbox.envelopes]
+    subjects = [" ".join(m["Subject"].split()) for m in messages]
+    assert len(subjects) == len(set(subjects)) == len(fills) + len(breaches) + len(blocks) + 1, subjects
+    trades = [s for s in subjects if " trade: " in s]
+    assert sorted(trades) == sorted(f"[Quarry] INFO trade: {f['side'].upper()} {f['qty']:g} {f['symbol']} @ {f['px']:g}"
+                                    for f in fills)
+    assert sum("monitor-portfolio-risk" in s for s in subjects) == len(breaches)
+    [block] = [m for m in messages if "intraday-pairs-trading" in m["Subject"]]
+    assert "missing" in block.get_body(("plain",)).get_content()
+    assert [s for s in subjects if "failed-run" in s] == ["[Quarry] CRITICAL failed-run: flow run materialize failed"]
+    assert not any("held back" in m.get_body(("plain",)).get_content() for m in messages)
+    assert AlertStore(tmp_path / "alerts.sqlite").queued() == []  # nothing left waiting for the relay
