@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
 import talib
+
+from assets.analytics.windows import window_mean_std
 
 __all__ = [
     "INDICATOR_SCHEMA",
@@ -42,8 +43,7 @@ INDICATOR_SCHEMA = pl.Schema(
 
 _PRICE_COLUMNS = {"close": "close_px", "high": "high_px", "low": "low_px"}
 _VALUE_COLUMNS = tuple(INDICATOR_SCHEMA)[3:]
-_RETURN_COLUMNS = ("return_pct", "log_return", "volatility")
-_SEGMENT_COLUMNS = tuple(name for name in _VALUE_COLUMNS if name not in _RETURN_COLUMNS)
+_RECURSIVE_COLUMNS = ("ema", "rsi", "macd_line", "macd_signal", "macd_hist", "atr")
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,9 @@ def warmup_bars(params: IndicatorParams = IndicatorParams()) -> int:
     return max(first_valid_bar(params).values())
 
 
-def compute_indicators(bars: pl.DataFrame, params: IndicatorParams = IndicatorParams()) -> pl.DataFrame:
+def compute_indicators(
+    bars: pl.DataFrame, params: IndicatorParams = IndicatorParams(), *, seed_column: str | None = None
+) -> pl.DataFrame:
     """One row per symbol and bar_ts of `bars`, ordered by both, with every indicator column.
 
     return_pct is the simple return as a fraction (0.01 is one percent) and log_return its natural
@@ -120,27 +122,42 @@ def compute_indicators(bars: pl.DataFrame, params: IndicatorParams = IndicatorPa
     first true range is on the second bar. A bar inside a column's warm-up is null. Indicators run
     over each symbol's sequence of bars, so gaps in time change nothing.
 
-    Every symbol starts at its first bar and its prices go through TA-Lib itself: exact by
-    definition and the fastest way measured (over 4.4 M bars its C loops took less than half the
-    time of the same recurrences through scipy's lfilter).
+    Without `seed_column` every symbol starts at its first bar. With it, `seed_column` names a
+    UTC timestamp column of `bars`: each bar's indicators are computed as if its symbol's bars
+    began at the first one at or after that timestamp (its own window, so a bar's value depends
+    on that window and nothing before it), and bars whose seed is null are read as history only
+    and not returned. Bars sharing a seed are computed in one pass through TA-Lib itself: exact
+    by definition and the fastest way measured (over 4.4 M bars its C loops took less than half
+    the time of the same recurrences through scipy's lfilter).
     """
-    runs, batch = _bars_by_symbol(bars)
-    columns = _run_segments(runs, lambda _, close, high, low: _talib_segment(close, high, low, params))
-    return _indicator_frame(batch, columns | _return_columns(runs, params))
+    runs, batch, first = _bars_by_symbol(bars, seed_column)
+    if seed_column is None:
+        returned = np.ones(runs.close.size, dtype=bool)
+    else:
+        returned = batch[seed_column].is_not_null().to_numpy()
+    columns = _window_columns(runs, params) | _recursive_columns(runs, first, returned, params)
+    position = np.arange(runs.close.size) - first
+    for name, first_bar in first_valid_bar(params).items():
+        columns[name][position < first_bar] = np.nan  # inside the warm-up of the bar's own window
+    if seed_column is None:
+        return _indicator_frame(batch, columns)
+    return _indicator_frame(batch.filter(returned), {name: values[returned] for name, values in columns.items()})
 
 
-def _bars_by_symbol(bars: pl.DataFrame) -> tuple[_Runs, pl.DataFrame]:
-    """Symbol, bar_ts and prices ordered by symbol then bar_ts, checked for what the maths relies on.
+def _bars_by_symbol(bars: pl.DataFrame, seed_column: str | None) -> tuple[_Runs, pl.DataFrame, np.ndarray]:
+    """Symbol, bar_ts and prices ordered by symbol then bar_ts, checked for what the maths relies on,
+    and for each bar the row (in that order) its own window starts at.
 
     A repeated (symbol, bar_ts), or a missing, non-finite or non-positive price, would silently
     corrupt every later value of a recursive indicator, so each one is refused here.
     """
-    needed = ("symbol", "bar_ts", *_PRICE_COLUMNS.values())
+    needed = ("symbol", "bar_ts", *_PRICE_COLUMNS.values(), *([seed_column] if seed_column else []))
     missing = [name for name in needed if name not in bars.columns]
     if missing:
         raise ValueError(f"bars lack columns: {', '.join(missing)}")
-    if bars.schema["bar_ts"] != UTC_TS:
-        raise ValueError(f"bar_ts must be {UTC_TS}, not {bars.schema['bar_ts']}")
+    for name in ("bar_ts", *([seed_column] if seed_column else [])):
+        if bars.schema[name] != UTC_TS:
+            raise ValueError(f"{name} must be {UTC_TS}, not {bars.schema[name]}")
     frame = bars.select(
         pl.col("symbol").cast(pl.String),
         "bar_ts",
@@ -154,11 +171,34 @@ def _bars_by_symbol(bars: pl.DataFrame) -> tuple[_Runs, pl.DataFrame]:
     ]
     if flawed:
         raise ValueError(f"bars have missing, non-finite or non-positive values in: {', '.join(flawed)}")
+    if seed_column:
+        frame = frame.with_columns(bars[seed_column])
     order, lengths = _symbol_time_order(frame["symbol"], frame["bar_ts"])
     if order is not None:
         frame = frame[order]
     prices = {field: frame[name].to_numpy() for field, name in _PRICE_COLUMNS.items()}
-    return _Runs(**prices, starts=_starts(lengths), lengths=lengths), frame
+    runs = _Runs(**prices, starts=_starts(lengths), lengths=lengths)
+    return runs, frame, _window_starts(runs, frame, seed_column)
+
+
+def _window_starts(runs: _Runs, frame: pl.DataFrame, seed_column: str | None) -> np.ndarray:
+    """Per bar, the first row of its symbol at or after its seed (its run's first row without seeds).
+
+    A bar whose seed comes after the bar itself would have a window without it: refused.
+    Bars with a null seed get their run's first row; they are history, never returned.
+    """
+    if seed_column is None:
+        return np.repeat(runs.starts, runs.lengths)
+    seed = frame[seed_column]
+    ticks = frame["bar_ts"].to_physical().to_numpy()
+    seed_ticks = seed.to_physical().fill_null(np.iinfo(np.int64).min).to_numpy()
+    if np.any(seed_ticks > ticks):
+        raise ValueError(f"a bar's {seed_column} is later than the bar")
+    first = np.empty(ticks.size, dtype=np.int64)
+    for start, length in zip(runs.starts.tolist(), runs.lengths.tolist()):
+        stop = start + length
+        first[start:stop] = start + np.searchsorted(ticks[start:stop], seed_ticks[start:stop], side="left")
+    return first
 
 
 def _positive_and_finite(values: np.ndarray) -> bool:
@@ -203,21 +243,33 @@ def _starts(lengths: np.ndarray) -> np.ndarray:
     return (np.cumsum(lengths) - lengths).astype(np.int64)
 
 
-def _run_segments(runs: _Runs, compute: Callable[..., dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Apply `compute(i, close, high, low)` to each symbol's run; lay its columns out like the runs."""
-    columns = {name: np.empty(runs.close.size) for name in _SEGMENT_COLUMNS}
-    for i, (start, length) in enumerate(zip(runs.starts.tolist(), runs.lengths.tolist())):
-        stop = start + length
-        part = compute(i, runs.close[start:stop], runs.high[start:stop], runs.low[start:stop])
+def _recursive_columns(
+    runs: _Runs, first: np.ndarray, returned: np.ndarray, params: IndicatorParams
+) -> dict[str, np.ndarray]:
+    """EMA, RSI, MACD and ATR of every returned bar, through TA-Lib from the first bar of its own window.
+
+    Returned bars that follow one another and share a window start form one segment, computed
+    in one TA-Lib pass from that start; TA-Lib is causal, so a bar's value does not depend on
+    how far the pass goes beyond it.
+    """
+    columns = {name: np.full(runs.close.size, np.nan) for name in _RECURSIVE_COLUMNS}
+    rows = np.flatnonzero(returned)
+    if not rows.size:
+        return columns
+    breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(first[rows]) != 0)) + 1
+    for segment in np.split(rows, breaks):
+        u, v = int(segment[0]), int(segment[-1]) + 1
+        f = int(first[u])
+        part = _talib_segment(runs.close[f:v], runs.high[f:v], runs.low[f:v], params)
         for name, values in part.items():
-            columns[name][start:stop] = values
+            columns[name][u:v] = values[u - f :]
     return columns
 
 
 def _talib_segment(
     close: np.ndarray, high: np.ndarray, low: np.ndarray, params: IndicatorParams
 ) -> dict[str, np.ndarray]:
-    """Every TA-Lib column of one symbol's bars, starting from its first bar."""
+    """The recursive TA-Lib columns of one symbol's bars, starting from the first bar given."""
     macd_line, macd_signal, macd_hist = talib.MACD(
         close, params.macd_fast_period, params.macd_slow_period, params.macd_signal_period
     )
@@ -228,61 +280,31 @@ def _talib_segment(
         "macd_signal": macd_signal,
         "macd_hist": macd_hist,
         "atr": talib.ATR(high, low, close, params.atr_period),
-    } | _window_segment(close, params)
+    }
 
 
-#: Windows computed per chunk of this many positions, bounding the (positions x window) temporaries.
-_WINDOW_CHUNK = 1 << 16
+def _window_columns(runs: _Runs, params: IndicatorParams) -> dict[str, np.ndarray]:
+    """SMA, Bollinger bands (TA-Lib's definitions: population deviation), returns and volatility.
 
-
-def window_mean_std(values: np.ndarray, window: int, ddof: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each trailing window, each computed from that window's values alone.
-
-    A running sum (TA-Lib's SMA, Polars' rolling_std) carries rounding from every earlier bar,
-    so the same window gave different last bits depending on where the computation started,
-    and a one-session rebuild changed the data version. Here identical windows give identical
-    bytes. Positions before the first full window, and windows holding a NaN, are NaN.
-    """
-    mean, std = np.full(values.size, np.nan), np.full(values.size, np.nan)
-    if window < 1 or values.size < window:
-        return mean, std
-    windows = np.lib.stride_tricks.sliding_window_view(values, window)
-    for start in range(0, windows.shape[0], _WINDOW_CHUNK):
-        chunk = windows[start : start + _WINDOW_CHUNK]
-        centre = chunk.mean(axis=1)
-        spread = np.sqrt(((chunk - centre[:, None]) ** 2).sum(axis=1) / (window - ddof)) if window > ddof else np.nan
-        mean[window - 1 + start : window - 1 + start + chunk.shape[0]] = centre
-        std[window - 1 + start : window - 1 + start + chunk.shape[0]] = spread
-    return mean, std
-
-
-def _window_segment(close: np.ndarray, params: IndicatorParams) -> dict[str, np.ndarray]:
-    """SMA and Bollinger bands (TA-Lib's definitions: population deviation) of one symbol's closes.
-
-    Each value comes from its own window alone (`window_mean_std`), so it does not depend on
-    how far back the computation started.
-    """
-    middle, deviation = window_mean_std(close, params.bb_period, ddof=0)
-    sma = middle if params.sma_period == params.bb_period else window_mean_std(close, params.sma_period, ddof=0)[0]
-    return {"sma": sma, "bb_upper_px": middle + params.bb_num_std * deviation, "bb_middle_px": middle,
-            "bb_lower_px": middle - params.bb_num_std * deviation}
-
-
-def _return_columns(runs: _Runs, params: IndicatorParams) -> dict[str, np.ndarray]:
-    """Simple and log returns and their rolling volatility, over all runs at once.
-
-    The log return is log1p of the simple return, which keeps full precision for small moves. The
-    first bar of each run has no return, and that gap keeps every volatility window that would
-    reach back into the previous symbol null.
+    Computed over all runs laid end to end; a value whose window reaches before the first bar
+    of its own window (into another symbol, or before its seed) is blanked by the caller. Each
+    value comes from its own window alone (`window_mean_std`), so it does not depend on how far
+    back the computation started. The log return is log1p of the simple return, which keeps
+    full precision for small moves; volatility is the sample deviation of log returns.
     """
     close = runs.close
-    return_pct = np.empty(close.size)
+    middle, deviation = window_mean_std(close, params.bb_period, ddof=0)
+    sma = middle if params.sma_period == params.bb_period else window_mean_std(close, params.sma_period, ddof=0)[0]
+    return_pct = np.full(close.size, np.nan)
     np.subtract(close[1:], close[:-1], out=return_pct[1:])
     np.divide(return_pct[1:], close[:-1], out=return_pct[1:])
-    return_pct[runs.starts] = np.nan
     log_return = np.log1p(return_pct)
     _, volatility = window_mean_std(log_return, params.volatility_window, ddof=1)
-    return {"return_pct": return_pct, "log_return": log_return, "volatility": volatility}
+    return {
+        "sma": sma, "bb_upper_px": middle + params.bb_num_std * deviation, "bb_middle_px": middle,
+        "bb_lower_px": middle - params.bb_num_std * deviation,
+        "return_pct": return_pct, "log_return": log_return, "volatility": volatility,
+    }
 
 
 def _indicator_frame(batch: pl.DataFrame, columns: dict[str, np.ndarray]) -> pl.DataFrame:

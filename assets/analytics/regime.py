@@ -8,6 +8,7 @@ from typing import Literal
 
 import polars as pl
 
+from assets.analytics.windows import window_mean_std
 from assets.calendar import DAILY_BARS_PER_YEAR, EXCHANGE_TIMEZONE
 
 __all__ = ["REGIME_DTYPE", "RegimeParams", "market_regime"]
@@ -48,22 +49,19 @@ def market_regime(bars: pl.DataFrame, params: RegimeParams) -> pl.DataFrame:
 
     Each symbol's volatility is the sample std (ddof=1) of its last
     ``vol_window_sessions`` daily log returns times ``sqrt(periods_per_year)``,
-    null until the window is full. Daily bars come with a ``session_date``;
-    hourly bars (``bar_ts`` in UTC) are reduced to each session's last close,
+    null until the window is full, and computed from that window alone, so a
+    session's value does not depend on how many earlier sessions were read with
+    it. Daily bars come with a ``session_date``; hourly bars (``bar_ts`` in UTC) are reduced to each session's last close,
     the session date taken in ``session_time_zone``. A session's row uses its
     own close, so it is known after that close: trade on it from the next
     session. Sessions with fewer than ``min_symbols`` volatilities get nulls.
     """
-    closes = _session_closes(bars, params.session_time_zone)
-    volatility = (
-        closes.sort("symbol", "session_date")
-        .with_columns(log_return=pl.col("close_px").log().diff().over("symbol"))
-        .with_columns(
-            realized_vol_pct=pl.col("log_return")
-            .rolling_std(params.vol_window_sessions, min_samples=params.vol_window_sessions)
-            .over("symbol")
-            * math.sqrt(params.periods_per_year)
-        )
+    closes = _session_closes(bars, params.session_time_zone).sort("symbol", "session_date")
+    # each symbol's first return is null, so no window reaches back into the previous symbol
+    log_return = closes.select(pl.col("close_px").log().diff().over("symbol")).to_series().to_numpy()
+    _, deviation = window_mean_std(log_return, params.vol_window_sessions, ddof=1)
+    volatility = closes.with_columns(
+        realized_vol_pct=pl.Series(deviation * math.sqrt(params.periods_per_year), nan_to_null=True)
     )
     by_session = (
         volatility.group_by("session_date")

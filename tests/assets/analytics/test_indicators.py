@@ -267,7 +267,7 @@ def test_bad_parameters_are_refused(settings_: dict) -> None:
 )
 def test_window_statistics_are_the_same_bytes_wherever_the_computation_starts(prices, window, start):
     """A one-session rebuild computes from a later first bar: every full window must come out bit-identical."""
-    from assets.analytics.indicators import window_mean_std
+    from assets.analytics.windows import window_mean_std
 
     values = np.round(np.array(prices), 2)
     start = min(start, len(values) - window)
@@ -278,3 +278,64 @@ def test_window_statistics_are_the_same_bytes_wherever_the_computation_starts(pr
         assert whole_std[start + window - 1:].tobytes() == tail_std[window - 1:].tobytes()
         np.testing.assert_allclose(whole_std[window - 1:], np.std(sliding_window_view(values, window), axis=1, ddof=ddof),
                                    rtol=1e-12, atol=1e-12)
+
+
+def seeded(bars: pl.DataFrame, targets: Sequence[int], lookback: int, bars_per_session: int = 7) -> pl.DataFrame:
+    """`bars` with seed_ts: the start of the session `lookback` sessions before each target session's bars, null elsewhere.
+
+    A session is a run of `bars_per_session` hours from START; targets are session numbers.
+    """
+    session = ((pl.col("bar_ts") - pl.lit(START)).dt.total_hours() // bars_per_session).cast(pl.Int64)
+    first_hour = (pl.max_horizontal(session - lookback, pl.lit(0)) * bars_per_session).cast(pl.Int64)
+    return bars.with_columns(
+        seed_ts=pl.when(session.is_in(list(targets))).then(pl.lit(START) + pl.duration(hours=first_hour))
+        .cast(pl.Datetime("us", "UTC"))
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lookback=st.integers(1, 12),
+    first=st.integers(0, 40),
+    count=st.integers(1, 6),
+    extra_history=st.integers(0, 100),
+    params=st.sampled_from([IndicatorParams(), SHORT]),
+)
+def test_a_batch_of_sessions_equals_each_session_from_its_own_window(lookback, first, count, extra_history, params):
+    """However much history is read and whatever other sessions share the computation, a session's rows are the same bytes."""
+    bars = random_market()
+    targets = list(range(first, first + count))
+    batch = seeded(bars, targets, lookback)
+    read_from = batch["seed_ts"].min() - timedelta(hours=extra_history)
+    together = compute_indicators(batch.filter(pl.col("bar_ts") >= read_from), params, seed_column="seed_ts")
+    alone = []
+    for target in targets:
+        one = seeded(bars, [target], lookback)
+        alone.append(compute_indicators(
+            one.filter(pl.col("bar_ts") >= one["seed_ts"].min()), params, seed_column="seed_ts"
+        ))
+    assert together.equals(pl.concat(alone).sort("symbol", "bar_ts"))
+    assert together.height == batch["seed_ts"].count()
+
+
+def test_a_seeded_session_is_computed_as_if_its_bars_began_at_the_seed() -> None:
+    bars = random_market()
+    window = seeded(bars, [40], lookback=30)
+    out = compute_indicators(window, SHORT, seed_column="seed_ts")
+    seed = window["seed_ts"].drop_nulls()[0]
+    from_seed = compute_indicators(bars.filter(pl.col("bar_ts") >= seed), SHORT)
+    assert out.equals(from_seed.filter(pl.col("bar_ts").is_in(out["bar_ts"].implode())))
+    assert out["bar_ts"].n_unique() == 7 and set(out["symbol"]) == {"AAA", "BBB", "CCC"}
+    # 210 bars after the seed (CCC's window starts at its listing), what is left of the seed is far
+    # below 1e-9: the values of the whole history
+    whole = compute_indicators(bars, SHORT).filter(pl.col("bar_ts").is_in(out["bar_ts"].implode()))
+    assert_indicators_close(out, whole)
+
+
+def test_seeds_later_than_their_bar_are_refused() -> None:
+    bars = make_bars({"AAA": [1.0, 2.0, 3.0]})
+    late = bars.with_columns(seed_ts=pl.col("bar_ts").max())
+    with pytest.raises(ValueError, match="later than the bar"):
+        compute_indicators(late, seed_column="seed_ts")
+    with pytest.raises(ValueError, match="seed_ts"):
+        compute_indicators(bars, seed_column="seed_ts")

@@ -108,3 +108,18 @@ def test_bar_ts_is_utc_datetime_input():
     bars = pl.DataFrame({"symbol": "A", "bar_ts": [datetime(2025, 3, 3, 20, tzinfo=UTC)], "close_px": [10.0]})
     out = market_regime(bars, RegimeParams())
     assert out["session_date"].to_list() == [date(2025, 3, 3)]
+
+
+def test_a_sessions_row_is_the_same_bytes_whatever_history_is_read_with_it():
+    """A batch reads further back than a lone partition; rolling sums would change the last bits."""
+    rng = np.random.default_rng(4)
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(120)]
+    bars = pl.concat(
+        pl.DataFrame({"symbol": symbol, "session_date": days, "close_px": 50.0 * np.exp(np.cumsum(rng.normal(0, 0.02, 120)))})
+        for symbol in ("AAA", "BBB", "CCC", "DDD")
+    )
+    params = RegimeParams(vol_window_sessions=20)
+    whole = market_regime(bars, params)
+    for first in (40, 77, 99):
+        tail = market_regime(bars.filter(pl.col("session_date") >= days[first - 21]), params)
+        assert tail.filter(pl.col("session_date") >= days[first]).equals(whole.filter(pl.col("session_date") >= days[first]))
