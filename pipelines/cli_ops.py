@@ -65,8 +65,10 @@ def register(app: typer.Typer) -> None:
         except (BackupError, FileNotFoundError) as error:
             console.print(f"[red]error[/]: {error}")
             raise typer.Exit(2) from None
+        from warehouse.redaction import redact
+
         console.print(f"restored into {target.resolve()}; open it with:")
-        print(f"QUARRY_CATALOG={restored.catalog}")
+        print(f"QUARRY_CATALOG={redact(restored.catalog)}")  # a PostgreSQL catalog's password stays off the screen
         print(f"QUARRY_DATA_PATH={restored.data_path}")
         if restored.ledger_path:
             print(f"QUARRY_LEDGER_URL=sqlite:///{restored.ledger_path}")

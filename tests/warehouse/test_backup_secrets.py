@@ -64,7 +64,7 @@ def password_cluster():
                                  isolation_level="AUTOCOMMIT")
         with admin.connect() as con:
             con.exec_driver_sql(f"CREATE ROLE desk LOGIN PASSWORD '{PASSWORD}'")
-            for name in ("ledger_live", "ledger_restored"):
+            for name in ("ledger_live", "ledger_restored", "lake_live", "lake_restored", "ledger_team_restored"):
                 con.exec_driver_sql(f"CREATE DATABASE {name} OWNER desk")
         admin.dispose()
         yield port
@@ -151,6 +151,48 @@ def test_a_wrong_password_fails_in_one_line_without_showing_it(lake, tmp_path, m
     [call] = [json.loads(line) for line in recorded_argv.read_text().splitlines()]
     assert not any(wrong in argument for argument in call["argv"]) and call["pgpassword_set"]
     assert not list((tmp_path / "backups").iterdir())  # nothing half-written under a final name
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_team_lake_behind_a_password_restores_with_pgpassword_and_prints_no_password(
+    tmp_path, monkeypatch, password_cluster, recorded_argv,
+):
+    """The catalog on PostgreSQL too: backed up with the password in the address, restored by `quarry restore`
+    with addresses that carry none (PGPASSWORD instead), and the settings it prints show no password."""
+    from tests.conftest import Lake
+    from warehouse import Warehouse
+    from warehouse.backup import backup
+
+    port = password_cluster
+    address = f"host=127.0.0.1 port={port} user=desk"
+    catalog = f"postgres:{address} dbname=lake_live password={PASSWORD}"
+    warehouse = Warehouse.open(catalog, f"{tmp_path}/lake/")
+    lake = Lake(tmp_path, catalog, f"{tmp_path}/lake/", warehouse)
+    try:
+        assert lake.materialize("+bars_daily", start=date(2025, 3, 3), end=date(2025, 3, 4)).exit_code == 0
+        expected = warehouse.read("bars_daily").sort("symbol", "session_date")
+    finally:
+        warehouse.close()
+    taken = backup(catalog, f"{tmp_path}/lake/", tmp_path / "backups",
+                   ledger_conninfo=f"postgresql://desk:{PASSWORD}@127.0.0.1:{port}/ledger_live")
+    assert PASSWORD not in (taken.path / "manifest.json").read_text()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")}
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("quarry")), "restore", str(taken.path), "--to", str(tmp_path / "restored"),
+         "--catalog", f"postgres:{address} dbname=lake_restored", "--ledger", f"{address} dbname=ledger_team_restored"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**env, "PGPASSWORD": PASSWORD},
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert PASSWORD not in cli.stdout + cli.stderr and "QUARRY_CATALOG=postgres:" in cli.stdout
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    with Warehouse.open(f"postgres:{address} dbname=lake_restored", f"{tmp_path / 'restored' / 'lake'}/",
+                        read_only=True) as restored:
+        assert restored.read("bars_daily").sort("symbol", "session_date").equals(expected)
+    calls = [json.loads(line) for line in recorded_argv.read_text().splitlines()]
+    assert [Path(c["argv"][0]).name for c in calls] == ["pg_dump", "pg_dump", "pg_restore", "pg_restore"]
+    assert not any(PASSWORD in argument for call in calls for argument in call["argv"])
 
 
 @pytest.mark.parametrize("conninfo", [
