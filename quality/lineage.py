@@ -93,10 +93,11 @@ def lineage_svg(
         "<rect width='100%' height='100%' fill='#fbfcfe'/>",
         f"<text x='{MARGIN}' y='{MARGIN + 4}' font-size='13' fill='#1d2433'>{html.escape(title)}</text>",
     ]
+    sizes, lanes_used = _column_sizes(placed), {}
     for node in placed.values():
         for dep in graph[node.name].deps:
             if dep in placed:
-                parts.append(_edge(placed[dep], node))
+                parts.append(_edge(placed[dep], node, sizes, lanes_used))
     for node in placed.values():
         parts.append(_node(node, states.get(node.name, "context")))
     parts.append(_legend(sorted({states.get(n, "context") for n in placed}), height - 14))
@@ -104,12 +105,64 @@ def lineage_svg(
     return "".join(parts)
 
 
-def _edge(source: PlacedNode, target: PlacedNode) -> str:
+def _column_sizes(placed: Mapping[str, PlacedNode]) -> dict[int, int]:
+    """How many boxes each column holds."""
+    sizes: dict[int, int] = {}
+    for node in placed.values():
+        sizes[node.depth] = sizes.get(node.depth, 0) + 1
+    return sizes
+
+
+def _row_top(row: int) -> int:
+    return MARGIN + 22 + row * (NODE_HEIGHT + ROW_GAP)
+
+
+#: Offsets that keep edges sharing a lane apart while staying clear of the boxes beside it.
+_LANE_OFFSETS = (0, 3, -3, 6, -6)
+
+
+def edge_waypoints(
+    source: PlacedNode, target: PlacedNode, column_sizes: Mapping[int, int],
+    lanes_used: dict[tuple[int, float], int] | None = None,
+) -> list[tuple[float, float]]:
+    """Where an edge turns: out of the source's right side, through a free lane of every column it
+    crosses (the gap between two boxes, above the first or below the last), into the target's left side.
+
+    An edge between neighbouring columns needs no lane; one that skips columns would otherwise be
+    drawn straight through the boxes of the columns in between.
+    """
+    lanes_used = {} if lanes_used is None else lanes_used
     x1, y1 = source.x + NODE_WIDTH, source.y + NODE_HEIGHT / 2
     x2, y2 = target.x, target.y + NODE_HEIGHT / 2
-    bend = (x2 - x1) / 2
+    points = [(float(x1), y1)]
+    for column in range(source.depth + 1, target.depth):
+        left = MARGIN + column * (NODE_WIDTH + COLUMN_GAP)
+        along = y1 + (y2 - y1) * (left + NODE_WIDTH / 2 - x1) / (x2 - x1)
+        lanes = [_row_top(row) - ROW_GAP / 2 for row in range(column_sizes.get(column, 0) + 1)]
+        lane = min(lanes, key=lambda y: (abs(y - along), y))
+        used = lanes_used.get((column, lane), 0)
+        lanes_used[(column, lane)] = used + 1
+        lane += _LANE_OFFSETS[used % len(_LANE_OFFSETS)]
+        points += [(float(left), lane), (float(left + NODE_WIDTH), lane)]
+    points.append((float(x2), y2))
+    return points
+
+
+def _edge(source: PlacedNode, target: PlacedNode, column_sizes: Mapping[int, int],
+          lanes_used: dict[tuple[int, float], int]) -> str:
+    """Straight along a lane inside a column, an S-curve across each gap between columns (which holds no box)."""
+    points = edge_waypoints(source, target, column_sizes, lanes_used)
+    x2, y2 = points[-1]
+    points[-1] = (x2 - 6, y2)  # the arrowhead covers the last few pixels
+    d = [f"M{points[0][0]:.1f},{points[0][1]:.1f}"]
+    for (ax, ay), (bx, by) in zip(points, points[1:]):
+        if ay == by and bx - ax == NODE_WIDTH:
+            d.append(f"L{bx:.1f},{by:.1f}")
+        else:
+            bend = (bx - ax) / 2
+            d.append(f"C{ax + bend:.1f},{ay:.1f} {bx - bend:.1f},{by:.1f} {bx:.1f},{by:.1f}")
     return (
-        f"<path d='M{x1},{y1:.1f} C{x1 + bend:.1f},{y1:.1f} {x2 - bend:.1f},{y2:.1f} {x2 - 6},{y2:.1f}' "
+        f"<path data-from='{html.escape(source.name)}' data-to='{html.escape(target.name)}' d='{' '.join(d)}' "
         f"fill='none' stroke='#8a94a6' stroke-width='1.2'/>"
         f"<polygon points='{x2},{y2:.1f} {x2 - 7},{y2 - 4:.1f} {x2 - 7},{y2 + 4:.1f}' fill='#8a94a6'/>"
     )
