@@ -59,7 +59,8 @@ def materialize(
     end: Annotated[Optional[str], typer.Option("--to", help="last session (YYYY-MM-DD)")] = None,
     full_refresh: Annotated[bool, typer.Option("--full-refresh", help="rebuild every partition")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="rebuild partitions `quarry verify` found damaged")] = False,
-    plan_only: Annotated[bool, typer.Option("--dry-run", "--plan", help="show what would be built and why; build nothing")] = False,
+    plan_only: Annotated[bool, typer.Option("--dry-run", help="show what would be built and why; build nothing")] = False,
+    plan_alias: Annotated[bool, typer.Option("--plan", hidden=True, help="the old name of --dry-run")] = False,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -77,8 +78,9 @@ def materialize(
     """
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
+    plan_only = plan_only or plan_alias
     if as_json and not plan_only:
-        raise InputError("--json prints a plan: use it with --dry-run (or --plan)")
+        raise InputError("--json prints a plan: use it with --dry-run")
     first, last = parse_window(start, end)
     selection, excluded = selection_text(selectors, select), selection_text(None, exclude)
     window = default_window(settings, first, last)
@@ -176,7 +178,7 @@ def is_server_startup_timeout(error: BaseException) -> bool:
 
 
 def plan_json(graph, plans) -> dict:
-    """The plan as `materialize --plan --json` prints it: per asset, partitions to build by reason."""
+    """The plan as `materialize --dry-run --json` prints it: per asset, partitions to build by reason."""
     assets = []
     for plan in plans:
         keys = sorted(w.partition_key for w in plan.to_build)

@@ -14,10 +14,13 @@ console = Console()
 
 
 def _at(value: str | None) -> datetime:
-    """`--at` as an aware UTC time (ISO 8601); now when absent."""
+    """`--at` as an aware UTC time (ISO 8601); when absent, the configured clock (QUARRY_CLOCK) or now."""
+    from pipelines.cli_common import parse_timestamp
+    from pipelines.settings import Settings
+
     if value is None:
-        return datetime.now(timezone.utc)
-    parsed = datetime.fromisoformat(value)
+        return Settings().now()
+    parsed = parse_timestamp(value, "--at")
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
@@ -28,7 +31,7 @@ def _exit_if_failed(report) -> None:
         raise typer.Exit(1)
 
 
-AtOption = Annotated[Optional[str], typer.Option("--at", help="act as of this UTC time (ISO 8601); default now")]
+AtOption = Annotated[Optional[str], typer.Option("--at", help="act as of this UTC time (ISO 8601); default QUARRY_CLOCK, else now")]
 
 
 def register(app: typer.Typer) -> None:

@@ -51,10 +51,12 @@ def test_materialize_then_noop_then_explore(workdir):
     assert "Starting temporary server" not in noop.stdout + noop.stderr
     assert time.perf_counter() - started < 30  # a no-op never starts Prefect; the benchmark measures the real figure
 
-    plan = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--plan")
+    plan = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--dry-run")
     assert plan.returncode == 0 and "bars_raw [2025-03-10] — missing" in plan.stdout
+    old_name = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--plan")  # the hidden alias
+    assert old_name.returncode == 0 and old_name.stdout == plan.stdout
 
-    as_json = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--plan", "--json")
+    as_json = quarry(workdir, "materialize", "--from", "2025-03-03", "--to", "2025-03-10", "--dry-run", "--json")
     planned = json.loads(as_json.stdout)
     by_asset = {a["asset"]: a for a in planned["assets"]}
     assert len(by_asset) == N_ASSETS and planned["to_build"] == sum(a["to_build"] for a in planned["assets"])
@@ -66,7 +68,7 @@ def test_materialize_then_noop_then_explore(workdir):
     assert "bars_hourly" in by_asset["bars_raw"]["downstream"]
     assert by_asset["splits"]["to_build"] == 1 and by_asset["splits"]["reasons"] == {"new session": 1}
     wrong = quarry(workdir, "materialize", "--json")
-    assert wrong.returncode == 2 and "--plan" in wrong.stderr and not wrong.stdout
+    assert wrong.returncode == 2 and "--dry-run" in wrong.stderr and not wrong.stdout
 
     rows = json.loads(quarry(workdir, "sql", "SELECT symbol, count(*) AS bars FROM bars_daily GROUP BY symbol ORDER BY symbol", "--json").stdout)
     assert len(rows) == 20 and {r["bars"] for r in rows} == {5}

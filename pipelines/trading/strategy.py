@@ -190,7 +190,8 @@ class PairsStrategy:
             return report
         if not dry_run:
             self.ledger.start_cycle(cycle_id, self.name, now, dry_run)
-        report.regime = regime_rows.sort("session_date")["regime"].drop_nulls().tail(1).to_list()[0] if regime_rows.height else None
+        labels = regime_rows.sort("session_date")["regime"].drop_nulls().to_list()
+        report.regime = labels[-1] if labels else None  # no label yet (fewer sessions than the volatility window): volatile
         regime = self.params.for_regime(report.regime)
         report.versions = reader.versions_used()
         state = book_state(self.ledger, broker, prices, now)

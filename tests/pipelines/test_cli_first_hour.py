@@ -158,3 +158,53 @@ def test_runs_lists_each_run_with_its_window_counts_and_report(built):
     shown = quarry(built.root, built.env(), "runs")
     assert shown.returncode == 0, shown.stderr
     assert "run-regime" in shown.stdout and "2025-03-03 → 2025-03-05" in shown.stdout
+
+
+def _dbt_reference(expression: str, exclude: str = "") -> set[str]:
+    """The default graph's selection worked out by the path-length reference of tests/assets/test_selection.py."""
+    from assets import default_graph
+    from assets.selection import Selector
+    from tests.assets.test_selection import reference
+
+    graph = default_graph()
+    parents = {a.name: tuple(a.deps) for a in graph}
+    tags = {a.name: frozenset(a.tags) for a in graph}
+
+    def union(text: str) -> set[str]:
+        return set().union(*(set.intersection(*(reference(Selector.parse(p), parents, tags) for p in word.split(",")))
+                             for word in text.split()))
+
+    return union(expression) - (union(exclude) if exclude else set())
+
+
+@pytest.mark.parametrize("args, expression, exclude", [
+    (["-s", "+bars_daily tag:weekly", "--exclude", "tag:source"], "+bars_daily tag:weekly", "tag:source"),
+    (["+pair_signals,tag:pairs"], "+pair_signals,tag:pairs", ""),
+    (["--select", "1+pair_spreads", "--select", "bars_hourly+1"], "1+pair_spreads bars_hourly+1", ""),
+    (["@market_regime", "--exclude", "backtest_*"], "@market_regime", "backtest_*"),
+    (["-s", "indicators_*", "2+trade_analysis", "--exclude", "bars_daily+1"], "indicators_* 2+trade_analysis", "bars_daily+1"),
+])
+def test_the_cli_selects_what_dbts_grammar_says(tmp_path, args, expression, exclude):
+    planned = quarry(tmp_path, {}, "materialize", *args, "--to", "2025-03-04", "--dry-run", "--json")
+    assert planned.returncode == 0, planned.stderr
+    assert {a["asset"] for a in json.loads(planned.stdout)["assets"]} == _dbt_reference(expression, exclude)
+
+
+def test_one_word_for_showing_instead_of_doing():
+    """Every command that can show what it would do says `--dry-run`; the old `--plan` still works but is not shown."""
+    import typer.main
+
+    from pipelines.cli import app
+
+    def commands(group, path=()):
+        for name, command in getattr(group, "commands", {}).items():
+            yield from commands(command, (*path, name)) if hasattr(command, "commands") else [((*path, name), command)]
+
+    shown = {path: {o for p in command.params if not getattr(p, "hidden", False) for o in p.opts}
+             for path, command in commands(typer.main.get_command(app))}
+    with_dry_run = {" ".join(path) for path, options in shown.items() if "--dry-run" in options}
+    assert {"materialize", "archive", "trade pairs", "trade momentum"} <= with_dry_run
+    synonyms = {"--plan", "--preview", "--what-if", "--simulate", "--noop", "--no-op"}
+    assert not {path: options & synonyms for path, options in shown.items() if options & synonyms}
+    helped = subprocess.run([QUARRY, "materialize", "--help"], capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"})
+    assert "--dry-run" in helped.stdout and "--plan" not in helped.stdout
