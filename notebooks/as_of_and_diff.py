@@ -70,19 +70,19 @@ def _(after_id, asset_picker, before_id, diff_asset, explorer, graph, mo):
 
 
 @app.cell
-def _(after_id, asset_picker, before_id, explorer):
+def _(after_id, asset_picker, before_id, explorer, mo):
     # the same diff in plain SQL, as a notebook user would write it
     sql_diff = None
     if before_id:
         sql_diff = explorer.sql(
             "SELECT change, key, changed_columns FROM version_diff(?, ?, ?)", [asset_picker.value, before_id, after_id]
         )
-    sql_diff
+    mo.vstack([mo.md("### The same diff in SQL: `version_diff`"), sql_diff]) if sql_diff is not None else None
     return (sql_diff,)
 
 
 @app.cell
-def _(after_id, asset_picker, before_id, explorer, graph, pl, timedelta, versions):
+def _(after_id, asset_picker, before_id, explorer, graph, mo, pl, timedelta, versions):
     # time travel agrees with the catalog: the partition as of the snapshot just before the
     # latest publish is exactly the version that publish superseded (a snapshot is stamped when
     # its transaction starts, so `published_at` can be a little later than the snapshot)
@@ -102,7 +102,12 @@ def _(after_id, asset_picker, before_id, explorer, graph, pl, timedelta, version
             "rows_superseded": superseded.height,
             "then_is_superseded": then.sort(grain).equals(superseded.select(then.columns).sort(grain)),
         }
-    as_of_check
+    mo.vstack([
+        mo.md("### Time travel: the snapshot before the latest publish against the superseded version"), as_of_check,
+        mo.md(f"### `{asset_picker.value}` [{replaced['partition_key']}] as of snapshot {moment} (first rows)"),
+        then.sort(grain).head(20),
+        mo.md(f"### The superseded version `{before_id}` (first rows)"), superseded.select(then.columns).sort(grain).head(20),
+    ]) if as_of_check else None
     return (as_of_check,)
 
 

@@ -30,19 +30,20 @@ def _():
 
 @app.cell
 def _(explorer, mo):
-    history = mo.sql("SELECT * FROM check_history", engine=explorer.con)
+    history = mo.sql("SELECT * FROM check_history", engine=explorer.con, output=False)
+    mo.vstack([mo.md("## Every check, run by run"), history])
     return (history,)
 
 
 @app.cell
-def _(history, pl):
+def _(history, mo, pl):
     failing_checks = (
         history.filter(pl.col("partitions_failed") > 0)
         .group_by("asset", "check_name", "severity")
         .agg(runs=pl.len(), partitions_failed=pl.col("partitions_failed").sum(), failing_rows=pl.col("failing_rows").sum())
         .sort("severity", "partitions_failed", descending=[False, True])
     )
-    failing_checks
+    mo.vstack([mo.md("## Failing checks (errors first)"), failing_checks])
     return (failing_checks,)
 
 
@@ -63,7 +64,7 @@ def _(explorer, mo, pl, time_series_svg):
         by_session["session"].str.to_date(strict=False).to_list(), [float(n) for n in by_session["failing_rows"].to_list()],
         title="Failing rows by session (all checks)", y_label="failing rows", color="#c62828",
     )
-    mo.Html(failures_chart)
+    mo.vstack([mo.md("## Failing rows by session"), mo.Html(failures_chart)])
     return by_session, failures_chart
 
 
@@ -78,12 +79,14 @@ def _(explorer, mo):
         ORDER BY v.asset, v.partition_key
         """,
         engine=explorer.con,
+        output=False,
     )
+    mo.vstack([mo.md("## Partitions whose latest attempt is quarantined"), quarantined])
     return (quarantined,)
 
 
 @app.cell
-def _(explorer, json, pl, quarantined):
+def _(explorer, json, mo, pl, quarantined):
     # the failing rows each quarantined partition was stopped for, as the checks sampled them
     samples = explorer.sql(
         """
@@ -93,7 +96,7 @@ def _(explorer, json, pl, quarantined):
         """,
         [quarantined["version_id"].to_list()],
     ).with_columns(sample_rows=pl.col("sample").map_elements(lambda s: len(json.loads(s)) if s else 0, return_dtype=pl.Int64))
-    samples
+    mo.vstack([mo.md("## The failing rows that stopped them (as the checks sampled them)"), samples])
     return (samples,)
 
 

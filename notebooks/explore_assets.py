@@ -42,7 +42,8 @@ def _(mo, settings):
 
 @app.cell
 def _(explorer, mo):
-    catalog = mo.sql("SELECT * FROM asset_catalog", engine=explorer.con)
+    catalog = mo.sql("SELECT * FROM asset_catalog", engine=explorer.con, output=False)
+    mo.vstack([mo.md("## The catalog: every asset, its grain, what is published and what is quarantined"), catalog])
     return (catalog,)
 
 

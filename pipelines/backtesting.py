@@ -71,9 +71,12 @@ def run_backtest(
         known = sorted(set(spreads["pair_id"].unique().to_list()))
         unknown = [p for p in pairs if p not in known]
         if unknown:
+            swapped = ["/".join(sorted(p.split("/"))) for p in unknown]
+            hint = [f"{p} is written {s}" for p, s in zip(unknown, swapped) if s != p and s in known]
             raise ValueError(
                 f"no pair {', '.join(unknown)} in pair_spreads between {start} and {end} "
-                f"(a pair id is its two symbols in alphabetical order, e.g. KO/PEP); known: {', '.join(known) or 'none'}"
+                f"(a pair id is its two symbols in alphabetical order, e.g. KO/PEP"
+                + (f": {'; '.join(hint)}" if hint else "") + f"); known: {', '.join(known) or 'none'}"
             )
         spreads = spreads.filter(pl.col("pair_id").is_in(pairs))
     if spreads.is_empty():

@@ -108,7 +108,9 @@ def test_macros_raise_on_unknown_assets_versions_and_runs(built):
 
 @pytest.mark.parametrize("command", [
     ["assets"], ["history", "bars_daily"], ["lineage", "bars_daily"], ["diff", "bars_daily"], ["report"], ["runs"],
-    ["sql", "SELECT 1"], ["shell"], ["backtest"], ["archive"], ["optimize"], ["backup"],
+    ["sql", "SELECT 1"], ["shell"], ["backtest"], ["archive"], ["optimize"], ["backup"], ["verify"],
+    ["trade", "pairs", "--dry-run"], ["trade", "positions"],
+    ["export-notebook", str(Path(__file__).resolve().parents[2] / "notebooks" / "explore_assets.py"), "-o", "page.html"],
 ])
 def test_commands_other_than_materialize_refuse_where_no_warehouse_exists(tmp_path, command):
     refused = quarry(tmp_path, {}, *command, stdin="")
@@ -208,3 +210,21 @@ def test_one_word_for_showing_instead_of_doing():
     assert not {path: options & synonyms for path, options in shown.items() if options & synonyms}
     helped = subprocess.run([QUARRY, "materialize", "--help"], capture_output=True, text=True, env=os.environ | {"COLUMNS": "200"})
     assert "--dry-run" in helped.stdout and "--plan" not in helped.stdout
+
+
+def test_the_summary_names_the_check_that_quarantined_each_partition(lake, monkeypatch):
+    """The CLI's run summary: a quarantined partition's line names the failing check, not only the partition."""
+    from rich.console import Console
+
+    from pipelines import cli
+    from tests.test_readme import BAD_DAY, BadDaySource
+
+    summary = lake.materialize("+bars_hourly", source=BadDaySource(), end=BAD_DAY, run_id="run-bad-day")
+    assert summary.outcomes["bars_hourly"].quarantined == [BAD_DAY.isoformat()]
+    for variable, value in lake.env().items():
+        monkeypatch.setenv(variable, value)
+    recorder = Console(record=True, width=200)
+    monkeypatch.setattr(cli, "console", recorder)
+    cli._print_summary(summary)
+    printed = recorder.export_text()
+    assert f"quarantined bars_hourly [{BAD_DAY}]: failed bad_ticks_beyond_tolerance" in printed, printed
