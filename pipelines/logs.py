@@ -106,7 +106,13 @@ def configure_console(level: str = "INFO", quiet: bool = False) -> None:
     """Human-readable logs on stderr for the CLI; `quiet` keeps only warnings (a progress bar is showing)."""
     install_redaction()
     logger.remove()
-    logger.add(sys.stderr, level="WARNING" if quiet else level, format="<level>{level: <7}</level> {message}")
+    logger.add(_write_to_current_stderr, level="WARNING" if quiet else level, colorize=sys.stderr.isatty(),
+               format="<level>{level: <7}</level> {message}")
+
+
+def _write_to_current_stderr(message: str) -> None:
+    """Looks `sys.stderr` up at each write: a stream swapped in by a caller (a test's capture) may be closed later."""
+    sys.stderr.write(message)
 
 
 def configure_file_logging(path, level: str = "INFO", rotation: str = "1 day", retention: str = "30 days") -> int:

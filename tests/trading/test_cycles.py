@@ -305,7 +305,7 @@ def test_a_desk_day_through_the_flows_mails_each_fill_breach_blocked_cycle_and_f
         intraday_pairs_trading(now=CLOSE_AT, check_market=False)
         assert len(relay.inbox.envelopes) == opened
         relay.up()
-        missing_hour = datetime(2025, 10, 1, 15, tzinfo=timezone.utc)  # the lake ends on 2025-09-30
+        missing_hour = datetime(2025, 11, 3, 15, tzinfo=timezone.utc)  # the lake ends on 2025-09-30; no test builds this day
         blocked = intraday_pairs_trading(now=missing_hour, check_market=False)
         assert blocked.status == "blocked", blocked.reason
         failed = materialize_flow(selection="no_such_asset", return_state=True)
