@@ -15,6 +15,7 @@ from assets import SelectionError
 from assets.sources import SourceError
 from pipelines.settings import Settings
 from warehouse import Warehouse, WarehouseError, require_warehouse
+from warehouse.duckdb_shell import ShellSetupError
 
 
 class InputError(ValueError):
@@ -24,7 +25,7 @@ class InputError(ValueError):
 #: Errors that come from what the user asked for (or where they asked it), not from a fault in Quarry:
 #: the CLI prints them as one line on stderr and exits 2; `--debug` shows the traceback instead.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    InputError, SelectionError, WarehouseError, SourceError, ValidationError, duckdb.Error,
+    InputError, SelectionError, WarehouseError, SourceError, ValidationError, duckdb.Error, ShellSetupError,
 )
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional, TextIO
@@ -24,6 +27,8 @@ from pipelines.settings import Settings
 from quality.lineage import write_asset_lineage_svg
 from warehouse import WarehouseError, require_warehouse
 from warehouse.diff import AssetDiff, diff_asset
+from warehouse.redaction import redact
+from warehouse.duckdb_shell import cli_binary, cli_version, init_script, require_same_version, shell_arguments
 from warehouse.explore import Explorer
 from warehouse.sql_surface import surface_markdown, surface_script
 
@@ -94,6 +99,40 @@ def shell(fmt: FormatOption = OutputFormat.table, max_rows: MaxRowsOption = 40) 
         run_shell(explorer, sys.stdin, sys.stdout, fmt, max_rows)
     finally:
         explorer.close()
+
+
+DuckDBArgs = Annotated[Optional[list[str]], typer.Argument(
+    help="arguments for DuckDB's shell, after `--` (e.g. -- -c \"SELECT count(*) FROM bars_daily\", or -- -csv)",
+    show_default=False)]
+
+
+def duckdb_shell(args: DuckDBArgs = None) -> None:
+    """DuckDB's own shell (the CLI of the pinned DuckDB) on the warehouse: read-only, `lake` in use, the SQL surface installed."""
+    settings = Settings()
+    configure_console(settings.log_level, quiet=True)
+    require_warehouse(settings.catalog)
+    binary = cli_binary()
+    version = cli_version(binary)
+    require_same_version(version, duckdb.__version__)
+    with tempfile.TemporaryDirectory(prefix="quarry-duckdb-") as scratch:
+        init = Path(scratch) / "init.sql"
+        init.write_text(init_script(settings.catalog, settings.data_path, Path(scratch) / "extensions", version),
+                        encoding="utf-8")
+        if not args and sys.stdin.isatty():
+            print(f"DuckDB {version} on {redact(settings.catalog)} (read-only, attached as `lake` and in use, the SQL surface "
+                  "installed); data changes go through `quarry materialize`. .quit or Ctrl-D leaves.", file=sys.stderr)
+        code = run_foreground(shell_arguments(binary, init, args or []))
+    raise typer.Exit(code)
+
+
+def run_foreground(argv: list[str]) -> int:
+    """Run a terminal program to its end: Ctrl-C belongs to it (it cancels a query there), not to this process."""
+    child = subprocess.Popen(argv)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 SHELL_HELP = """Statements end with `;` and may span lines. Read-only: data changes go through `quarry materialize`.
@@ -303,9 +342,10 @@ def draw_lineage(asset: str, path: Path) -> Path:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `sql`, `shell`, `runs`, `diff`, `sql-surface` and `docs` to the `quarry` app."""
+    """Add `sql`, `shell`, `duckdb`, `runs`, `diff`, `sql-surface` and `docs` to the `quarry` app."""
     app.command("sql")(sql)
     app.command("shell")(shell)
+    app.command("duckdb")(duckdb_shell)
     app.command("runs")(runs)
     app.command("diff")(diff)
     app.command("sql-surface")(sql_surface)

@@ -143,13 +143,17 @@ def attach_sql(catalog: str, data_path: str, read_only: bool = False) -> str:
     return f"ATTACH {sql_literal(ducklake_uri(catalog))} AS {LAKE} ({options})"
 
 
-def load_extensions(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
-    """Load DuckLake and the catalog's scanner, installing them from their registry wheels the first time."""
+def needed_extensions(catalog: str) -> list[str]:
+    """The extensions a connection needs to attach this catalog: DuckLake and the catalog database's scanner."""
     kind = catalog.partition(":")[0]
-    needed = ["ducklake"] + (["sqlite_scanner"] if kind == "sqlite" else []) + (
+    return ["ducklake"] + (["sqlite_scanner"] if kind == "sqlite" else []) + (
         ["postgres_scanner"] if kind in ("postgres", "postgresql") else []
     )
-    for name in needed:
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection, catalog: str) -> None:
+    """Load DuckLake and the catalog's scanner, installing them from their registry wheels the first time."""
+    for name in needed_extensions(catalog):
         try:
             con.execute(f"LOAD {name}")
         except duckdb.Error:

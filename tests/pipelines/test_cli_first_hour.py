@@ -108,7 +108,7 @@ def test_macros_raise_on_unknown_assets_versions_and_runs(built):
 
 @pytest.mark.parametrize("command", [
     ["assets"], ["history", "bars_daily"], ["lineage", "bars_daily"], ["diff", "bars_daily"], ["report"], ["runs"],
-    ["sql", "SELECT 1"], ["shell"], ["backtest"], ["archive"], ["optimize"], ["backup"], ["verify"],
+    ["sql", "SELECT 1"], ["shell"], ["duckdb"], ["duckdb", "--", "-c", "SELECT 1"], ["backtest"], ["archive"], ["optimize"], ["backup"], ["verify"],
     ["trade", "pairs", "--dry-run"], ["trade", "positions"],
     ["export-notebook", str(Path(__file__).resolve().parents[2] / "notebooks" / "explore_assets.py"), "-o", "page.html"],
 ])
