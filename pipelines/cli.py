@@ -9,6 +9,7 @@ import webbrowser
 from pathlib import Path
 from typing import Annotated, Optional
 
+import duckdb
 import polars as pl
 import typer
 from rich.console import Console
@@ -256,8 +257,8 @@ def _print_summary(summary: RunSummary) -> None:
     console.print(f"Quality report: {summary.report_path}")
     settings = Settings()
     console.print(
-        "Explore: quarry sql \"SELECT * FROM bars_daily LIMIT 5\"  ·  in DuckDB: "
-        f"LOAD ducklake; {attach_sql(redact(settings.catalog), settings.data_path, read_only=True)}; USE {LAKE};",
+        "Explore: quarry sql \"SELECT * FROM bars_daily LIMIT 5\"  ·  DuckDB's shell: quarry duckdb  ·  "
+        f"in another DuckDB {duckdb.__version__} client: LOAD ducklake; {attach_sql(redact(settings.catalog), settings.data_path, read_only=True)}; USE {LAKE};",
         soft_wrap=True,
     )
 

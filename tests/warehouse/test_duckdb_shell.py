@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -14,7 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import catalog_kinds
+from tests.conftest import Lake, catalog_kinds
+from warehouse import Warehouse
 from warehouse.duckdb_shell import ShellSetupError, cli_binary, cli_version, init_script, require_same_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,3 +110,31 @@ def test_statements_on_stdin_run_in_order_with_the_surface_and_writes_fail_leavi
     assert session.stderr.count("read-only mode") == len(writes), session.stderr
     assert fingerprint(built.root) == before
     assert built.warehouse.read("bars_daily").height == rows
+
+
+@pytest.fixture
+def project_lake(tmp_path, monkeypatch):
+    """A warehouse at the default relative paths (data/catalog.sqlite, data/lake/), as Quickstart builds it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    warehouse = Warehouse.open("sqlite:data/catalog.sqlite", "data/lake/")
+    yield Lake(project, "sqlite:data/catalog.sqlite", "data/lake/", warehouse)
+    warehouse.close()
+
+
+def test_the_readme_way_from_another_duckdb_client_works_offline(project_lake, home):
+    """The README's `duckdb -cmd …` line, as written, in a project directory after Quarry opened its warehouse once."""
+    lake = build(project_lake)
+    project = lake.root
+    surface = quarry(lake, "sql-surface")
+    (project / "quarry.sql").write_text(surface.stdout)
+    assert quarry(lake, "sql", "SELECT 1", home=home).returncode == 0  # installs DuckLake into this user's ~/.duckdb
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.startswith("duckdb -cmd"))
+    argv = [str(Path(sys.executable).with_name("duckdb")), *shlex.split(line)[1:], "-csv", "-noheader",
+            "-c", "SELECT count(*) FROM asset_versions('bars_daily') WHERE status = 'published'"]
+    answered = subprocess.run(argv, cwd=project, env=os.environ | {"HOME": str(home)} | NO_NETWORK,
+                              capture_output=True, text=True, timeout=120)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() == "3"
