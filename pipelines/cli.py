@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 import duckdb
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
@@ -29,6 +28,7 @@ from pipelines.runs import default_window, make_source
 from pipelines.settings import Settings
 from warehouse import LAKE, Warehouse, attach_sql
 from warehouse.redaction import redact
+from pipelines.terminal import console
 
 # The embedded setup runs with no network: Prefect's temporary server must not try to send telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -36,8 +36,6 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # no locals in tracebacks: they hold settings, and settings hold secrets
 app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
-# piped output (logs, CI) gets a width that fits the summary table instead of rich's 80 columns
-console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def _open(settings: Settings, read_only: bool = False) -> Warehouse:

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from warehouse import require_warehouse
+from pipelines.terminal import console
 
-console = Console()
 
 
 def register(app: typer.Typer) -> None:

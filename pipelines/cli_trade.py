@@ -6,11 +6,10 @@ from datetime import datetime, timezone
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from pipelines.terminal import console
 
-console = Console()
 
 
 def _at(value: str | None) -> datetime:

@@ -78,6 +78,22 @@ def postgres_catalog_database(dsn: str):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true", dest="run_everything",
+                     help="also run the slow suites (real servers, workers and subprocesses); .ci/run passes it")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Plain `pytest` is the everyday loop: the slow suites are left out unless `--all` is given or a test path is
+    named on the command line (naming a file means wanting its tests)."""
+    if config.getoption("run_everything") or config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(autouse=True)
 def alerts_outside_the_checkout(tmp_path_factory, monkeypatch):
     """Alert throttle state of code under test goes to a temporary file, never to the checkout's data/."""
@@ -123,8 +139,8 @@ def lake(make_lake) -> Lake:
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One Prefect test harness for the whole session: it takes 10–20 s to start."""
+    """One Prefect test harness for the whole session: it takes 10–20 s to start (minutes on a busy machine)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):
         yield
