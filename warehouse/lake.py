@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import random
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import duckdb
 import polars as pl
 from loguru import logger
 
+from assets.retrying import Retry, RetryPolicy
 from warehouse import catalog_migrations
 from warehouse.redaction import redact
 from warehouse.versions import PublishBatch
@@ -176,11 +175,6 @@ def use_write_ahead_log(catalog_file: Path) -> None:
     connection.close()
 
 
-def _backoff(attempt: int) -> float:
-    """Seconds before retry `attempt`: exponential up to 2 s, with jitter so writers spread out."""
-    return min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
-
-
 #: Failures no retry can fix, by what the operator must do; checked before anything is called a conflict.
 PERMANENT_FAILURES = {
     "disk-full": ("No space left on device", "database or disk is full", "Disk quota exceeded", " is full ("),
@@ -203,6 +197,21 @@ def failure_kind(error: BaseException) -> str:
 def is_commit_conflict(error: Exception) -> bool:
     """A concurrent commit got in first: running the whole transaction again will succeed."""
     return failure_kind(error) == "conflict"
+
+
+def _is_locked_read(error: BaseException) -> bool:
+    return isinstance(error, duckdb.Error) and "database is locked" in str(error)
+
+
+def _is_conflicted_commit(error: BaseException) -> bool:
+    return isinstance(error, duckdb.Error) and is_commit_conflict(error)
+
+
+#: A transaction that lost a commit race is run again whole; backoff from 0.1 s doubling to 2 s, with jitter
+#: (x0.5 to x1.5) so concurrent writers spread out. Disk full, read-only and the like are never conflicts.
+COMMIT_RETRY = RetryPolicy(COMMIT_RETRIES, _is_conflicted_commit, first_wait_s=0.1, max_wait_s=2.0, jitter=(0.5, 1.5))
+#: A read that found a SQLite catalog locked by a concurrent commit, the same way.
+LOCKED_READ_RETRY = replace(COMMIT_RETRY, retry_on=_is_locked_read)
 
 
 class StorageError(WarehouseError):
@@ -380,16 +389,21 @@ class Warehouse:
 
     def query(self, sql: str, params: list | None = None) -> pl.DataFrame:
         """Run a read; a SQLite catalog briefly locked by a concurrent commit is retried, not surfaced."""
-        for attempt in range(1, COMMIT_RETRIES + 1):
+
+        def read() -> pl.DataFrame:
             with self._cursor() as cur:
                 try:
                     return cur.execute(sql, params or []).pl()
                 except duckdb.Error as error:
-                    if attempt == COMMIT_RETRIES or "database is locked" not in str(error):
+                    if not _is_locked_read(error):
                         raise
-                    logger.debug("read found the catalog locked (attempt {}); retrying", attempt)
-            time.sleep(_backoff(attempt))
-        raise AssertionError("unreachable")
+                    locked = error
+            raise locked  # outside the cursor's block: a locked read leaves the cursor clean, so this thread keeps it
+
+        def log(retry: Retry) -> None:
+            logger.debug("read found the catalog locked (attempt {}); retrying", retry.attempt)
+
+        return LOCKED_READ_RETRY.call(read, on_retry=log)
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -438,8 +452,10 @@ class Warehouse:
 
         DuckLake on a SQLite catalog reports concurrent commits as failures that succeed
         when the transaction is simply run again; backoff with jitter spreads the writers.
+        A failure of the disk (full, read-only, ...) leaves at once as a StorageError.
         """
-        for attempt in range(1, COMMIT_RETRIES + 1):
+
+        def attempt():
             with self._cursor() as cur:
                 try:
                     cur.execute("BEGIN TRANSACTION")
@@ -449,17 +465,22 @@ class Warehouse:
                 except duckdb.Error as error:
                     try:
                         cur.execute("ROLLBACK")
+                        rolled_back = True
                     except duckdb.Error:
-                        pass
+                        rolled_back = False
                     kind = failure_kind(error)
                     if kind in PERMANENT_FAILURES:
                         raise storage_failure(kind, error, self.data_path) from None
-                    if attempt == COMMIT_RETRIES or kind != "conflict":
-                        raise
+                    if kind != "conflict" or not rolled_back:
+                        raise  # inside the cursor's block: a cursor that saw this error is set aside
                     conflict = error
-            pause = _backoff(attempt)  # outside the lake lock, so this process's other threads go on
-            logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, attempt, conflict, pause)
-            time.sleep(pause)
+            raise conflict  # outside it: the rolled-back cursor stays this thread's for the next attempt
+
+        def log(retry: Retry) -> None:  # the wait runs outside the lake lock, so this process's other threads go on
+            logger.debug("{} conflicted (attempt {}): {}; retrying in {:.2f}s", what, retry.attempt, retry.error,
+                         retry.wait_s)
+
+        return COMMIT_RETRY.call(attempt, on_retry=log)
 
     # ---- catalog reads -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from assets.sources import bar_values
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, SourceError, Timeframe
 from assets.sources.universe_file import Member, universe_digest
-from assets.sources.resilience import Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RetryPolicy
+from assets.sources.resilience import Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RequestPolicy
 
 DATA_URL = "https://data.alpaca.markets"
 PROVIDER = "alpaca"
@@ -45,7 +45,7 @@ class AlpacaSource:
     feed: str = "iex"
     adjustment: str = "raw"
     requests_per_minute: float = 200.0
-    policy: RetryPolicy = RetryPolicy()
+    policy: RequestPolicy = RequestPolicy()
     name: str = "alpaca"
     _guard: Guard = field(init=False, compare=False)
 

@@ -13,7 +13,7 @@ from massive.exceptions import BadResponse
 from assets.sources import bar_values
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe
 from assets.sources.universe_file import Member, universe_digest
-from assets.sources.resilience import Guard, GuardedPool, ProviderError, RateLimiter, Redactor, RetryPolicy
+from assets.sources.resilience import Guard, GuardedPool, ProviderError, RateLimiter, Redactor, RequestPolicy
 from pydantic import SecretStr
 
 BASE_URL = "https://api.polygon.io"
@@ -38,7 +38,7 @@ class PolygonSource:
     base_url: str = BASE_URL
     adjusted: bool = False
     requests_per_minute: float = 300.0
-    policy: RetryPolicy = RetryPolicy()
+    policy: RequestPolicy = RequestPolicy()
     name: str = "polygon"
     _guard: Guard = field(init=False, compare=False)
 

@@ -13,7 +13,7 @@ from assets.sources.base import Source, SourceError
 from assets.sources.universe_file import DEFAULT_UNIVERSE_FILE, read_universe
 
 if TYPE_CHECKING:  # resilience imports requests, which only the real connectors need
-    from assets.sources.resilience import RetryPolicy
+    from assets.sources.resilience import RequestPolicy
 
 SOURCES = ("sample", "alpaca", "polygon", "yahoo")
 #: Prefect Secret blocks consulted, when enabled, for a key whose environment variable is unset.
@@ -48,10 +48,10 @@ class SourceSettings(BaseSettings):
     sample_seed: int = 7
     sample_symbols: int = 20
 
-    def policy(self) -> RetryPolicy:
-        from assets.sources.resilience import RetryPolicy
+    def policy(self) -> RequestPolicy:
+        from assets.sources.resilience import RequestPolicy
 
-        return RetryPolicy(max_attempts=self.source_max_attempts, timeout_s=self.source_timeout_s)
+        return RequestPolicy(max_attempts=self.source_max_attempts, timeout_s=self.source_timeout_s)
 
 
 def require(value: SecretStr | None, variable: str, settings: SourceSettings, source: str) -> SecretStr:

@@ -16,6 +16,7 @@ import requests
 import urllib3
 from loguru import logger
 
+from assets.retrying import Retry, RetryPolicy
 from assets.sources.base import SourceError
 
 #: Statuses a later attempt can fix: rate limits and server trouble.
@@ -65,21 +66,42 @@ class Redactor:
         return f"Redactor({len(self._secrets)} secrets)"
 
 
+class RetryableStatus(Exception):
+    """A response whose status a later attempt can fix, with the wait the provider asked for (Retry-After)."""
+
+    def __init__(self, response: Any, status: int, retry_after_s: float | None):
+        super().__init__(f"HTTP {status}")
+        self.response = response
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def is_transient(error: BaseException) -> bool:
+    """A failure another attempt can fix: a timeout, a lost connection, a rate limit or server trouble."""
+    return isinstance(error, (*TRANSIENT_ERRORS, RetryableStatus))
+
+
+def asked_wait(error: BaseException) -> float | None:
+    """The provider's Retry-After, when it sent one."""
+    return error.retry_after_s if isinstance(error, RetryableStatus) else None
+
+
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped; a Retry-After header wins when the provider sends one."""
+class RequestPolicy:
+    """Attempts, backoff and timeout of one provider request.
+
+    The backoff doubles from `base_delay_s` up to `max_delay_s` with jitter (each wait drawn
+    between half the ceiling and the ceiling); a Retry-After header wins when the provider sends one.
+    """
 
     max_attempts: int = 5
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
     timeout_s: float = 30.0
 
-    def delay(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
-        """Seconds to wait before attempt `attempt + 1` (attempts count from 1)."""
-        if retry_after_s is not None:
-            return min(max(retry_after_s, 0.0), self.max_delay_s)
-        ceiling = min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s)
-        return rng.uniform(ceiling / 2, ceiling)
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, is_transient, first_wait_s=self.base_delay_s,
+                           max_wait_s=self.max_delay_s, jitter=(0.5, 1.0), asked_wait=asked_wait)
 
 
 class RateLimiter:
@@ -127,7 +149,7 @@ class Guard:
     """
 
     provider: str
-    policy: RetryPolicy
+    policy: RequestPolicy
     limiter: RateLimiter
     redact: Redactor
     hints: dict[int, str] = field(default_factory=dict)
@@ -146,26 +168,31 @@ class Guard:
         With `raise_client_errors=False` a 4xx retrying cannot fix is returned for the client to
         interpret (yfinance reads Yahoo's 404s itself); exhausted retries always raise.
         """
-        for number in range(1, self.policy.max_attempts + 1):
+
+        def once() -> Any:
             self.limiter.acquire()
             self.requests_sent += 1
-            try:
-                response = attempt()
-            except TRANSIENT_ERRORS as error:
-                if number == self.policy.max_attempts:
-                    raise self.failure(None, f"{type(error).__name__}: {error}", what) from None
-                self._wait(number, None, f"{type(error).__name__}", what)
-                continue
+            response = attempt()
             status = status_of(response)
-            if status < 400:
-                return response
-            if status in RETRYABLE_STATUSES and number < self.policy.max_attempts:
-                self._wait(number, retry_after_seconds(header_of(response, "Retry-After")), f"HTTP {status}", what)
-                continue
-            if not raise_client_errors and status not in RETRYABLE_STATUSES:
-                return response
-            raise self.failure(status, body_of(response), what)
-        raise AssertionError("unreachable")
+            if status in RETRYABLE_STATUSES:
+                raise RetryableStatus(response, status, retry_after_seconds(header_of(response, "Retry-After")))
+            return response
+
+        def log(retry: Retry) -> None:
+            why = str(retry.error) if isinstance(retry.error, RetryableStatus) else type(retry.error).__name__
+            logger.warning("{}: {} for {}; retry {} of {} in {:.2f}s", self.provider, why, self.redact(what),
+                           retry.attempt, self.policy.max_attempts - 1, retry.wait_s)
+
+        try:
+            response = self.policy.retry().call(once, on_retry=log, sleep=self.sleep, rng=self.rng)
+        except RetryableStatus as error:
+            raise self.failure(error.status, body_of(error.response), what) from None
+        except TRANSIENT_ERRORS as error:
+            raise self.failure(None, f"{type(error).__name__}: {error}", what) from None
+        status = status_of(response)
+        if status < 400 or not raise_client_errors:
+            return response
+        raise self.failure(status, body_of(response), what)
 
     def failure(self, status: int | None, detail: str, what: str) -> ProviderError:
         """The error for a request that failed for good, secrets removed."""
@@ -185,12 +212,6 @@ class Guard:
                         "the provider's API may have changed or the configured URL is not the provider"),
             provider=self.provider,
         )
-
-    def _wait(self, attempt: int, retry_after: float | None, why: str, what: str) -> None:
-        seconds = self.policy.delay(attempt, retry_after, self.rng)
-        logger.warning("{}: {} for {}; retry {} of {} in {:.2f}s", self.provider, why, self.redact(what),
-                       attempt, self.policy.max_attempts - 1, seconds)
-        self.sleep(seconds)
 
 
 def short(text: str, limit: int = 200) -> str:

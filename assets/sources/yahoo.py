@@ -12,7 +12,7 @@ import polars as pl
 
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, Timeframe
 from assets.sources.fundamentals_schema import empty_fundamentals, fundamentals_frame
-from assets.sources.resilience import Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RetryPolicy
+from assets.sources.resilience import Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RequestPolicy
 from assets.sources.universe_file import Member, universe_digest
 
 PROVIDER = "yahoo"
@@ -56,7 +56,7 @@ class YahooSource:
     universe: tuple[Member, ...]
     base_url: str | None = None
     requests_per_minute: float = 60.0
-    policy: RetryPolicy = RetryPolicy()
+    policy: RequestPolicy = RequestPolicy()
     name: str = "yahoo"
     _guard: Guard = field(init=False, compare=False)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal, Protocol
@@ -18,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import IntegrityError
 
 from assets.calendar import sessions
+from assets.retrying import RetryPolicy
 from warehouse.ledger import TERMINAL_ORDER_STATUSES, UtcDateTime
 
 __all__ = [
@@ -332,6 +332,22 @@ class _DuplicateClientOrderId(Exception):
     """Alpaca's 422 "client_order_id must be unique": an earlier attempt reached it, whatever we were told."""
 
 
+class _NotPlaced(Exception):
+    """A submit failed and the lookup by client order id does not find the order: posting it again is safe."""
+
+    def __init__(self, cause: BrokerError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    return isinstance(error, BrokerUnavailable)
+
+
+def _is_not_placed(error: BaseException) -> bool:
+    return isinstance(error, _NotPlaced)
+
+
 class AlpacaBroker:
     """Alpaca's trading API through alpaca-py's `TradingClient` (paper endpoint unless overridden).
 
@@ -364,6 +380,11 @@ class AlpacaBroker:
 
         for prefix in ("https://", "http://"):
             self.client._session.mount(prefix, TimeoutAdapter())
+        #: Reads are retried while Alpaca is rate-limiting or not answering; backoff doubles, capped, without jitter.
+        self.read_retry = RetryPolicy(settings.request_attempts, _is_unavailable,
+                                      first_wait_s=settings.retry_wait_seconds, max_wait_s=MAX_WAIT_SECONDS)
+        #: A submit is posted again only once Alpaca is known not to have it.
+        self.submit_retry = replace(self.read_retry, retry_on=_is_not_placed)
 
     # ---- one call, classified -----------------------------------------------------------
 
@@ -395,17 +416,7 @@ class AlpacaBroker:
 
     def _read(self, endpoint: str, call):
         """A call that changes nothing, retried with backoff while Alpaca is rate-limiting or not answering."""
-        for attempt in range(1, self.settings.request_attempts + 1):
-            try:
-                return self._once(endpoint, call)
-            except BrokerUnavailable:
-                if attempt == self.settings.request_attempts:
-                    raise
-                self._backoff(attempt)
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> None:
-        time.sleep(min(self.settings.retry_wait_seconds * 2 ** (attempt - 1), MAX_WAIT_SECONDS))
+        return self.read_retry.call(lambda: self._once(endpoint, call))
 
     # ---- the Broker protocol ------------------------------------------------------------
 
@@ -430,29 +441,29 @@ class AlpacaBroker:
             time_in_force=TimeInForce.DAY, client_order_id=request.client_order_id,
         )
         endpoint = f"POST /v2/orders ({request.client_order_id})"
-        last: BrokerError | None = None
-        for attempt in range(1, self.settings.request_attempts + 1):
+
+        def attempt() -> BrokerOrder:
             try:
                 return self._once(endpoint, lambda: _alpaca_order(self.client.submit_order(order)),
                                   refusal=OrderRejected)
             except _DuplicateClientOrderId:
-                last = BrokerUnavailable(f"alpaca {endpoint}: HTTP 422 client_order_id must be unique, "
-                                         f"yet the lookup does not find it: {CHECK_BROKER}")
+                failure: BrokerError = BrokerUnavailable(
+                    f"alpaca {endpoint}: HTTP 422 client_order_id must be unique, "
+                    f"yet the lookup does not find it: {CHECK_BROKER}")
             except _RateLimited as error:
-                last = error  # refused unread: nothing to look up
-                if attempt < self.settings.request_attempts:
-                    self._backoff(attempt)
-                continue
-            except BrokerUnavailable as error:
-                last = error
-            except BrokerMalformed as error:
-                last = error
-            found = self.get_order(request.client_order_id)
+                raise _NotPlaced(error) from None  # refused unread: nothing to look up
+            except (BrokerUnavailable, BrokerMalformed) as error:
+                failure = error
+            found = self.get_order(request.client_order_id)  # its own failure ends the submit, unretried
             if found is not None:
                 return found
-            if attempt < self.settings.request_attempts:
-                self._backoff(attempt)
-        raise BrokerUnavailable(f"{last} (gave up after {self.settings.request_attempts} attempts)")
+            raise _NotPlaced(failure)
+
+        try:
+            return self.submit_retry.call(attempt)
+        except _NotPlaced as error:
+            raise BrokerUnavailable(
+                f"{error.cause} (gave up after {self.settings.request_attempts} attempts)") from None
 
     def get_order(self, client_order_id: str) -> BrokerOrder | None:
         endpoint = f"GET /v2/orders:by_client_order_id ({client_order_id})"

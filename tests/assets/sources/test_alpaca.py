@@ -14,7 +14,7 @@ from werkzeug import Response
 from assets.sources import SampleSource
 from assets.sources.alpaca import AlpacaSource
 from assets.sources.base import BAR_SCHEMA
-from assets.sources.resilience import ProviderError, RetryPolicy
+from assets.sources.resilience import ProviderError, RequestPolicy
 from assets.sources.universe_file import Member
 from quality.contracts import BarsRaw
 from tests.assets.sources.standins import ALPACA_KEY, ALPACA_SECRET, SampleAlpaca, alpaca_bar
@@ -22,7 +22,7 @@ from tests.conftest import WINDOW_END, WINDOW_START
 
 START = datetime(2025, 3, 3, tzinfo=timezone.utc)
 END = datetime(2025, 3, 5, tzinfo=timezone.utc)
-FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
+FAST = RequestPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
 UNIVERSE = tuple(Member(s, sector) for s, sector in SampleSource().sectors().items())
 
 

@@ -13,7 +13,7 @@ from assets.fundamentals import FUNDAMENTALS_ASSETS
 from assets.graph import AssetGraph
 from assets.sources import SampleSource, SourceError
 from assets.sources.registry import SourceSettings, build_source
-from assets.sources.resilience import RetryPolicy
+from assets.sources.resilience import RequestPolicy
 from assets.sources.sample_fundamentals import sample_fundamentals
 from assets.sources.universe_file import Member, read_universe
 from assets.sources.yahoo import YahooSource
@@ -107,7 +107,7 @@ def test_fundamentals_from_a_yahoo_stand_in_pass_the_same_contracts(lake, httpse
     SampleYahoo().attach(httpserver)
     source = YahooSource((Member("KO", "staples"), Member("PEP", "staples"), Member("ZZZZ", "unknown")),
                          base_url=httpserver.url_for("").rstrip("/"), requests_per_minute=60_000,
-                         policy=RetryPolicy(max_attempts=3, base_delay_s=0.001, timeout_s=5))
+                         policy=RequestPolicy(max_attempts=3, base_delay_s=0.001, timeout_s=5))
     summary = lake.materialize(SELECTION, source=source, graph=graph())
     assert summary.status == "completed", {n: o.failed for n, o in summary.outcomes.items()}
     officers = lake.warehouse.read("company_officers")

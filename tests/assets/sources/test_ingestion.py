@@ -12,14 +12,14 @@ from pydantic import SecretStr
 from assets.sources import SampleSource
 from assets.sources.alpaca import AlpacaSource
 from assets.sources.polygon import PolygonSource
-from assets.sources.resilience import RetryPolicy
+from assets.sources.resilience import RequestPolicy
 from assets.sources.universe_file import Member
 from pipelines.runs import record_and_report
 from pipelines.settings import Settings
 from tests.assets.sources.standins import ALPACA_KEY, ALPACA_SECRET, POLYGON_KEY, SampleAlpaca, SamplePolygon
 
 FIRST, LAST, NEXT = date(2025, 3, 3), date(2025, 3, 7), date(2025, 3, 10)
-FAST = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
+FAST = RequestPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
 SYMBOLS = ("KO", "PEP", "XOM", "CVX", "AAPL", "NVDA")
 MARKET = SampleSource(n_symbols=20)
 UNIVERSE = tuple(Member(s, MARKET.sectors()[s]) for s in SYMBOLS)

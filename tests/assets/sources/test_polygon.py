@@ -13,14 +13,14 @@ from werkzeug import Response
 from assets.sources import SampleSource
 from assets.sources.base import BAR_SCHEMA
 from assets.sources.polygon import PolygonSource
-from assets.sources.resilience import ProviderError, RetryPolicy
+from assets.sources.resilience import ProviderError, RequestPolicy
 from assets.sources.universe_file import Member
 from quality.contracts import BarsRaw
 from tests.assets.sources.standins import POLYGON_KEY, SamplePolygon, polygon_agg
 
 START = datetime(2025, 3, 3, tzinfo=timezone.utc)
 END = datetime(2025, 3, 5, tzinfo=timezone.utc)
-FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
+FAST = RequestPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
 AGGS = re.compile(r"^/v2/aggs/ticker/KO/range/1/hour/.+")
 
 

@@ -9,26 +9,26 @@ import pytest
 from werkzeug import Response
 
 from assets.sources.resilience import (
-    Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RetryPolicy, retry_after_seconds,
+    Guard, GuardedSession, ProviderError, RateLimiter, Redactor, RequestPolicy, RetryableStatus, retry_after_seconds,
 )
 
 
 def guard(sleeps: list[float], *, attempts=4, timeout=5.0, per_minute=60_000.0, secrets=()) -> Guard:
-    return Guard("acme", RetryPolicy(max_attempts=attempts, base_delay_s=0.5, max_delay_s=4.0, timeout_s=timeout),
+    return Guard("acme", RequestPolicy(max_attempts=attempts, base_delay_s=0.5, max_delay_s=4.0, timeout_s=timeout),
                  RateLimiter(per_minute), Redactor(secrets), sleep=sleeps.append, rng=random.Random(1))
 
 
 @pytest.mark.parametrize("attempt, low, high", [(1, 0.25, 0.5), (2, 0.5, 1.0), (3, 1.0, 2.0), (6, 2.0, 4.0)])
 def test_backoff_doubles_with_jitter_and_a_cap(attempt, low, high):
-    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=4.0)
-    delays = {policy.delay(attempt, None, random.Random(seed)) for seed in range(20)}
+    policy = RequestPolicy(base_delay_s=0.5, max_delay_s=4.0).retry()
+    delays = {policy.wait_s(attempt, ConnectionError(), random.Random(seed)) for seed in range(20)}
     assert all(low <= d <= high for d in delays) and len(delays) > 1
 
 
 def test_retry_after_wins_and_is_capped():
-    policy = RetryPolicy(max_delay_s=4.0)
-    assert policy.delay(1, 3.0, random.Random()) == 3.0
-    assert policy.delay(1, 120.0, random.Random()) == 4.0
+    policy = RequestPolicy(max_delay_s=4.0).retry()
+    assert policy.wait_s(1, RetryableStatus(None, 429, 3.0), random.Random()) == 3.0
+    assert policy.wait_s(1, RetryableStatus(None, 429, 120.0), random.Random()) == 4.0
     assert retry_after_seconds("7") == 7.0
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") < 0 and retry_after_seconds(None) is None
 

@@ -15,7 +15,7 @@ from werkzeug import Response
 
 from assets.sources import SampleSource
 from assets.sources.fundamentals_schema import FUNDAMENTAL_SCHEMAS
-from assets.sources.resilience import ProviderError, RetryPolicy
+from assets.sources.resilience import ProviderError, RequestPolicy
 from assets.sources.sample_fundamentals import sample_fundamentals
 from assets.sources.universe_file import Member
 from assets.sources.yahoo import YahooSource
@@ -24,7 +24,7 @@ from tests.assets.sources.standins import SampleYahoo
 
 START = datetime(2025, 3, 3, tzinfo=timezone.utc)
 END = datetime(2025, 3, 5, tzinfo=timezone.utc)
-FAST = RetryPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
+FAST = RequestPolicy(max_attempts=4, base_delay_s=0.001, max_delay_s=0.01, timeout_s=5)
 CHART = re.compile(r"^/v8/finance/chart/KO")
 
 
