@@ -10,7 +10,7 @@ from typing import Literal
 import sqlalchemy as sa
 from loguru import logger
 
-from pipelines.trading.brokers import Broker, BrokerUnavailable, _apply_fill
+from pipelines.trading.brokers import Broker, BrokerUnavailable, apply_fill
 from pipelines.trading.execution import OrderIntent, client_order_id, place_order, sync_order
 from warehouse import ledger as tables
 from warehouse.ledger import ACTIVE_ORDER_STATUSES, TERMINAL_ORDER_STATUSES, Ledger
@@ -54,7 +54,7 @@ def holdings_from_fills(ledger: Ledger) -> dict[tuple[str, str], Holding]:
     with ledger.engine.connect() as connection:
         for strategy, symbol, side, qty, px in connection.execute(query):
             held, avg, realized = book.get((strategy, symbol), (0.0, 0.0, 0.0))
-            held, avg, gained = _apply_fill(held, avg, qty if side == "buy" else -qty, px)
+            held, avg, gained = apply_fill(held, avg, qty if side == "buy" else -qty, px)
             book[(strategy, symbol)] = (held, avg, realized + gained)
     return {key: Holding(key[0], key[1], *value) for key, value in book.items()}
 

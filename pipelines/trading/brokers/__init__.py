@@ -1,0 +1,42 @@
+"""Brokers behind one small protocol: the embedded `paper` broker and Alpaca's paper trading API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pipelines.trading.brokers.alpaca import AlpacaBroker
+from pipelines.trading.brokers.base import (
+    Broker, BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition, BrokerSettings,
+    BrokerUnavailable, MarketClock, OrderRejected, OrderRequest, Quote, Side, apply_fill,
+)
+from pipelines.trading.brokers.paper import PaperBroker, paper_engine, paper_orders
+
+__all__ = [
+    "AlpacaBroker",
+    "Broker",
+    "BrokerAccount",
+    "BrokerAuthError",
+    "BrokerError",
+    "BrokerMalformed",
+    "BrokerOrder",
+    "BrokerPosition",
+    "BrokerSettings",
+    "BrokerUnavailable",
+    "MarketClock",
+    "OrderRejected",
+    "OrderRequest",
+    "PaperBroker",
+    "Quote",
+    "Side",
+    "apply_fill",
+    "make_broker",
+    "paper_engine",
+    "paper_orders",
+]
+
+
+def make_broker(settings: BrokerSettings, quote: Quote, now: datetime) -> Broker:
+    """The configured broker; `paper` needs nothing but the validated prices of the cycle."""
+    if settings.name == "alpaca":
+        return AlpacaBroker(settings)
+    return PaperBroker(paper_engine(settings.paper_url), quote, now, settings)
