@@ -17,6 +17,7 @@ from loguru import logger
 
 from assets.retrying import Retry, RetryPolicy
 from warehouse import catalog_migrations
+from warehouse.publish_locks import partitions_locked
 from warehouse.redaction import redact
 from warehouse.versions import PublishBatch
 
@@ -648,7 +649,8 @@ class Warehouse:
         """Write-audit-publish, the publish step: one DuckLake transaction for the batches (one or several assets).
 
         Passed partitions replace their rows in the asset table and become the published
-        version (the previous one superseded); quarantined partitions keep their rows in
+        version (the previous one superseded, also one a concurrent writer just committed: see
+        `partitions_locked`); quarantined partitions keep their rows in
         `quarantine.<asset>` and leave the published table untouched. Check results, version
         rows and the snapshot's record (the batch id in the commit's extra info) commit in
         the same transaction, so readers never see one without the other.
@@ -681,7 +683,10 @@ class Warehouse:
                 cur.unregister("version_rows")
             return checked
 
-        with self._publish_lock:
+        # The partitions' locks are taken before the transaction's first read and released after its
+        # commit, so a concurrent writer of the same partition reads this publish and supersedes it.
+        partitions = [(b.asset, key) for b in batches for key in b.version_rows["partition_key"]]
+        with self._publish_lock, partitions_locked(self.catalog, partitions):
             checked = self.transaction(publish_all, f"publish {names}")
         self._known_tables.update(checked)
 

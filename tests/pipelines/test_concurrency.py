@@ -80,3 +80,59 @@ def test_writers_racing_on_the_same_partitions_leave_one_current_version(lake):
     assert published.height == 5
     every = lake.warehouse.versions("bars_raw")
     assert every.filter(pl.col("status") == "superseded").height == 5  # each partition: one winner, one superseded
+
+
+#: The worker above, with both writers held at two meeting points: on entering the publish, and inside its
+#: transaction after the previous version was read and superseded, just before COMMIT. Unserialized, both
+#: transactions have then read the same state and both commit; a writer held back by a lock waits `inside` out alone.
+RACING_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from warehouse import lake
+
+    meeting, me = Path(sys.argv[7]), sys.argv[6]
+
+    def meet(point: str, seconds: float) -> None:
+        (meeting / f"{point}-{me}").touch()
+        deadline = time.monotonic() + seconds
+        while len(list(meeting.glob(f"{point}-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    publish, publish_in = lake.Warehouse.publish, lake.Warehouse._publish_in
+
+    def publish_together(self, *batches):
+        meet("arrived", 120)
+        return publish(self, *batches)
+
+    def publish_in_then_wait(self, cur, batch):
+        checked = publish_in(self, cur, batch)
+        meet("inside", 5)
+        return checked
+
+    lake.Warehouse.publish, lake.Warehouse._publish_in = publish_together, publish_in_then_wait
+    sys.argv = sys.argv[:7]
+    """
+) + WORKER
+
+
+def test_writers_held_inside_their_publish_of_the_same_partition_leave_one_current_version(lake, tmp_path):
+    """Both writers read the partition's state before either commits (an earlier run created the table, so
+    neither publish creates it); the second must still supersede the first, never publish beside it."""
+    first = _workers(lake, [("2025-03-04", "2025-03-04", 7, "earlier")])
+    assert first[0].returncode == 0, first[0].stderr[-800:]
+    meeting = tmp_path / "meeting"
+    meeting.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    running = [
+        subprocess.Popen([sys.executable, "-c", RACING_WORKER, lake.catalog, lake.data_path, "2025-03-03", "2025-03-03",
+                          str(seed), run_id, str(meeting)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for seed, run_id in ((7, "seven"), (8, "eight"))
+    ]
+    done = [subprocess.CompletedProcess(p.args, p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in running]
+    assert [p.returncode for p in done] == [0, 0], [p.stderr[-800:] for p in done]
+    assert len(list(meeting.glob("inside-*"))) == 2, "a writer never reached the point just before its commit"
+    published = _assert_one_current_version_matching_its_rows(lake)
+    assert sorted(published["partition_key"]) == ["2025-03-03", "2025-03-04"]
+    raced = lake.warehouse.versions("bars_raw", "2025-03-03")
+    assert sorted(raced["status"]) == ["published", "superseded"] and set(raced["run_id"]) == {"seven", "eight"}
