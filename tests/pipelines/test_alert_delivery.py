@@ -156,6 +156,7 @@ def test_a_send_refused_once_is_retried_and_mailed_once(relay, notifier):
     ]
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_once_with_its_deployment_and_link(prefect_harness, relay, notifier):
     from prefect import flow
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real quarry subprocesses
+
 QUARRY = str(Path(sys.executable).with_name("quarry"))
 LAST_DAY = date(2025, 3, 5)
 

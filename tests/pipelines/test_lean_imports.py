@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import sqlalchemy as sa
 
 from tests.conftest import WINDOW_START
 from warehouse.ledger import upgrade
+
+pytestmark = pytest.mark.slow  # real quarry subprocesses
 
 #: Heavy libraries a no-op or planning run must not import (a build, a real source or a cold calendar cache may).
 NOT_FOR_PLANNING = ("pandas", "exchange_calendars", "pandera", "requests", "alembic")

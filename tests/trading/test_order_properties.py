@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -46,6 +47,7 @@ def open_pair(ledger: Ledger, broker: AlpacaBroker) -> None:
 @given(submit=st.lists(st.sampled_from(SUBMIT_FAULTS), max_size=6),
        lookup=st.lists(st.sampled_from(LOOKUP_FAULTS), max_size=3),
        rule=st.sampled_from(["unwind", "complete"]))
+@pytest.mark.slow
 def test_after_any_fault_script_every_order_is_known_and_the_books_agree(submit, lookup, rule):
     standin = AlpacaStandIn(prices={"KO": 60.0, "PEP": 150.0})
     engine = sa.create_engine(f"sqlite:///{Path(tempfile.mkdtemp()) / 'ledger.sqlite'}")

@@ -19,6 +19,8 @@ from tests.conftest import Lake, catalog_kinds
 from warehouse import Warehouse
 from warehouse.duckdb_shell import ShellSetupError, cli_binary, cli_version, init_script, require_same_version
 
+pytestmark = pytest.mark.slow  # real quarry subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 QUARRY = str(Path(sys.executable).with_name("quarry"))
 LAST_DAY = date(2025, 3, 5)

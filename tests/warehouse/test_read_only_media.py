@@ -13,6 +13,8 @@ import pytest
 
 from warehouse import Warehouse, WarehouseError
 
+pytestmark = pytest.mark.slow  # real processes on read-only media
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

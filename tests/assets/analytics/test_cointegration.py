@@ -142,6 +142,7 @@ def test_every_pair_is_tested_once_in_alphabetical_order(scanned):
     assert scanned.get_column("n_obs").unique().to_list() == [N_BARS]
 
 
+@pytest.mark.slow
 def test_statistics_match_statsmodels_coint(scanned, references):
     for row in scanned.iter_rows(named=True):
         ref = references[(row["symbol_y"], row["symbol_x"])]
@@ -233,6 +234,7 @@ def test_an_unusable_close_counts_as_a_missing_bar(panel, bad_close):
     assert_same_tests(result, scan_log_prices(log_px[1:, :3], symbols[:3], ScanParams()).filter(with_w2))
 
 
+@pytest.mark.slow
 def test_each_pair_matches_coint_on_its_own_common_bars(panel):
     log_px, symbols = panel
     rng = np.random.default_rng(11)

@@ -64,6 +64,7 @@ def fridays(first: date, count: int) -> list[date]:
     return [first + timedelta(weeks=k) for k in range(count)]
 
 
+@pytest.mark.slow
 def test_every_tested_pair_matches_coint_on_its_own_common_bars(market):
     """A random sample of weeks and pairs, each checked against statsmodels on the pair's own aligned bars."""
     panel, _ = market
