@@ -1,12 +1,14 @@
-"""The per-run data-quality report: one self-contained HTML page and the same content as markdown."""
+"""The per-run data-quality report: one self-contained HTML page (templates/report.html) and the same content as markdown."""
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 from dataclasses import dataclass
 
+import jinja2
 import polars as pl
+from markupsafe import Markup
 
 from assets import AssetGraph, default_graph
 from quality.charts import time_series_svg
@@ -37,10 +39,9 @@ def build_report(
     failures = checks.filter(~pl.col("passed")) if checks.height else checks
     errors = failures.filter(pl.col("severity") == "error") if failures.height else failures
     warnings = _warning_summary(failures)
-    performance = _performance_html(equity, metrics) if equity is not None and equity.height > 1 else ""
-    if trade_analysis is not None and trade_analysis.height:
-        performance += _trade_analysis_html(trade_analysis)
-    lineage = _lineage_html(summary, graph or default_graph())
+    performance = _performance(equity, metrics) if equity is not None and equity.height > 1 else None
+    analysis = _trade_analysis(trade_analysis) if trade_analysis is not None and trade_analysis.height else []
+    lineage = _lineage_svg(summary, graph or default_graph())
     markdown = _markdown(summary, rows, errors, warnings)
     if metrics:
         markdown += "\n## Strategy performance\n\n" + "\n".join(
@@ -48,7 +49,8 @@ def build_report(
         ) + "\n"
     if trade_analysis is not None and trade_analysis.height:
         markdown += _trade_analysis_markdown(trade_analysis)
-    return Report(markdown=markdown, html=_html(summary, rows, errors, warnings, performance, lineage), asset_rows=rows)
+    page = _html(summary, rows, errors, warnings, performance, analysis, lineage)
+    return Report(markdown=markdown, html=page, asset_rows=rows)
 
 
 _ANALYSIS_HEADERS = ["trades", "win rate", "avg P&L", "median P&L", "profit factor", "avg bars held"]
@@ -58,15 +60,6 @@ def _analysis_cells(row: dict) -> list:
     factor = "—" if row["profit_factor"] is None else f"{row['profit_factor']:.2f}"
     return [row["n_trades"], f"{row['win_rate_pct']:.0%}", f"{row['avg_net_pnl']:,.0f}", f"{row['median_net_pnl']:,.0f}",
             factor, f"{row['avg_bars_held']:.1f}"]
-
-
-def _trade_analysis_html(analysis: pl.DataFrame) -> str:
-    """Closed trades per pair, entry hour, holding time, regime and exit reason: where the strategy wins and loses."""
-    parts = ["<h2>Trade analysis (closed backtest trades)</h2>"]
-    for (dimension,), rows in analysis.group_by("dimension", maintain_order=True):
-        parts.append(f"<h3>by {html.escape(dimension.replace('_', ' '))}</h3>")
-        parts.append(_table([dimension, *_ANALYSIS_HEADERS], [[r["bucket"], *_analysis_cells(r)] for r in rows.iter_rows(named=True)]))
-    return "".join(parts)
 
 
 def _trade_analysis_markdown(analysis: pl.DataFrame) -> str:
@@ -79,29 +72,6 @@ def _trade_analysis_markdown(analysis: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def line_chart_svg(values: list[float], *, title: str, color: str, width: int = 720, height: int = 180) -> str:
-    """A self-contained SVG line chart: no script, no fonts to fetch, readable offline."""
-    finite = [v for v in values if v == v]
-    if len(finite) < 2:
-        return ""
-    low, high = min(finite), max(finite)
-    span = (high - low) or 1.0
-    pad = 28
-    step = (width - 2 * pad) / (len(values) - 1)
-    points = " ".join(
-        f"{pad + i * step:.1f},{height - pad - (v - low) / span * (height - 2 * pad):.1f}"
-        for i, v in enumerate(values) if v == v
-    )
-    return (
-        f"<svg role='img' aria-label='{html.escape(title)}' "
-        f"viewBox='0 0 {width} {height}' width='{width}' height='{height}'>"
-        f"<rect width='100%' height='100%' fill='#fbfcfe'/>"
-        f"<text x='{pad}' y='18' font-size='13' fill='#1d2433'>{html.escape(title)}</text>"
-        f"<text x='{width - pad}' y='18' font-size='11' fill='#5b6474' text-anchor='end'>{low:,.4g} … {high:,.4g}</text>"
-        f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{points}'/></svg>"
-    )
-
-
 def metric_text(name: str, value: object) -> str:
     """A metric as a person reads it: `_pct` fractions as percentages, other floats to four places."""
     if isinstance(value, float) and value == value:
@@ -109,30 +79,38 @@ def metric_text(name: str, value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _performance_html(equity: pl.DataFrame, metrics: dict | None) -> str:
-    """Metrics table, then the equity curve and its drawdown over the bars' dates (the book's equity per bar)."""
+def _performance(equity: pl.DataFrame, metrics: dict | None) -> dict:
+    """Metrics rows, then the equity curve and its drawdown over the bars' dates (the book's equity per bar)."""
     book = equity.group_by("bar_ts").agg(pl.col("equity").sum()).sort("bar_ts") if "pair_id" in equity.columns else equity.sort("bar_ts")
     when, curve = book["bar_ts"].to_list(), book["equity"].to_list()
     peak, drawdowns = float("-inf"), []
     for value in curve:
         peak = max(peak, value)
         drawdowns.append(value / peak - 1.0 if peak else 0.0)
-    table = _table(["metric", "value"], [[k, metric_text(k, v)] for k, v in (metrics or {}).items()])
-    return (
-        "<h2>Strategy performance (backtest)</h2>" + table
-        + "<figure class='chart'>" + time_series_svg(when, curve, title="Equity", y_label="equity ($)") + "</figure>"
-        + "<figure class='chart'>" + time_series_svg(when, drawdowns, title="Drawdown", y_label="below running peak",
-                                                     color="#c62828", percent=True, fill_below_zero=True) + "</figure>"
-    )
+    return {
+        "metrics": [[k, metric_text(k, v)] for k, v in (metrics or {}).items()],
+        # our own matplotlib output, not user data: the template places it as markup
+        "equity_svg": Markup(time_series_svg(when, curve, title="Equity", y_label="equity ($)")),
+        "drawdown_svg": Markup(time_series_svg(when, drawdowns, title="Drawdown", y_label="below running peak",
+                                               color="#c62828", percent=True, fill_below_zero=True)),
+    }
 
 
-def _lineage_html(summary, graph: AssetGraph) -> str:
+def _trade_analysis(analysis: pl.DataFrame) -> list[dict]:
+    """Closed trades per pair, entry hour, holding time, regime and exit reason: where the strategy wins and loses."""
+    return [
+        {"label": dimension.replace("_", " "), "headers": [dimension, *_ANALYSIS_HEADERS],
+         "rows": [[r["bucket"], *_analysis_cells(r)] for r in rows.iter_rows(named=True)]}
+        for (dimension,), rows in analysis.group_by("dimension", maintain_order=True)
+    ]
+
+
+def _lineage_svg(summary, graph: AssetGraph) -> Markup | None:
     """The assets this run touched, coloured by what happened to them, with the edges between them."""
     ran = [name for name in summary.outcomes if name in graph.assets]
     if not ran:
-        return ""
-    svg = lineage_svg(graph, ran, run_states(summary.outcomes), title="Lineage of this run")
-    return "<h2>Lineage</h2><figure class='lineage'>" + svg + "</figure>"
+        return None
+    return Markup(lineage_svg(graph, ran, run_states(summary.outcomes), title="Lineage of this run"))
 
 
 def _asset_rows(summary) -> list[dict]:
@@ -221,77 +199,38 @@ def _markdown(summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.Data
     return "\n".join(lines) + "\n"
 
 
-def _table(headers: list[str], body: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:72rem;color:#1d2433;padding:0 1rem}
-h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #dde2ea;padding-bottom:.3rem}
-table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{border:1px solid #dde2ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f3f5f9} .status{display:inline-block;padding:.1rem .6rem;border-radius:1rem;color:#fff}
-.completed{background:#2e7d32}.quarantined{background:#c77700}.failed{background:#c62828}
-.failure{border-left:4px solid #c62828;padding:.2rem 1rem;margin:1rem 0;background:#fff6f6}
-code{background:#f3f5f9;padding:0 .2rem;border-radius:3px} .muted{color:#5b6474}
-figure.lineage{margin:.5rem 0;overflow-x:auto} figure.chart{margin:.5rem 0} figure.chart svg{max-width:100%;height:auto}
-"""
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The report's templates: every value escaped unless it is `Markup`, a missing name an error rather than blank."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("quality", "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
 
 
 def _html(
-    summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame, performance: str = "", lineage: str = ""
+    summary, rows: list[dict], errors: pl.DataFrame, warnings: pl.DataFrame, performance: dict | None,
+    trade_analysis: list[dict], lineage: Markup | None,
 ) -> str:
-    totals = summary.totals
-    parts = [
-        f"<h1>Quarry run <code>{html.escape(summary.run_id)}</code> "
-        f"<span class='status {summary.status}'>{summary.status}</span></h1>",
-        f"<p class='muted'>Selection <code>{html.escape(summary.selection)}</code>; "
-        + (f"sessions {summary.window[0]} → {summary.window[1]}; " if getattr(summary, "window", None) else "")
-        + f"started {summary.started_at:%Y-%m-%d %H:%M:%S} UTC"
-        + (f", finished {summary.finished_at:%H:%M:%S} UTC" if summary.finished_at else "")
-        + "</p>",
-        _table(
-            ["built", "up to date", "quarantined", "skipped", "failed", "rows written"],
-            [[totals["built"], totals["up_to_date"], totals["quarantined"], totals["skipped"], totals["failed"], totals["rows_written"]]],
-        ),
-        "<h2>Assets</h2>",
-        _table(
-            ["asset", "built", "up to date", "quarantined", "skipped", "failed", "rows", "seconds", "warnings", "why built"],
-            [[r["asset"], r["built"], r["up_to_date"], r["quarantined"], r["skipped"], r["failed"], r["rows"], r["seconds"], r["warnings"], r["why"]] for r in rows],
-        ),
-        lineage,
-    ]
-    parts.append("<h2>Failed checks</h2>")
-    if errors.is_empty():
-        parts.append("<p>No error-severity check failed: every built partition was published.</p>")
+    """The page from `templates/report.html`: plain values for the template to escape, our own SVG as `Markup`."""
+    failures = []
     for row in errors.head(MAX_FAILURES_SHOWN).iter_rows(named=True):
         samples = _sample_rows(row["sample"])
         columns = sorted({k for s in samples for k in s})
-        parts.append(
-            "<div class='failure'>"
-            f"<p><b>{html.escape(row['asset'])}</b> partition <code>{html.escape(row['partition_key'])}</code> "
-            f"failed <code>{html.escape(row['check_name'])}</code>: {row['failing_rows']} failing rows. "
-            f"{html.escape(row['message'] or '')} Quarantined as version <code>{html.escape(row['version_id'] or '')}</code>.</p>"
-            + (_table(columns, [[s.get(c, "") for c in columns] for s in samples]) if samples else "")
-            + "</div>"
-        )
-    if warnings.height:
-        parts.append("<h2>Warnings</h2>")
-        parts.append(
-            _table(["asset", "check", "partitions", "failing rows", "first partition"],
-                   [[w["asset"], w["check_name"], w["partitions"], w["failing_rows"], w["example"]] for w in warnings.iter_rows(named=True)])
-        )
-    skipped = [[o.asset, key, why] for o in summary.outcomes.values() for key, why in o.skipped]
-    failed = [[o.asset, key, why] for o in summary.outcomes.values() for key, why in o.failed]
-    if skipped:
-        parts += ["<h2>Skipped</h2>", _table(["asset", "partition", "why"], skipped[:MAX_FAILURES_SHOWN])]
-    if failed:
-        parts += ["<h2>Failed</h2>", _table(["asset", "partition", "error"], failed[:MAX_FAILURES_SHOWN])]
-    parts.append(performance)
-    body = "\n".join(parts)
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Quarry run {html.escape(summary.run_id)}</title><style>{STYLE}</style></head>"
-        f"<body>{body}</body></html>\n"
+        failures.append({
+            "asset": row["asset"], "partition_key": row["partition_key"], "check_name": row["check_name"],
+            "failing_rows": row["failing_rows"], "message": row["message"] or "", "version_id": row["version_id"] or "",
+            "columns": columns, "samples": [[s.get(c, "") for c in columns] for s in samples],
+        })
+    return _templates().get_template("report.html").render(
+        run_id=summary.run_id, status=summary.status, selection=summary.selection,
+        window=getattr(summary, "window", None), started_at=summary.started_at, finished_at=summary.finished_at,
+        totals=summary.totals,
+        asset_cells=[[r["asset"], r["built"], r["up_to_date"], r["quarantined"], r["skipped"], r["failed"], r["rows"],
+                      r["seconds"], r["warnings"], r["why"]] for r in rows],
+        lineage_svg=lineage, failures=failures,
+        warnings=[[w["asset"], w["check_name"], w["partitions"], w["failing_rows"], w["example"]] for w in warnings.iter_rows(named=True)],
+        skipped=[[o.asset, key, why] for o in summary.outcomes.values() for key, why in o.skipped][:MAX_FAILURES_SHOWN],
+        failed=[[o.asset, key, why] for o in summary.outcomes.values() for key, why in o.failed][:MAX_FAILURES_SHOWN],
+        performance=performance, trade_analysis=trade_analysis,
     )

@@ -133,7 +133,8 @@ def _leaks(text: str) -> list[str]:
     """Which secrets appear in `text`, in any encoding they could travel in."""
     from urllib.parse import quote
 
-    forms = {name: {value, quote(value, safe=""), value.replace("'", "''"), value.replace("'", "&#x27;")}
+    forms = {name: {value, quote(value, safe=""), value.replace("'", "''"), value.replace("'", "&#x27;"),
+                    value.replace("'", "&#39;")}
              for name, value in SECRETS.items()}
     return [name for name, values in forms.items() if any(v in text for v in values)]
 

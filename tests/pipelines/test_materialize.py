@@ -1,5 +1,6 @@
 """Materialization round trips on a real DuckLake: build, no-op, full refresh, quarantine, code change, as-of reads."""
 
+import html
 import json
 from dataclasses import replace
 from datetime import date
@@ -175,7 +176,7 @@ def test_quarantine_shows_in_the_html_report_with_failing_rows(lake, tmp_path):
     settings = Settings(catalog=lake.catalog, data_path=lake.data_path, reports_dir=tmp_path / "reports")
     report = record_and_report(lake.warehouse, settings, summary)
     page = (tmp_path / "reports" / "corrupt.html").read_text()
-    assert "bad_ticks_beyond_tolerance" in page and BAD_DAY in page and "&quot;KO&quot;" not in page
+    assert "bad_ticks_beyond_tolerance" in page and BAD_DAY in page and '"KO"' not in html.unescape(page)
     assert "<td>KO</td>" in page
     assert "quarantined" in report.markdown and lake.warehouse.run("corrupt")["status"] == "quarantined"
 
