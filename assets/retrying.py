@@ -1,4 +1,4 @@
-"""One retry policy, on tenacity, for catalog commits, provider requests and broker calls."""
+"""One retry policy, on tenacity, for catalog commits, provider requests, broker calls and alert emails."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import html
 import json
 import smtplib
 import sqlite3
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +17,8 @@ from typing import Annotated, Literal
 from loguru import logger
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from assets.retrying import RetryPolicy
 
 AlertKind = Literal["trade", "risk", "failed-run", "health", "data"]
 Severity = Literal["info", "warning", "critical"]
@@ -283,6 +284,11 @@ def build_message(settings: SmtpSettings, subject: str, text: str, body_html: st
     message.set_content(text)
     message.add_alternative(body_html, subtype="html")
     return message
+
+
+def _relay_failure(error: BaseException) -> bool:
+    """A refused connection, a timeout or an SMTP error may pass; a retry resends the whole message."""
+    return isinstance(error, (OSError, smtplib.SMTPException))
 
 
 def send_email(settings: SmtpSettings, subject: str, text: str, body_html: str) -> None:
@@ -604,21 +610,19 @@ class Notifier:
 
     def _deliver(self, alert: Alert, held: int, attempts: int) -> Delivery:
         subject, text, body_html = render_alert(alert, held)
-        error = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.policy.retry_seconds * 2 ** (attempt - 1))
-            try:
-                send_email(self.smtp, subject, text, body_html)
-            except (OSError, smtplib.SMTPException) as failure:
-                error = self.redact(f"{type(failure).__name__}: {failure}")
-                continue
-            self.store.mark_sent(alert.dedup_key, self.clock())
-            return Delivery("sent", alert, held)
-        logger.error("could not email alert {} ({} attempts): {}; queued for the next flush", alert.dedup_key,
-                     attempts, error)
-        self.store.queue(alert, error, self.clock())
-        return Delivery("queued", alert, held, error)
+        first_wait = self.policy.retry_seconds
+        retry = RetryPolicy(attempts=attempts, retry_on=_relay_failure, first_wait_s=first_wait,
+                            max_wait_s=first_wait * 2 ** max(attempts - 2, 0))
+        try:
+            retry.call(lambda: send_email(self.smtp, subject, text, body_html))
+        except (OSError, smtplib.SMTPException) as failure:
+            error = self.redact(f"{type(failure).__name__}: {failure}")
+            logger.error("could not email alert {} ({} attempts): {}; queued for the next flush", alert.dedup_key,
+                         attempts, error)
+            self.store.queue(alert, error, self.clock())
+            return Delivery("queued", alert, held, error)
+        self.store.mark_sent(alert.dedup_key, self.clock())
+        return Delivery("sent", alert, held)
 
     def send_daily_summary(self, summary: DailySummary) -> bool:
         """The daily summary is not throttled: it is one email a day by schedule. False when email is off."""
