@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import smtplib
 import sqlite3
@@ -11,9 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+import jinja2
 from loguru import logger
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -149,11 +150,11 @@ def ledger_alert(row: Mapping) -> Alert:
 # ---- rendering ----------------------------------------------------------------------------
 
 
-def _details_html(details: Mapping[str, str]) -> str:
-    if not details:
-        return ""
-    rows = "".join(f"<tr><th align='left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in details.items())
-    return f"<table border='1' cellpadding='4' cellspacing='0'>{rows}</table>"
+@lru_cache(maxsize=1)
+def _templates() -> jinja2.Environment:
+    """The email templates in pipelines/templates, every value escaped unless a template says otherwise."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("pipelines", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined)
 
 
 def render_alert(alert: Alert, suppressed_since_last: int = 0) -> tuple[str, str, str]:
@@ -162,12 +163,8 @@ def render_alert(alert: Alert, suppressed_since_last: int = 0) -> tuple[str, str
     held = f"{suppressed_since_last} similar alerts were held back since the last email." if suppressed_since_last else ""
     lines = [alert.body, ""] + [f"{k}: {v}" for k, v in alert.details.items()]
     lines += ["", f"at {alert.created_at:%Y-%m-%d %H:%M:%S %Z}"] + ([held] if held else [])
-    body_html = (
-        f"<html><body><h2>{html.escape(alert.title)}</h2><p>{html.escape(alert.body)}</p>"
-        f"{_details_html(alert.details)}<p><small>at {alert.created_at:%Y-%m-%d %H:%M:%S %Z}</small></p>"
-        + (f"<p><em>{html.escape(held)}</em></p>" if held else "")
-        + "</body></html>"
-    )
+    at = f"{alert.created_at:%Y-%m-%d %H:%M:%S %Z}"
+    body_html = _templates().get_template("alert_email.html").render(alert=alert, at=at, held=held)
     return subject, "\n".join(lines), body_html
 
 
@@ -244,31 +241,11 @@ def render_daily_summary(summary: DailySummary) -> tuple[str, str, str]:
     )
     text += ["", "Stale assets:"] + ([f"  {a}: {late}" for a, late in summary.stale_assets] or ["  none"])
 
-    def table(headers: tuple[str, ...], rows) -> str:
-        if not rows:
-            return "<p>none</p>"
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-        return f"<table border='1' cellpadding='4' cellspacing='0'><tr>{head}</tr>{body}</table>"
-
-    pnl_html = (
-        table(("book", "P&L"), [(k, f"{v:,.2f}") for k, v in summary.pnl.items()])
-        if summary.pnl is not None else "<p>not available (no ledger)</p>"
-    )
-    body_html = (
-        f"<html><body><h2>Quarry daily summary {html.escape(summary.day)}</h2>"
-        f"<p>Runs: {summary.runs_completed} completed, {summary.runs_failed} failed; "
-        f"{summary.partitions_built} partitions built.</p>"
-        f"<h3>P&amp;L</h3>{pnl_html}"
-        + (f"<p>Trades: {summary.trades}</p>" if summary.trades is not None else "")
-        + "<h3>Performance</h3>"
-        + (table(("metric", *books), performance_rows(summary))
-           + "".join(f"<p><small>{html.escape(b)}: {html.escape(summary.performance_sources[b])}</small></p>"
-                     for b in books if b in summary.performance_sources)
-           if books else "<p>not available (no published live_performance or strategy_performance)</p>")
-        + f"<h3>Quarantined partitions</h3>{table(('asset', 'partition', 'failed checks'), summary.quarantines)}"
-        f"<h3>Stale assets</h3>{table(('asset', 'late by'), summary.stale_assets)}"
-        "</body></html>"
+    body_html = _templates().get_template("daily_summary.html").render(
+        summary=summary, books=tuple(books),
+        pnl=None if summary.pnl is None else [(k, f"{v:,.2f}") for k, v in summary.pnl.items()],
+        performance=performance_rows(summary) if books else [],
+        sources=[(b, summary.performance_sources[b]) for b in books if b in summary.performance_sources],
     )
     return subject, "\n".join(text), body_html
 

@@ -165,3 +165,19 @@ def test_notifier_from_settings_stores_alert_rows_in_the_ledger(tmp_path, monkey
     with Ledger.open().engine.connect() as connection:
         rows = connection.execute(sa.select(alerts.c.level, alerts.c.source, alerts.c.subject)).all()
     assert [tuple(r) for r in rows] == [("critical", "notify:risk", "risk limit drawdown")]
+
+
+def test_email_templates_escape_every_value_they_show():
+    from pipelines.notify import DailySummary, render_alert, render_daily_summary, risk_alert
+
+    _, _, alert_html = render_alert(risk_alert("x<y", "spread <script>alert(1)</script> & more", 1.0, 0.5), 3)
+    assert "<script>" not in alert_html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in alert_html
+    assert "<th align=\"left\">rule</th><td>x&lt;y</td>" in alert_html and "3 similar alerts" in alert_html
+    summary = DailySummary(day="<day>", runs_completed=1, runs_failed=0, partitions_built=2,
+                           quarantines=(("a<b", "2026-12-01", "c&d"),), stale_assets=(("s>t", "2 sessions"),),
+                           pnl={"<book>": 1.5}, performance={"live": {"sharpe_ratio": 1.0}},
+                           performance_sources={"live": "v<1>"})
+    _, _, summary_html = render_daily_summary(summary)
+    for raw, escaped in [("<day>", "&lt;day&gt;"), ("a<b", "a&lt;b"), ("c&d", "c&amp;d"), ("s>t", "s&gt;t"),
+                         ("<book>", "&lt;book&gt;"), ("v<1>", "v&lt;1&gt;")]:
+        assert raw not in summary_html and escaped in summary_html
