@@ -87,11 +87,23 @@ def pytest_collection_modifyitems(config, items):
     """Plain `pytest` is the everyday loop: the slow suites are left out unless `--all` is given or a test path is
     named on the command line (naming a file means wanting its tests)."""
     if config.getoption("run_everything") or config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        _files_with_slow_tests_first(items)
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def _files_with_slow_tests_first(items) -> None:
+    """Long files start first, so parallel workers end together instead of waiting on a long file handed out last:
+    files with real Prefect servers, then files by how many slow tests they hold. Each file keeps its own order
+    (module fixtures are shared in file order)."""
+    from collections import Counter
+
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    server = {item.path for item in items if item.get_closest_marker("server")}
+    items.sort(key=lambda item: (item.path not in server, -slow[item.path]))
 
 
 @pytest.fixture(autouse=True)
