@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import suppress
 
 from loguru import logger
 
@@ -103,11 +104,19 @@ def route_run_logs(level: str = "INFO") -> None:
 
 
 def configure_console(level: str = "INFO", quiet: bool = False) -> None:
-    """Human-readable logs on stderr for the CLI; `quiet` keeps only warnings (a progress bar is showing)."""
+    """Human-readable logs on stderr for the CLI; `quiet` keeps only warnings (a progress bar is showing).
+
+    Replaces only the console sink: a run's Prefect and file sinks installed earlier in the process keep working.
+    """
     install_redaction()
-    logger.remove()
-    logger.add(_write_to_current_stderr, level="WARNING" if quiet else level, colorize=sys.stderr.isatty(),
-               format="<level>{level: <7}</level> {message}")
+    previous = _ROUTED.pop("console", None)
+    if previous is None:
+        with suppress(ValueError):
+            logger.remove(0)  # loguru's own stderr sink; the run-log sinks stay
+    else:
+        logger.remove(previous)
+    _ROUTED["console"] = logger.add(_write_to_current_stderr, level="WARNING" if quiet else level,
+                                    colorize=sys.stderr.isatty(), format="<level>{level: <7}</level> {message}")
 
 
 def _write_to_current_stderr(message: str) -> None:
