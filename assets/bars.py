@@ -7,11 +7,20 @@ from datetime import timedelta
 import polars as pl
 
 from assets.calendar import hourly_bar_starts
-from assets.model import asset
+from assets.model import Check, asset
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA, ohlcv_aggregates
-from quality.checks import BARS_HOURLY_CHECKS
 
 BAD_TICK_LOG_DEVIATION = 0.15
+#: Where the bars checks live; named by string (as contracts are) and imported when audited.
+CHECKS = "quality.checks"
+BARS_HOURLY_CHECKS = (
+    Check("bars_outside_session", "error", f"{CHECKS}:bars_outside_session", "bar start outside the regular session"),
+    Check("bad_ticks_beyond_tolerance", "error", f"{CHECKS}:bad_ticks_beyond_tolerance",
+          "more than one bad tick per symbol and session, or over 5% of the partition"),
+    Check("missing_bars", "warn", f"{CHECKS}:missing_bars", "bars the exchange calendar expects are missing"),
+    Check("price_jumps", "warn", f"{CHECKS}:price_jumps", "close moved more than 10% between consecutive bars"),
+    Check("repaired_bad_ticks", "warn", f"{CHECKS}:repaired_bad_ticks", "bad ticks replaced by the session median"),
+)
 
 
 def fetch_hourly_bars(source, window) -> pl.DataFrame:

@@ -22,18 +22,31 @@ UNPARTITIONED = "all"
 CONTEXT_INPUTS = frozenset({"fetched", "sessions", "previous", "partition_keys"})
 
 
+def imported(reference: str) -> Any:
+    """The object a `"module:name"` reference names, imported on first use."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Check:
     """A named cross-row check; `find_failures` returns the failing rows (empty when it passes).
 
     The failing rows must carry the asset's `partition_key` column so a failure is
-    attributed to the partition it belongs to.
+    attributed to the partition it belongs to. Like a contract, the function may be named
+    by a `"module:function"` string (`"quality.checks:missing_bars"`), imported when audited,
+    so an asset module declares its checks without importing `quality/`.
     """
 
     name: str
     severity: Severity
-    find_failures: Callable[[pl.DataFrame], pl.DataFrame]
+    find_failures: Callable[[pl.DataFrame], pl.DataFrame] | str
     description: str = ""
+
+    def failures(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of `frame` that fail this check."""
+        find = imported(self.find_failures) if isinstance(self.find_failures, str) else self.find_failures
+        return find(frame)
 
 
 class Fetch(Protocol):
@@ -68,10 +81,7 @@ class Asset:
     @cached_property
     def contract_model(self) -> type | None:
         """The Pandera model; a `"module:Class"` reference is imported on first use, so planning never loads Pandera."""
-        if not isinstance(self.contract, str):
-            return self.contract
-        module, _, name = self.contract.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return imported(self.contract) if isinstance(self.contract, str) else self.contract
 
     @property
     def contract_name(self) -> str | None:

@@ -126,9 +126,10 @@ def materialize_flow(
     route_run_logs(settings.log_level)
     window = default_window(settings, start, end)
     run_id = str(flow_run.get_id() or new_id("run-"))
+    graph = default_graph()
     with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
         summary = run_materialization(
-            default_graph(),
+            graph,
             warehouse,
             make_source(settings),
             selection=selection,
@@ -142,7 +143,7 @@ def materialize_flow(
             batch_partitions=settings.batch_partitions,
             exclude=exclude,
         )
-        report = record_and_report(warehouse, settings, summary, flow_run_id=run_id)
+        report = record_and_report(warehouse, settings, summary, flow_run_id=run_id, graph=graph)
     publish_artifacts(summary, report)
     if summary.exit_code:
         raise RunNotClean(summary)

@@ -7,6 +7,7 @@ from datetime import date, datetime, timezone
 
 from loguru import logger
 
+from assets import AssetGraph, default_graph
 from assets.calendar import session_through
 from pipelines.materialize import RunSummary
 from pipelines.planning import RunWindow
@@ -61,12 +62,19 @@ def _trade_analysis(warehouse: Warehouse, summary: RunSummary):
 
 
 def record_and_report(
-    warehouse: Warehouse, settings: Settings, summary: RunSummary, flow_run_id: str | None = None
+    warehouse: Warehouse, settings: Settings, summary: RunSummary, flow_run_id: str | None = None,
+    graph: AssetGraph | None = None,
 ) -> Report:
-    """Write the HTML quality report and the run's row in `quarry.runs`, then sweep old orphaned files."""
+    """Write the HTML quality report and the run's row in `quarry.runs`, then sweep old orphaned files.
+
+    The report draws the lineage of what ran from `graph`, the graph the run built (the default one unless given).
+    """
     checks = warehouse.check_results(summary.run_id)
     equity, metrics = _strategy_equity(warehouse, summary)
-    report = build_report(summary, checks, equity, metrics, trade_analysis=_trade_analysis(warehouse, summary))
+    report = build_report(
+        summary, checks, equity, metrics, graph=graph if graph is not None else default_graph(),
+        trade_analysis=_trade_analysis(warehouse, summary),
+    )
     path = settings.reports_dir / f"{summary.run_id}.html"
     try:
         settings.reports_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ def audit(asset: Asset, staged: pl.DataFrame, partition_keys: list[str]) -> pl.D
     """One row per partition and check (contract checks included): passed or not, with a sample of failures."""
     results = [_contract_results(asset, staged, partition_keys)]
     for check in asset.checks:
-        failures = check.find_failures(staged)
+        failures = check.failures(staged)
         results.append(_results_for(check.name, check.severity, failures, partition_keys, check.description))
     return pl.concat(results, how="vertical")
 

@@ -7,7 +7,6 @@ from datetime import date
 import polars as pl
 
 from assets.calendar import hourly_bar_starts, sessions
-from assets.model import Check
 
 
 def _session_bounds(frame: pl.DataFrame) -> tuple[date, date]:
@@ -64,12 +63,3 @@ def bad_ticks_beyond_tolerance(
         pl.col("is_repaired") & ((per_symbol > max_per_symbol_session) | (share > max_share))
     ).select("partition_key", "symbol", "bar_ts", "close_px")
 
-
-BARS_HOURLY_CHECKS = (
-    Check("bars_outside_session", "error", bars_outside_session, "bar start outside the regular session"),
-    Check("bad_ticks_beyond_tolerance", "error", bad_ticks_beyond_tolerance,
-          "more than one bad tick per symbol and session, or over 5% of the partition"),
-    Check("missing_bars", "warn", missing_bars, "bars the exchange calendar expects are missing"),
-    Check("price_jumps", "warn", price_jumps, "close moved more than 10% between consecutive bars"),
-    Check("repaired_bad_ticks", "warn", repaired_bad_ticks, "bad ticks replaced by the session median"),
-)

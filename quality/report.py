@@ -10,7 +10,7 @@ import jinja2
 import polars as pl
 from markupsafe import Markup
 
-from assets import AssetGraph, default_graph
+from assets.graph import AssetGraph
 from quality.charts import time_series_svg
 from quality.lineage import lineage_svg, run_states
 
@@ -32,7 +32,7 @@ def build_report(
 
     When the run built the backtest, `equity` (one row per bar: equity) and the strategy's
     `metrics` add a performance section with equity-curve and drawdown charts. The lineage
-    of what ran is drawn from `graph` (the default graph unless given). `trade_analysis` (the
+    of what ran is drawn from `graph`, the caller's graph (none drawn without one). `trade_analysis` (the
     asset's rows) adds where the strategy wins and loses, one table per dimension.
     """
     rows = _asset_rows(summary)
@@ -41,7 +41,7 @@ def build_report(
     warnings = _warning_summary(failures)
     performance = _performance(equity, metrics) if equity is not None and equity.height > 1 else None
     analysis = _trade_analysis(trade_analysis) if trade_analysis is not None and trade_analysis.height else []
-    lineage = _lineage_svg(summary, graph or default_graph())
+    lineage = _lineage_svg(summary, graph) if graph is not None else None
     markdown = _markdown(summary, rows, errors, warnings)
     if metrics:
         markdown += "\n## Strategy performance\n\n" + "\n".join(

@@ -6,6 +6,7 @@ from html.parser import HTMLParser
 
 import polars as pl
 
+from assets import default_graph
 from pipelines.materialize import AssetOutcome, RunSummary
 from quality.report import build_report
 
@@ -58,7 +59,7 @@ def test_markup_in_run_values_arrives_escaped_and_the_charts_as_svg():
     }], schema=CHECK_SCHEMA)
     equity = pl.DataFrame({"bar_ts": [started + timedelta(days=i) for i in range(5)], "equity": [100.0, 101.0, 99.0, 102.0, 103.0]})
 
-    page = build_report(summary, checks, equity, {"total_return_pct": 0.03}).html
+    page = build_report(summary, checks, equity, {"total_return_pct": 0.03}, graph=default_graph()).html
     parsed = _parse(page)
 
     tags = [tag for tag, _ in parsed.tags]
