@@ -17,9 +17,9 @@ from assets.calendar import sessions as exchange_sessions
 from assets.graph import AssetGraph
 from assets.model import UNPARTITIONED, Asset
 from pipelines.planning import PartitionWork, partition_spans
-from quality.audit import RESULT_SCHEMA, audit, failed_checks_by_partition
+from quality.audit import RESULT_SCHEMA, audit, contract_columns, failed_checks_by_partition
 from warehouse import PublishBatch, Warehouse
-from warehouse.versions import data_versions_by_partition, new_id
+from warehouse.versions import AssetMetadata, ContractColumn, data_versions_by_partition, new_id
 
 @dataclass(frozen=True)
 class SourceWindow:
@@ -92,6 +92,21 @@ class BatchResult:
             "data_versions": dict(list(self.data_versions.items())[:20]),
             "quarantined": list(self.quarantined)[:20],
         }
+
+
+def published_metadata(asset: Asset) -> AssetMetadata:
+    """What the catalog records with a publish: the grain, partitioning, freshness and contract in force."""
+    return AssetMetadata(
+        asset=asset.name,
+        code_version=asset.code_version,
+        grain=tuple(asset.grain),
+        partitions=asset.partitions,
+        partition_column=asset.time_column if asset.is_partitioned else None,
+        time_column=asset.time_column,
+        freshness_seconds=asset.freshness.total_seconds() if asset.freshness is not None else None,
+        contract=asset.contract_name,
+        contract_columns=tuple(ContractColumn(*column) for column in contract_columns(asset)),
+    )
 
 
 def partition_keys_of(asset: Asset, frame: pl.DataFrame) -> pl.Expr:
@@ -374,4 +389,5 @@ def _publish_batch(
         version_rows=version_rows,
         check_rows=check_rows,
         published_at=now,
+        metadata=published_metadata(asset),
     )

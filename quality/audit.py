@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import polars as pl
 
 from assets.model import Asset
@@ -25,6 +27,16 @@ def audit(asset: Asset, staged: pl.DataFrame, partition_keys: list[str]) -> pl.D
         failures = check.failures(staged)
         results.append(_results_for(check.name, check.severity, failures, partition_keys, check.description))
     return pl.concat(results, how="vertical")
+
+
+def contract_columns(asset: Asset) -> tuple[tuple[str, str, bool], ...]:
+    """(name, Polars dtype, nullable) of each column the asset's contract promises, in declaration order."""
+    return _schema_columns(asset.contract_model) if asset.contract is not None else ()
+
+
+@cache
+def _schema_columns(model: type) -> tuple[tuple[str, str, bool], ...]:
+    return tuple((name, str(column.dtype), bool(column.nullable)) for name, column in model.to_schema().columns.items())
 
 
 def failed_checks_by_partition(results: pl.DataFrame) -> dict[str, list[str]]:

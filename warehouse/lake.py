@@ -19,7 +19,7 @@ from assets.retrying import Retry, RetryPolicy
 from warehouse import catalog_migrations
 from warehouse.publish_locks import partitions_locked
 from warehouse.redaction import redact
-from warehouse.versions import PublishBatch
+from warehouse.versions import AssetMetadata, PublishBatch
 
 LAKE = "lake"
 EXTENSIONS = ("ducklake", "sqlite_scanner", "postgres_scanner")
@@ -28,6 +28,19 @@ COMMIT_RETRIES = 8
 LAKE_LOCK = threading.RLock()
 #: The catalog step that adds quarry.asset_definitions (warehouse/catalog_migrations/v0003_asset_definitions.py).
 ASSET_DEFINITIONS_SINCE = 3
+#: The catalog step that adds quarry.asset_metadata (warehouse/catalog_migrations/v0004_asset_metadata.py).
+ASSET_METADATA_SINCE = 4
+#: The columns of quarry.asset_metadata, as a publish writes a row.
+ASSET_METADATA_SCHEMA = pl.Schema({
+    "asset": pl.String, "code_version": pl.String, "metadata_hash": pl.String, "grain": pl.List(pl.String),
+    "partitions": pl.String, "partition_column": pl.String, "time_column": pl.String,
+    "freshness_seconds": pl.Float64, "contract": pl.String, "contract_columns": pl.String,
+    "recorded_at": pl.Datetime("us", "UTC"),
+})
+#: Each asset's latest row of quarry.asset_metadata: the grain, partitioning and contract it is published under.
+LATEST_ASSET_METADATA_SQL = """
+    SELECT * FROM {lake}.quarry.asset_metadata
+    QUALIFY row_number() OVER (PARTITION BY asset ORDER BY recorded_at DESC) = 1"""
 
 
 class WarehouseError(RuntimeError):
@@ -327,6 +340,8 @@ class Warehouse:
         self._publish_lock = threading.Lock()
         #: Tables known to exist, with their columns once a publish has checked them: (schema, name) -> columns.
         self._known_tables: dict[tuple[str, str], dict[str, str] | None] = {}
+        #: Asset -> digest of its latest quarry.asset_metadata row, as this process last read or wrote it.
+        self._recorded_metadata: dict[str, str | None] = {}
         try:
             self._upgrade_catalog()
         except BaseException:
@@ -562,6 +577,17 @@ class Warehouse:
 
         self.transaction(write, "record asset definitions")
 
+    def asset_metadata(self, assets: list[str] | None = None) -> dict[str, AssetMetadata]:
+        """Each asset's grain, partitioning, freshness and contract as its latest publish recorded them."""
+        if self._schema_version < ASSET_METADATA_SINCE:  # a read-only open of a catalog not upgraded yet
+            return {}
+        sql = LATEST_ASSET_METADATA_SQL.format(lake=LAKE)
+        params: list = []
+        if assets is not None:
+            sql = f"SELECT * FROM ({sql}) WHERE list_contains(?, asset)"
+            params.append(assets)
+        return {row["asset"]: AssetMetadata.from_row(row) for row in self.query(sql, params).iter_rows(named=True)}
+
     # ---- data reads ----------------------------------------------------------------------
 
     def read(
@@ -681,6 +707,9 @@ class Warehouse:
                     [now],
                 )
                 cur.unregister("version_rows")
+            for batch in batches:
+                if batch.metadata is not None:
+                    self._record_metadata_in(cur, batch.metadata, now)
             return checked
 
         # The partitions' locks are taken before the transaction's first read and released after its
@@ -689,6 +718,21 @@ class Warehouse:
         with self._publish_lock, partitions_locked(self.catalog, partitions):
             checked = self.transaction(publish_all, f"publish {names}")
         self._known_tables.update(checked)
+        self._recorded_metadata.update({b.asset: b.metadata.digest for b in batches if b.metadata is not None})
+
+    def _record_metadata_in(self, cur: duckdb.DuckDBPyConnection, metadata: AssetMetadata, now: datetime) -> None:
+        """Append the asset's metadata row when it differs from the latest one (looked up once per process)."""
+        if metadata.asset not in self._recorded_metadata:
+            latest = cur.execute(
+                f"SELECT metadata_hash FROM ({LATEST_ASSET_METADATA_SQL.format(lake=LAKE)}) WHERE asset = ?",
+                [metadata.asset],
+            ).fetchone()
+            self._recorded_metadata[metadata.asset] = latest[0] if latest else None
+        if self._recorded_metadata[metadata.asset] == metadata.digest:
+            return
+        cur.register("metadata_row", pl.DataFrame([metadata.row(now)], schema=ASSET_METADATA_SCHEMA))
+        cur.execute(f"INSERT INTO {LAKE}.quarry.asset_metadata BY NAME SELECT * FROM metadata_row")
+        cur.unregister("metadata_row")
 
     def _publish_in(self, cur: duckdb.DuckDBPyConnection, batch: PublishBatch) -> dict:
         table = f'{LAKE}.main."{batch.asset}"'

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from assets import AssetGraph
-from warehouse.lake import LAKE, WarehouseError, locate_version
-
-#: One row per asset of the graph: its grain key and partitioning, for the views and macros below.
-GRAIN_TABLE = "quarry_asset_grain"
+from warehouse.lake import LAKE, LATEST_ASSET_METADATA_SQL, WarehouseError, locate_version
 
 
 @dataclass(frozen=True)
@@ -56,11 +52,22 @@ class SqlObject:
 # one-row aggregate runs even when the table being filtered is empty.
 SURFACE: tuple[SqlObject, ...] = (
     SqlObject(
+        "asset_metadata", "view", "asset_metadata",
+        "One row per asset in the catalog: the grain, partitioning (and partition column), time column, freshness "
+        "and contract (name, and columns as JSON) its latest publish recorded, and that code version.",
+        f"""WITH latest AS ({LATEST_ASSET_METADATA_SQL}),
+           known AS (SELECT DISTINCT asset FROM {{lake}}.quarry.versions UNION SELECT asset FROM latest)
+           SELECT k.asset, m.grain, m.partitions, m.partition_column, m.time_column, m.freshness_seconds,
+                  m.contract, m.contract_columns, m.code_version, m.recorded_at
+           FROM known k LEFT JOIN latest m ON m.asset = k.asset
+           ORDER BY k.asset""",
+    ),
+    SqlObject(
         "known_asset", "macro", "known_asset(asset_name)",
-        "The name itself if the graph has that asset; otherwise an error naming the known assets.",
-        f"""(SELECT CASE WHEN count(*) > 0 THEN asset_name ELSE error('no asset named ''' || asset_name
-                || '''; known: ' || (SELECT string_agg(asset, ', ' ORDER BY asset) FROM {GRAIN_TABLE})) END
-            FROM {GRAIN_TABLE} WHERE asset = asset_name)""",
+        "The name itself if the catalog has that asset; otherwise an error naming the known assets.",
+        """(SELECT CASE WHEN count(*) > 0 THEN asset_name ELSE error('no asset named ''' || asset_name
+                || '''; known: ' || (SELECT string_agg(asset, ', ' ORDER BY asset) FROM asset_metadata)) END
+            FROM asset_metadata WHERE asset = asset_name)""",
     ),
     SqlObject(
         "readable_version", "macro", "readable_version(asset_name, version)",
@@ -70,6 +77,15 @@ SURFACE: tuple[SqlObject, ...] = (
                 || ' (list them: SELECT * FROM asset_versions(''' || asset_name || '''))') END
             FROM {lake}.quarry.versions
             WHERE version_id = version AND asset = asset_name AND status IN ('published', 'superseded'))""",
+    ),
+    SqlObject(
+        "version_grain", "macro", "version_grain(asset_name, version)",
+        "The grain key a version was published under: the asset's metadata in force at its publish.",
+        """coalesce(
+            (SELECT m.grain FROM {lake}.quarry.asset_metadata m JOIN {lake}.quarry.versions v
+                 ON v.version_id = version AND m.asset = v.asset AND m.recorded_at <= v.published_at
+             WHERE m.asset = asset_name ORDER BY m.recorded_at DESC LIMIT 1),
+            (SELECT grain FROM {lake}.quarry.asset_metadata WHERE asset = asset_name ORDER BY recorded_at LIMIT 1))""",
     ),
     SqlObject(
         "known_run", "macro", "known_run(run)",
@@ -83,12 +99,12 @@ SURFACE: tuple[SqlObject, ...] = (
         "asset_catalog", "view", "asset_catalog",
         "One row per asset: grain, partitioning, published partitions and rows, partitions whose latest "
         "attempt is quarantined, last publish and its age in seconds.",
-        f"""WITH latest AS (
-               SELECT asset, status FROM {{lake}}.quarry.versions
+        """WITH latest AS (
+               SELECT asset, status FROM {lake}.quarry.versions
                QUALIFY row_number() OVER (PARTITION BY asset, partition_key ORDER BY created_at DESC, version_id DESC) = 1),
            published AS (
                SELECT asset, count(*) AS partitions, sum(row_count) AS row_count, max(published_at) AS last_published_at
-               FROM {{lake}}.quarry.versions WHERE status = 'published' GROUP BY asset),
+               FROM {lake}.quarry.versions WHERE status = 'published' GROUP BY asset),
            quarantined AS (SELECT asset, count(*) AS partitions FROM latest WHERE status = 'quarantined' GROUP BY asset)
            SELECT g.asset, g.grain, g.partitions,
                   coalesce(p.partitions, 0) AS published_partitions,
@@ -96,10 +112,10 @@ SURFACE: tuple[SqlObject, ...] = (
                   coalesce(p.row_count, 0)::BIGINT AS published_rows,
                   p.last_published_at,
                   date_diff('second', p.last_published_at, now()) AS age_seconds
-           FROM {GRAIN_TABLE} g
+           FROM asset_metadata g
            LEFT JOIN published p ON p.asset = g.asset
            LEFT JOIN quarantined q ON q.asset = g.asset
-           ORDER BY g.position""",
+           ORDER BY g.asset""",
     ),
     SqlObject(
         "current_versions", "view", "current_versions",
@@ -171,8 +187,8 @@ SURFACE: tuple[SqlObject, ...] = (
     SqlObject(
         "version_diff", "table macro", "version_diff(asset_name, from_version, to_version)",
         "One row per grain key that differs between two versions: change (added/removed/changed), "
-        "key (grain values as text), changed_columns.",
-        f"""WITH grain AS (SELECT grain FROM {GRAIN_TABLE} WHERE asset = asset_name),
+        "key (grain values as text, by the grain `to_version` was published under), changed_columns.",
+        """WITH grain AS (SELECT version_grain(asset_name, to_version) AS grain),
            before AS (SELECT to_json(b) AS row_json FROM asset_at_version(asset_name, from_version) b),
            after AS (SELECT to_json(a) AS row_json FROM asset_at_version(asset_name, to_version) a),
            keyed_before AS (
@@ -194,26 +210,14 @@ SURFACE: tuple[SqlObject, ...] = (
 )
 
 
-def grain_rows(graph: AssetGraph) -> list[tuple[int, str, list[str], str]]:
-    """(position, asset, grain, partitions) for every asset, in dependency order."""
-    return [(i, a.name, list(a.grain), a.partitions) for i, a in enumerate(graph.in_order())]
-
-
-def install_sql_surface(con: duckdb.DuckDBPyConnection, graph: AssetGraph | None = None, lake: str = LAKE) -> None:
+def install_sql_surface(con: duckdb.DuckDBPyConnection, lake: str = LAKE) -> None:
     """Create every view and macro of the surface on this connection (the lake must be attached as `lake`)."""
-    from assets import default_graph
-
-    rows = grain_rows(graph or default_graph())
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {GRAIN_TABLE} (position INTEGER, asset VARCHAR, grain VARCHAR[], partitions VARCHAR)"
-    )
-    con.executemany(f"INSERT INTO {GRAIN_TABLE} VALUES (?, ?, ?, ?)", rows)
-    install_version_lookup(con, sorted(name for _, name, _, _ in rows), lake)
+    install_version_lookup(con, lake)
     for item in SURFACE:
         con.execute(item.statement(lake))
 
 
-def install_version_lookup(con: duckdb.DuckDBPyConnection, assets: list[str], lake: str = LAKE) -> None:
+def install_version_lookup(con: duckdb.DuckDBPyConnection, lake: str = LAKE) -> None:
     """Register `quarry_version_sql(asset, version)`: the constant SELECT that reads one version's rows.
 
     It runs once per call while DuckDB binds the query (it has no side effects, so DuckDB
@@ -223,11 +227,12 @@ def install_version_lookup(con: duckdb.DuckDBPyConnection, assets: list[str], la
     from duckdb.sqltypes import VARCHAR
 
     lookup = con.cursor()
-    known = set(assets)
 
     def version_sql(asset: str, version: str) -> str:
+        known = [name for (name,) in lookup.execute(
+            f"SELECT DISTINCT asset FROM {lake}.quarry.versions ORDER BY asset").fetchall()]
         if asset not in known:
-            return _raising(f"no asset named '{asset}'; known: {', '.join(assets)}")
+            return _raising(f"no asset named '{asset}'; known: {', '.join(known)}")
         try:
             return locate_version(lookup, asset, version, lake).select_sql(lake)
         except WarehouseError as error:
@@ -244,27 +249,14 @@ def _raising(message: str) -> str:
     return f"SELECT error({_literal(message)}) AS error"
 
 
-def surface_script(graph: AssetGraph | None = None, lake: str = LAKE) -> str:
+def surface_script(lake: str = LAKE) -> str:
     """The same surface as a SQL script, for the DuckDB CLI (`.read` it after ATTACH)."""
-    from assets import default_graph
-
-    rows = ",\n  ".join(
-        f"({position}, {_literal(name)}, {_literal(grain)}::VARCHAR[], {_literal(partitions)})"
-        for position, name, grain, partitions in grain_rows(graph or default_graph())
-    )
-    statements = [
-        f"CREATE OR REPLACE TEMP TABLE {GRAIN_TABLE} (position INTEGER, asset VARCHAR, grain VARCHAR[], partitions VARCHAR)",
-        f"INSERT INTO {GRAIN_TABLE} VALUES\n  {rows}",
-        *(item.statement(lake, cli=True) for item in SURFACE),
-    ]
-    return ";\n\n".join(statements) + ";\n"
+    return ";\n\n".join(item.statement(lake, cli=True) for item in SURFACE) + ";\n"
 
 
-def _literal(value: object) -> str:
-    """A SQL literal of a name or list of names that come from the asset graph (code, not user data)."""
-    if isinstance(value, list):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    return "'" + str(value).replace("'", "''") + "'"
+def _literal(value: str) -> str:
+    """A SQL string literal of an error message."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def surface_markdown() -> str:

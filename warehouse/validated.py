@@ -8,8 +8,8 @@ from datetime import date, datetime, time, timedelta, timezone
 import polars as pl
 
 from assets.calendar import sessions
-from assets.graph import AssetGraph
 from warehouse.lake import Warehouse
+from warehouse.versions import AssetMetadata
 
 __all__ = [
     "DamagedAssetError",
@@ -95,17 +95,18 @@ class ValidatedReader:
 
     Freshness is measured from the end of a partition's data (the session close of a daily
     or weekly partition, the publish time of an unpartitioned asset) to the injected `now`,
-    so a simulated session and a live one follow the same rule.
+    so a simulated session and a live one follow the same rule. Partitioning and freshness
+    are the catalog's (`quarry.asset_metadata`, recorded at publish), not today's code's.
     """
 
     warehouse: Warehouse
-    graph: AssetGraph
     now: datetime
     versions_read: list[VersionRead] = field(default_factory=list)
+    _metadata: dict[str, AssetMetadata] = field(default_factory=dict, repr=False)
 
     def read(self, asset: str, partition_keys: list[str] | None = None) -> ValidatedFrame:
         """The named partitions (all current ones of an unpartitioned asset), each validated."""
-        declared = self.graph[asset]
+        declared = self._declared(asset)
         keys = partition_keys if declared.is_partitioned else ["all"]
         if not keys:
             raise MissingAssetError(asset, None, "no partitions asked for")
@@ -120,8 +121,7 @@ class ValidatedReader:
 
     def read_latest(self, asset: str, sessions_back: int = 1) -> ValidatedFrame:
         """The newest `sessions_back` partitions dated on or before `now` (an unpartitioned asset whole)."""
-        declared = self.graph[asset]
-        if not declared.is_partitioned:
+        if not self._declared(asset).is_partitioned:
             return self.read(asset)
         today = self.now.astimezone(timezone.utc).date().isoformat()
         found = self.warehouse.query(
@@ -139,6 +139,15 @@ class ValidatedReader:
         return [unique[k].as_dict() for k in sorted(unique)]
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _declared(self, asset: str) -> AssetMetadata:
+        """The asset's partitioning and freshness as its latest publish recorded them."""
+        if asset not in self._metadata:
+            found = self.warehouse.asset_metadata([asset]).get(asset)
+            if found is None:
+                raise MissingAssetError(asset, None, "missing: never published (no metadata in the catalog)")
+            self._metadata[asset] = found
+        return self._metadata[asset]
 
     def _attempts(self, asset: str, keys: list[str]) -> dict[str, dict]:
         rows = self.warehouse.query(
@@ -171,7 +180,7 @@ class ValidatedReader:
             raise QuarantinedAssetError(asset, key, version_id, checks)
 
     def _check_freshness(self, asset: str, key: str, attempt: dict) -> None:
-        freshness = self.graph[asset].freshness
+        freshness = self._declared(asset).freshness
         if freshness is None:
             return
         age = self.now - data_end(key, attempt["published_at"])

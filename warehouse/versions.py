@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -53,6 +54,70 @@ def _digest(schema: str, n_rows: int, hash_a: int, hash_b: int) -> str:
 
 
 @dataclass(frozen=True)
+class ContractColumn:
+    """One column a contract promises: its name, Polars dtype and whether it may be null."""
+
+    name: str
+    dtype: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class AssetMetadata:
+    """What an asset's versions are published under: grain, partitioning, freshness and contract.
+
+    Kept in `quarry.asset_metadata`, a row each time it changes, written in the publish
+    transaction; so the catalog says what grain built a version, even after the code changed it.
+    `partitions` is None only for an asset published before the catalog kept it (partitioned,
+    daily or weekly not recorded).
+    """
+
+    asset: str
+    code_version: str | None = None
+    grain: tuple[str, ...] = ()
+    partitions: str | None = "none"
+    partition_column: str | None = None
+    time_column: str | None = None
+    freshness_seconds: float | None = None
+    contract: str | None = None
+    contract_columns: tuple[ContractColumn, ...] = ()
+
+    @property
+    def is_partitioned(self) -> bool:
+        return self.partitions != "none"
+
+    @property
+    def freshness(self) -> timedelta | None:
+        return timedelta(seconds=self.freshness_seconds) if self.freshness_seconds is not None else None
+
+    @property
+    def digest(self) -> str:
+        """Changes exactly when a field does: a publish writes a row only when it differs from the latest."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:32]
+
+    def row(self, recorded_at: datetime) -> dict:
+        """The `quarry.asset_metadata` row, recorded at `recorded_at`."""
+        columns = [asdict(c) for c in self.contract_columns]
+        return {
+            "asset": self.asset, "code_version": self.code_version, "metadata_hash": self.digest,
+            "grain": list(self.grain), "partitions": self.partitions, "partition_column": self.partition_column,
+            "time_column": self.time_column, "freshness_seconds": self.freshness_seconds, "contract": self.contract,
+            "contract_columns": json.dumps(columns) if self.contract is not None else None,
+            "recorded_at": recorded_at,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict) -> AssetMetadata:
+        columns = json.loads(row["contract_columns"]) if row.get("contract_columns") else []
+        return cls(
+            asset=row["asset"], code_version=row["code_version"], grain=tuple(row["grain"] or ()),
+            partitions=row["partitions"], partition_column=row["partition_column"], time_column=row["time_column"],
+            freshness_seconds=row["freshness_seconds"], contract=row["contract"],
+            contract_columns=tuple(ContractColumn(**c) for c in columns),
+        )
+
+
+@dataclass(frozen=True)
 class PublishBatch:
     """Everything one publish transaction writes for one asset and a batch of its partitions."""
 
@@ -66,6 +131,8 @@ class PublishBatch:
     published_at: datetime
     #: Version id -> upstream record: published versions a rebuild found unchanged, re-stamped in place.
     confirmed: dict[str, str] = field(default_factory=dict)
+    #: The asset's grain, partitioning and contract, recorded with the publish when they changed.
+    metadata: AssetMetadata | None = None
 
     @property
     def published_keys(self) -> list[str]:

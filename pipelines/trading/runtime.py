@@ -11,8 +11,6 @@ import polars as pl
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from assets import default_graph
-from assets.graph import AssetGraph
 from pipelines.settings import Settings
 from pipelines.trading.brokers import Broker, BrokerSettings, make_broker
 from pipelines.trading.risk import RiskSettings
@@ -39,7 +37,6 @@ class TradingSettings(BaseSettings):
 @dataclass
 class TradingRuntime:
     warehouse: Warehouse
-    graph: AssetGraph
     ledger: Ledger
     broker_settings: BrokerSettings
     risk_settings: RiskSettings
@@ -58,16 +55,16 @@ class TradingRuntime:
         return make_broker(self.broker_settings, prices.get, now)
 
     def pairs(self, check_market: bool | None = None) -> PairsStrategy:
-        return PairsStrategy(self.warehouse, self.graph, self.ledger, self.broker, self.limits(),
+        return PairsStrategy(self.warehouse, self.ledger, self.broker, self.limits(),
                              check_market=self.trading.check_market_clock if check_market is None else check_market)
 
     def momentum(self) -> DailyMomentumStrategy:
-        return DailyMomentumStrategy(self.warehouse, self.graph, self.ledger, self.broker, self.limits(),
+        return DailyMomentumStrategy(self.warehouse, self.ledger, self.broker, self.limits(),
                                      check_market=self.trading.check_market_clock)
 
     def validated_prices(self, now: datetime) -> tuple[dict[str, float], datetime | None]:
         """Last closed hourly close per symbol at `now`, read through the validated reader (raises if unusable)."""
-        bars = known_at(ValidatedReader(self.warehouse, self.graph, now).read_latest("bars_hourly", 1).frame, now)
+        bars = known_at(ValidatedReader(self.warehouse, now).read_latest("bars_hourly", 1).frame, now)
         if bars.is_empty():
             return {}, None
         last = bars.sort("bar_ts").group_by("symbol").agg(pl.col("close_px").last())
@@ -79,5 +76,5 @@ def open_runtime(settings: Settings | None = None, *, read_only: bool = True) ->
     """Open the warehouse (read-only: trading never writes assets) and the ledger (migrated)."""
     settings = settings or Settings()
     with Warehouse.open(settings.catalog, settings.data_path, read_only=read_only) as warehouse:
-        yield TradingRuntime(warehouse, default_graph(), Ledger.open(LedgerSettings()), BrokerSettings(),
+        yield TradingRuntime(warehouse, Ledger.open(LedgerSettings()), BrokerSettings(),
                              RiskSettings(), TradingSettings())

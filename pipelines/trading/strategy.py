@@ -163,7 +163,6 @@ class PairsStrategy:
     """The intraday pairs book: trade each active pair's validated signal, sized, risk-checked, both legs."""
 
     warehouse: object
-    graph: object
     ledger: Ledger
     broker_factory: object
     limits: RiskLimits = RiskLimits()
@@ -172,7 +171,7 @@ class PairsStrategy:
     name: str = "pairs"
 
     def run_cycle(self, now: datetime, dry_run: bool = False) -> CycleReport:
-        reader = ValidatedReader(self.warehouse, self.graph, now)
+        reader = ValidatedReader(self.warehouse, now)
         cycle_id = cycle_id_at(self.name, now)
         report = CycleReport(cycle_id, self.name, "running")
         try:
@@ -320,7 +319,6 @@ class DailyMomentumStrategy:
     """Long the strongest symbols trading above their SMA with RSI below 70, once a session, equal weight."""
 
     warehouse: object
-    graph: object
     ledger: Ledger
     broker_factory: object
     limits: RiskLimits = RiskLimits()
@@ -330,7 +328,7 @@ class DailyMomentumStrategy:
     name: str = "momentum"
 
     def run_cycle(self, now: datetime, dry_run: bool = False) -> CycleReport:
-        reader = ValidatedReader(self.warehouse, self.graph, now)
+        reader = ValidatedReader(self.warehouse, now)
         cycle_id = cycle_id_at(self.name, now, timedelta(days=1))
         report = CycleReport(cycle_id, self.name, "running")
         try:

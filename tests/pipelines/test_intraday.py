@@ -64,7 +64,7 @@ def published(warehouse: Warehouse, asset: str) -> dict:
 
 def runtime(warehouse, tmp_path) -> TradingRuntime:
     return TradingRuntime(
-        warehouse, default_graph(), Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
+        warehouse, Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
         BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskSettings(), TradingSettings(),
     )
 

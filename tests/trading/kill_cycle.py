@@ -4,7 +4,6 @@ import sys
 import time
 from datetime import datetime
 
-from assets import default_graph
 from pipelines.trading.brokers import BrokerSettings, PaperBroker
 from pipelines.trading.risk import RiskSettings
 from pipelines.trading.runtime import TradingRuntime, TradingSettings
@@ -24,6 +23,6 @@ def submit_then_hang(self, request):
 
 PaperBroker.submit_order = submit_then_hang
 with Warehouse.open(catalog, data_path, read_only=True) as warehouse:
-    runtime = TradingRuntime(warehouse, default_graph(), Ledger.open(LedgerSettings(url=ledger_url)),
+    runtime = TradingRuntime(warehouse, Ledger.open(LedgerSettings(url=ledger_url)),
                              BrokerSettings(paper_url=paper_url), RiskSettings(), TradingSettings())
     runtime.pairs(check_market=False).run_cycle(datetime.fromisoformat(at))

@@ -47,7 +47,7 @@ def lake(tmp_path_factory):
 
 def make_runtime(warehouse, tmp_path: Path, **risk) -> TradingRuntime:
     return TradingRuntime(
-        warehouse, default_graph(), Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
+        warehouse, Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
         BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskSettings(**risk),
         TradingSettings(check_market_clock=False),
     )

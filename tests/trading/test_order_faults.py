@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from assets import default_graph
 from pipelines.trading import operations as ops
 from pipelines.trading.brokers import BrokerSettings
 from pipelines.trading.risk import RiskSettings
@@ -58,7 +57,7 @@ def alpaca(lake):
 
 def make_runtime(warehouse, ledger_url: str, alpaca_url: str) -> TradingRuntime:
     return TradingRuntime(
-        warehouse, default_graph(), Ledger.open(LedgerSettings(url=ledger_url)),
+        warehouse, Ledger.open(LedgerSettings(url=ledger_url)),
         BrokerSettings(name="alpaca", alpaca_api_key="key", alpaca_secret_key="secret", alpaca_url=alpaca_url,
                        http_timeout_seconds=0.5, retry_wait_seconds=0),
         RiskSettings(), TradingSettings(check_market_clock=False))

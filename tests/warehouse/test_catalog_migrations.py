@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import ExitStack
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -211,3 +212,47 @@ def test_a_new_warehouse_starts_at_the_latest_schema_version(lake):
     )
     assert {"versions", "runs", "check_results", "schema_version"} <= set(tables["table_name"].to_list())
     assert isinstance(lake.warehouse.current_versions(), pl.DataFrame)
+
+
+def write_schema_three_warehouse(catalog: str, data_path: str) -> None:
+    """A warehouse as Quarry left it at schema version 3: definitions recorded, no asset metadata kept at publish."""
+    con = _attached(catalog, data_path)
+    for step in steps()[:3]:
+        step.migrate(con)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS lake.quarry.schema_version (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, ?, ?)", [step.number, step.name, WRITTEN_AT])
+    metadata = {"grain": ["symbol", "bar_ts"], "time_column": "bar_ts", "freshness_seconds": 345600.0, "contract": "BarsRaw"}
+    flat = {"grain": ["symbol"], "time_column": None, "freshness_seconds": None, "contract": None}
+    for asset, described, at in (
+        ("prices", {**metadata, "grain": ["symbol"]}, WRITTEN_AT.replace(hour=1)),  # an older definition
+        ("prices", metadata, WRITTEN_AT.replace(hour=2)),
+        ("listing", flat, WRITTEN_AT.replace(hour=2)),
+        ("never_built", flat, WRITTEN_AT.replace(hour=2)),
+    ):
+        con.execute(
+            "INSERT INTO lake.quarry.asset_definitions VALUES (?, 'c1', 'm1', '{}', ?, ?)", [asset, json.dumps(described), at]
+        )
+    for version_id, asset, key in (("v-p1", "prices", "2026-01-02"), ("v-p2", "prices", "2026-01-05"), ("v-l", "listing", "all")):
+        con.execute(
+            "INSERT INTO lake.quarry.versions (version_id, asset, partition_key, status, code_version, row_count, "
+            "created_at, published_at) VALUES (?, ?, ?, 'published', 'c1', 1, ?, ?)",
+            [version_id, asset, key, WRITTEN_AT, WRITTEN_AT],
+        )
+    con.close()
+
+
+def test_a_schema_three_warehouse_gets_asset_metadata_from_its_latest_definitions(address):
+    catalog, data_path = address
+    write_schema_three_warehouse(catalog, data_path)
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        recorded = warehouse.asset_metadata()
+    assert set(recorded) == {"prices", "listing"}  # an asset never published has no metadata to carry
+    prices, listing = recorded["prices"], recorded["listing"]
+    assert prices.grain == ("symbol", "bar_ts") and prices.time_column == "bar_ts" and prices.contract == "BarsRaw"
+    assert prices.partitions is None and prices.is_partitioned and prices.partition_column == "bar_ts"
+    assert prices.freshness == timedelta(days=4) and prices.code_version == "c1"
+    assert listing.partitions == "none" and not listing.is_partitioned and listing.partition_column is None
+    assert listing.grain == ("symbol",) and listing.freshness is None and listing.contract_columns == ()

@@ -72,7 +72,7 @@ def test_damaged_file_is_found_refused_flagged_and_repaired_to_the_original_vers
     assert "storage" in health_alert(rows).details
 
     with pytest.raises(DamagedAssetError, match="damaged"):
-        ValidatedReader(lake.warehouse, default_graph(), NOW).read(ASSET, [found[0].partition_key])
+        ValidatedReader(lake.warehouse, NOW).read(ASSET, [found[0].partition_key])
 
     untouched = lake.materialize("bars_daily", full_refresh=True)  # a full refresh leaves damaged partitions alone
     assert found[0].partition_key in dict(untouched.outcomes[ASSET].skipped)
@@ -83,7 +83,7 @@ def test_damaged_file_is_found_refused_flagged_and_repaired_to_the_original_vers
     assert damaged_partitions(lake.warehouse).is_empty()
     assert not [c for c in verify(lake.warehouse, [ASSET]) if c.is_damaged]
     that_evening = datetime.fromisoformat(found[0].partition_key).replace(hour=22, tzinfo=timezone.utc)
-    frame = ValidatedReader(lake.warehouse, default_graph(), that_evening).read(ASSET, [found[0].partition_key]).frame
+    frame = ValidatedReader(lake.warehouse, that_evening).read(ASSET, [found[0].partition_key]).frame
     assert frame.height > 0 and frame["close_px"].is_finite().all()
     assert lake.warehouse.query(f"SELECT count(*) AS n FROM lake.{ASSET}")["n"][0] == sum(
         lake.warehouse.current_versions([ASSET])["row_count"]
