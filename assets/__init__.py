@@ -8,11 +8,16 @@ __all__ = ["Asset", "AssetGraph", "Check", "GraphError", "SelectionError", "asse
 
 def default_graph() -> AssetGraph:
     """Every asset Quarry ships, validated as one graph."""
-    from assets import backtests, bars, fundamentals, indicators, live, pairs
+    from assets.backtests import assets as backtests
+    from assets.fundamentals import assets as fundamentals
+    from assets.indicators import assets as indicators
+    from assets.live import assets as live
+    from assets.market import assets as market
+    from assets.pairs import assets as pairs
 
     return AssetGraph.of(
         [
-            bars.bars_raw, bars.splits, bars.bars_hourly, bars.bars_daily,
+            market.bars_raw, market.splits, market.bars_hourly, market.bars_daily,
             indicators.indicators_hourly, indicators.indicators_daily, indicators.market_regime,
             pairs.pair_candidates, pairs.pair_spreads, pairs.pair_signals,
             backtests.backtest_trades, backtests.backtest_equity, backtests.pair_performance,

@@ -22,7 +22,7 @@ from typing import Any
 #: Quarry's own packages: always project code, even when installed into site-packages.
 PROJECT_PACKAGES = frozenset({"assets", "quality", "pipelines", "warehouse"})
 
-#: "assets/analytics/indicators.py:rsi" -> digest of that definition's normalized source.
+#: "assets/indicators/maths.py:rsi" -> digest of that definition's normalized source.
 Digests = dict[str, str]
 
 #: What a name resolves to: a project module, or a definition (module, top-level name) in one.
@@ -90,8 +90,12 @@ def _compute_digests(roots: list[Callable[..., Any]], values: Mapping[str, Any] 
 
 
 def _cache_key(roots: list[Callable[..., Any]], values: Mapping[str, Any] | None) -> str | None:
-    """What identifies a computation: each root's module, name and closure, and the values; None when a root
-    has no project source file (made by `exec`), since then only its compiled code tells it apart."""
+    """What identifies a computation: each root's source file, module, name and closure, and the values; None
+    when a root has no project source file (made by `exec`), since then only its compiled code tells it apart.
+
+    The file is part of the key because two checkouts share the cache: the same module name in
+    another checkout is other code, whose entry would otherwise pass its own files' content test.
+    """
     described = []
     for root in roots:
         module_name = getattr(root, "__module__", None)
@@ -99,7 +103,7 @@ def _cache_key(roots: list[Callable[..., Any]], values: Mapping[str, Any] | None
         if found is None or found[0].suffix != ".py":
             return None
         cells = [cell.cell_contents for cell in getattr(root, "__closure__", None) or ()]
-        described.append([module_name, root.__qualname__, repr([_plain(value) for value in cells])])
+        described.append([str(found[0]), module_name, root.__qualname__, repr([_plain(value) for value in cells])])
     text = json.dumps([described, repr(_plain(dict(values or {})))])
     return digest_text(text)
 

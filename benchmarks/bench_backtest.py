@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from assets.analytics.backtest import BacktestParams, backtest_trades
-from assets.analytics.spreads import SignalParams, pair_signals
+from assets.backtests.simulation import BacktestParams, backtest_trades
+from assets.pairs.spreads import SignalParams, pair_signals
 
 START = np.datetime64("2020-01-02T14:00", "us")
 

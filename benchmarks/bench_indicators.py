@@ -15,7 +15,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.analytics.indicators import IndicatorParams, compute_indicators  # noqa: E402
+from assets.indicators.maths import IndicatorParams, compute_indicators  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.analytics.cointegration import ScanParams, default_max_lag, scan_log_prices  # noqa: E402
+from assets.pairs.cointegration import ScanParams, default_max_lag, scan_log_prices  # noqa: E402
 
 TARGET_SPEEDUP = 50.0
 

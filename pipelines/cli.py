@@ -391,9 +391,9 @@ def backtest(
     """Rerun the pairs strategy over a window with chosen parameters, pinned to the asset versions it reads."""
     from datetime import timedelta
 
-    from assets.analytics.backtest import BacktestParams
-    from assets.analytics.spreads import SignalParams
-    from pipelines.backtesting import run_backtest
+    from assets.backtests.simulation import BacktestParams
+    from assets.pairs.spreads import SignalParams
+    from pipelines.pinned_backtest import run_backtest
 
     settings = Settings()
     configure_console(settings.log_level, quiet=True)

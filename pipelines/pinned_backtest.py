@@ -9,9 +9,9 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
-from assets.analytics.backtest import BacktestParams, backtest_trades
-from assets.analytics.performance import pair_performance, strategy_performance
-from assets.analytics.spreads import SignalParams, pair_signals
+from assets.backtests.simulation import BacktestParams, backtest_trades
+from assets.backtests.performance import pair_performance, strategy_performance
+from assets.pairs.spreads import SignalParams, pair_signals
 from assets.calendar import HOURLY_BARS_PER_YEAR, session_of
 from warehouse import LAKE, Warehouse, WarehouseError
 from warehouse.versions import data_version

@@ -47,8 +47,8 @@ def _strategy_equity(warehouse: Warehouse, summary: RunSummary):
     built = summary.outcomes.get("strategy_performance")
     if built is None or not built.built:
         return None, None
-    from assets.analytics.performance import strategy_returns
-    from assets.backtests import BACKTEST_PARAMS
+    from assets.backtests.performance import strategy_returns
+    from assets.backtests.assets import BACKTEST_PARAMS
 
     book = strategy_returns(warehouse.read("backtest_equity"), BACKTEST_PARAMS["initial_capital"])
     metrics = warehouse.read("strategy_performance").to_dicts()

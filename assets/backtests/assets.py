@@ -37,7 +37,7 @@ def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params
     Each trade uses the hedge ratio carried on the signal row that opened it, never a later scan.
     With no signalled pair there is nothing to simulate: both sides come back empty.
     """
-    from assets.analytics.backtest import BacktestParams, BacktestResult, backtest_trades as simulate
+    from assets.backtests.simulation import BacktestParams, BacktestResult, backtest_trades as simulate
 
     if pair_signals.is_empty():
         return BacktestResult(pl.DataFrame(schema=EMPTY_TRADES), pl.DataFrame(schema=EMPTY_EQUITY))
@@ -74,7 +74,7 @@ backtest_trades, backtest_equity = backtest
 @asset(contract="quality.contracts:PairPerformance", grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)
 def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float) -> pl.DataFrame:
     """One row per pair: total and annualized return, Sharpe, Sortino, max drawdown, Calmar, win rate, profit factor, holding time, exposure and trade count (empyrical definitions, annualized by 252 × 7 hourly bars)."""
-    from assets.analytics.performance import pair_performance as per_pair
+    from assets.backtests.performance import pair_performance as per_pair
 
     return per_pair(backtest_equity, backtest_trades, periods_per_year).with_columns(
         pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)
@@ -89,7 +89,7 @@ def strategy_performance(
     backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float, initial_capital: float
 ) -> pl.DataFrame:
     """One row per strategy (the pairs book as a whole): the book's return metrics across all pairs and trade statistics over all trades."""
-    from assets.analytics.performance import strategy_performance as per_strategy
+    from assets.backtests.performance import strategy_performance as per_strategy
 
     return per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year).with_columns(
         pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)  # undefined metrics are null, not NaN
@@ -99,6 +99,6 @@ def strategy_performance(
 @asset(contract="quality.contracts:TradeAnalysis", grain=("dimension", "bucket"), tags=("backtest", "performance"))
 def trade_analysis(backtest_trades: pl.DataFrame, market_regime: pl.DataFrame) -> pl.DataFrame:
     """One row per dimension and bucket of the backtest's closed trades (per pair, entry hour, holding time, market regime at entry and exit reason): count, win rate, average and median net P&L, profit factor and average bars held."""
-    from assets.analytics.trade_analysis import trade_analysis as analyse
+    from assets.backtests.trade_analysis import trade_analysis as analyse
 
     return analyse(backtest_trades, market_regime)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from assets.analytics.spreads import PairLayout, sort_by_pair_and_time
+from assets.pairs.spreads import PairLayout, sort_by_pair_and_time
 
 __all__ = [
     "EXIT_REASON_DTYPE",

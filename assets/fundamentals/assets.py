@@ -8,12 +8,13 @@ import polars as pl
 
 from assets.model import Check, asset
 from assets.sources.base import SourceError
-from assets.sources.fundamentals_schema import FUNDAMENTAL_SCHEMAS, UNKNOWN_SYMBOL
+from assets.sources.fundamentals_schema import FUNDAMENTAL_SCHEMAS
 from assets.sources.universe_file import UNIVERSE_SCHEMA, universe_of
 
 
-#: Where this module's Pandera models live, imported only when a build validates.
-CONTRACTS = "quality.fundamentals_contracts"
+#: Where this domain's contracts and checks live; named by string and imported only when a build audits.
+CONTRACTS = "quality.contracts"
+CHECKS = "quality.checks"
 
 
 def fetch_universe(source, window) -> pl.DataFrame:
@@ -34,19 +35,9 @@ def fetch_fundamentals(dataset: str):
     return fetch
 
 
-def unknown_symbols(frame: pl.DataFrame) -> pl.DataFrame:
-    """Symbols the provider did not know: a placeholder row each."""
-    return frame.filter(pl.col("issue") == UNKNOWN_SYMBOL).select("partition_key", "symbol", "issue")
-
-
-def missing_fields(frame: pl.DataFrame) -> pl.DataFrame:
-    """Rows missing a field the provider used to send: it may have changed its API."""
-    return frame.filter(pl.col("issue").str.starts_with("missing")).select("partition_key", "symbol", "issue")
-
-
 FUNDAMENTALS_CHECKS = (
-    Check("unknown_symbols", "warn", unknown_symbols, "the provider does not know these symbols"),
-    Check("missing_fields", "warn", missing_fields, "the provider stopped sending these fields"),
+    Check("unknown_symbols", "warn", f"{CHECKS}:unknown_symbols", "the provider does not know these symbols"),
+    Check("missing_fields", "warn", f"{CHECKS}:missing_fields", "the provider stopped sending these fields"),
 )
 
 

@@ -1,1 +1,1 @@
-"""Analytics assets: indicators, pair statistics, signals, backtests and performance."""
+"""Technical indicators per symbol and bar, and the daily market regime."""

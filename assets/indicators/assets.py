@@ -34,7 +34,7 @@ def indicators_hourly(
     bars_hourly: pl.DataFrame, partition_keys: list[str], *, lookback_sessions: int, **periods
 ) -> pl.DataFrame:
     """One row per symbol and regular-session hourly bar: returns, SMA, EMA, RSI, MACD, Bollinger bands, ATR and rolling volatility as TA-Lib defines them (warm-up rows null), each session computed from its own window (itself and the `lookback_sessions` sessions before it); partitioned by session date."""
-    from assets.analytics.indicators import IndicatorParams, compute_indicators
+    from assets.indicators.maths import IndicatorParams, compute_indicators
 
     bars = bars_hourly.select(
         "symbol", "bar_ts", "open_px", "high_px", "low_px", "close_px", "volume_qty",
@@ -57,7 +57,7 @@ def indicators_daily(
     bars_daily: pl.DataFrame, partition_keys: list[str], *, lookback_sessions: int, **periods
 ) -> pl.DataFrame:
     """One row per symbol and session: the same indicators over daily bars, each session computed from itself and the `lookback_sessions` sessions before it; partitioned by session date."""
-    from assets.analytics.indicators import IndicatorParams, compute_indicators
+    from assets.indicators.maths import IndicatorParams, compute_indicators
 
     bars = bars_daily.select(
         "symbol", pl.col("session_date").cast(pl.Datetime("us", "UTC")).alias("bar_ts"),
@@ -103,7 +103,7 @@ def _window_start(session_date: pl.Expr, partition_keys: list[str], lookback_ses
 )
 def market_regime(bars_daily: pl.DataFrame, *, vol_window_sessions: int, vol_threshold_pct: float) -> pl.DataFrame:
     """One row per session: the median across symbols of 20-session annualized realized volatility and the regime label (`calm` or `volatile` above the threshold), known after that session's close; partitioned by session date."""
-    from assets.analytics.regime import RegimeParams, market_regime as regime_of
+    from assets.indicators.regime import RegimeParams, market_regime as regime_of
 
     params = RegimeParams(vol_window_sessions=vol_window_sessions, vol_threshold_pct=vol_threshold_pct)
     return regime_of(bars_daily, params).with_columns(pl.col("regime").cast(pl.String))

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import talib
 
-from assets.analytics.windows import window_mean_std
+from assets.indicators.windows import window_mean_std
 
 __all__ = [
     "INDICATOR_SCHEMA",

@@ -8,7 +8,7 @@ from typing import Literal
 
 import polars as pl
 
-from assets.analytics.windows import window_mean_std
+from assets.indicators.windows import window_mean_std
 from assets.calendar import DAILY_BARS_PER_YEAR, EXCHANGE_TIMEZONE
 
 __all__ = ["REGIME_DTYPE", "RegimeParams", "market_regime"]

@@ -61,7 +61,7 @@ def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_
     Each trade's marks carry its cumulative net P&L; the bar-to-bar change is the bar's
     P&L, so live and backtest books are measured by one definition.
     """
-    from assets.analytics.performance import strategy_performance as per_strategy
+    from assets.backtests.performance import strategy_performance as per_strategy
 
     marks = fetched.sort("pair_trade_id", "bar_ts").with_columns(
         net_pnl=pl.col("pnl").diff().over("pair_trade_id").fill_null(pl.col("pnl"))

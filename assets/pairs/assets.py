@@ -13,7 +13,7 @@ from assets.model import asset
 if TYPE_CHECKING:
     import numpy as np
 
-    from assets.analytics.pair_selection import PricePanel, WeekWindow
+    from assets.pairs.scan import PricePanel, WeekWindow
 
 SCAN_LOOKBACK_SESSIONS = 120
 ZSCORE_WINDOW_BARS = 500
@@ -53,8 +53,8 @@ def pair_candidates(
     week's `n_tested` tests and half-life within bounds; `is_traded`: among the first
     `max_traded_pairs` of those by score (most negative statistic, then shortest half-life).
     """
-    from assets.analytics.cointegration import ScanParams
-    from assets.analytics.pair_selection import PricePanel, ScreenParams, SelectParams, scan_weeks, usable_processes
+    from assets.pairs.cointegration import ScanParams
+    from assets.pairs.scan import PricePanel, ScreenParams, SelectParams, scan_weeks, usable_processes
 
     panel = PricePanel.of(bars_hourly)
     weeks = _week_windows(panel, universe, partition_keys, lookback_sessions)
@@ -74,7 +74,7 @@ def _week_windows(
     """Each week's rows of the panel (its last `lookback_sessions` sessions) and the symbols that were members then."""
     import numpy as np
 
-    from assets.analytics.pair_selection import WeekWindow
+    from assets.pairs.scan import WeekWindow
 
     session_list = np.unique(panel.session_date)
     weeks = []
@@ -129,7 +129,7 @@ def pair_spreads(
     A day uses the candidates of the week before it, never its own week, so the hedge
     ratio and the pair list are known before the first bar they apply to.
     """
-    from assets.analytics.spreads import pair_spreads as spreads_of
+    from assets.pairs.spreads import pair_spreads as spreads_of
 
     days = pl.Series("day", partition_keys).str.to_date()
     session_list = sorted(bars_hourly["session_date"].unique().to_list())
@@ -183,7 +183,7 @@ def pair_signals(
     in (`dropped` from the candidates, or a `gap` in its stream), so no position spans a
     session without rows. The trading flows read this asset only.
     """
-    from assets.analytics.spreads import SignalParams, pair_signals as run_signals, signal_state
+    from assets.pairs.spreads import SignalParams, pair_signals as run_signals, signal_state
 
     params = SignalParams(entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, max_holding_bars=max_holding_bars)
     state = signal_state(previous) if previous is not None and previous.height else None

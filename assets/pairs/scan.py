@@ -12,7 +12,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from assets.analytics.cointegration import PAIR_SCAN_SCHEMA, ScanParams, scan_log_prices
+from assets.pairs.cointegration import PAIR_SCAN_SCHEMA, ScanParams, scan_log_prices
 
 __all__ = [
     "WEEKLY_SCAN_SCHEMA",

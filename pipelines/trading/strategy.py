@@ -11,8 +11,8 @@ import numpy as np
 import polars as pl
 from loguru import logger
 
-from assets.analytics.backtest import fractional_kelly
-from assets.analytics.spreads import EXIT_SIGNALS
+from assets.backtests.simulation import fractional_kelly
+from assets.pairs.spreads import EXIT_SIGNALS
 
 from pipelines.trading.brokers import Broker
 from pipelines.trading.execution import OrderIntent, place_order

@@ -1,4 +1,4 @@
-"""Cross-row checks on bars: each returns the failing rows, carrying `partition_key`, or an empty frame."""
+"""Cross-row checks of the market domain on bars: each returns the failing rows, carrying `partition_key`, or an empty frame."""
 
 from __future__ import annotations
 

@@ -18,13 +18,13 @@ from assets.fingerprint import changed_definitions, code_digests, combined_diges
 def test_the_default_graph_hashes_the_helpers_its_transforms_import():
     graph = default_graph()
     hourly = graph["indicators_hourly"].code_digests
-    assert "assets/indicators.py:indicators_hourly" in hourly
-    assert "assets/analytics/indicators.py:compute_indicators" in hourly
-    assert "assets/analytics/indicators.py:IndicatorParams" in hourly
+    assert "assets/indicators/assets.py:indicators_hourly" in hourly
+    assert "assets/indicators/maths.py:compute_indicators" in hourly
+    assert "assets/indicators/maths.py:IndicatorParams" in hourly
     # the declaration's contract is metadata, and an upstream parameter is not the asset of the same name
     assert not any(key.startswith("quality/") for key in hourly)
-    assert "assets/pairs.py:pair_spreads" not in graph["pair_signals"].code_digests
-    assert "assets/analytics/spreads.py:signal_state" in graph["pair_signals"].code_digests
+    assert "assets/pairs/assets.py:pair_spreads" not in graph["pair_signals"].code_digests
+    assert "assets/pairs/spreads.py:signal_state" in graph["pair_signals"].code_digests
     # factory-made fetches differ by the dataset they close over
     assert graph["company_info"].code_version != graph["key_statistics"].code_version
     assert default_graph()["pair_signals"].code_version == graph["pair_signals"].code_version

@@ -109,9 +109,9 @@ def test_signals_resumed_day_by_day_equal_one_pass(built, tmp_path):
     warehouse, *_ = built
     stepwise = Warehouse.open(f"sqlite:{tmp_path}/catalog.sqlite", f"{tmp_path}/lake/")
     try:
-        from assets.analytics.backtest import BacktestParams
-        from assets.analytics.spreads import SignalParams
-        from pipelines.backtesting import run_backtest
+        from assets.backtests.simulation import BacktestParams
+        from assets.pairs.spreads import SignalParams
+        from pipelines.pinned_backtest import run_backtest
 
         build(stepwise, end=date(2025, 8, 29), selection="+pair_signals", run_id="first")
         past = {"start": date(2025, 6, 2), "end": date(2025, 8, 15), "signal_params": SignalParams(), "backtest_params": BacktestParams()}
@@ -131,9 +131,9 @@ def test_signals_resumed_day_by_day_equal_one_pass(built, tmp_path):
 
 
 def test_published_signals_follow_the_stated_rules_on_each_pairs_sessions(built):
-    from assets.analytics.spreads import SignalParams
+    from assets.pairs.spreads import SignalParams
     from assets.calendar import hourly_bar_starts
-    from tests.assets.analytics.signal_reference import reference_pair_signals
+    from tests.assets.pairs.signal_reference import reference_pair_signals
 
     warehouse, *_ = built
     calendar = RunWindow.between(START, END).sessions
@@ -219,9 +219,9 @@ def test_rebuild_is_a_noop_and_a_new_day_builds_only_that_day(built, tmp_path):
 def test_backtest_is_reproducible_and_pinned_to_versions(built):
     from datetime import datetime, timezone
 
-    from assets.analytics.backtest import BacktestParams
-    from assets.analytics.spreads import SignalParams
-    from pipelines.backtesting import run_backtest
+    from assets.backtests.simulation import BacktestParams
+    from assets.pairs.spreads import SignalParams
+    from pipelines.pinned_backtest import run_backtest
     from warehouse import WarehouseError
 
     warehouse, *_ = built

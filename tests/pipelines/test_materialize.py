@@ -10,7 +10,7 @@ import pytest
 
 from assets import AssetGraph, default_graph
 from assets.model import AssetOut, multi_asset
-from assets.bars import bars_hourly
+from assets.market.assets import bars_hourly
 from assets.sources import SampleSource
 from pipelines.materialize import plan_run
 from pipelines.planning import RunWindow
@@ -123,7 +123,7 @@ def test_code_change_makes_that_asset_and_downstream_stale_and_as_of_reads_still
     assert {a: {w.reason.partition(":")[0] for w in p.to_build} for a, p in plans.items()} == {
         "bars_raw": set(), "splits": set(), "bars_hourly": {"code changed"}, "bars_daily": {"upstream rebuilding"},
     }
-    assert plans["bars_hourly"].to_build[0].reason.startswith("code changed: assets/bars.py:bars_hourly")
+    assert plans["bars_hourly"].to_build[0].reason.startswith("code changed: assets/market/assets.py:bars_hourly")
 
     summary = lake.materialize(BARS, graph=changed, run_id="v2")
     assert {a: len(o.built) for a, o in summary.outcomes.items()} == {

@@ -10,7 +10,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from assets.analytics.performance import (
+from assets.backtests.performance import (
     drawdown,
     equity_curve,
     pair_performance,

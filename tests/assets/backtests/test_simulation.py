@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets.analytics.backtest import BacktestParams, backtest_trades, kelly_weights
-from assets.analytics.spreads import SIGNAL_DTYPE, SignalParams, pair_signals
+from assets.backtests.simulation import BacktestParams, backtest_trades, kelly_weights
+from assets.pairs.spreads import SIGNAL_DTYPE, SignalParams, pair_signals
 
 START = datetime(2025, 3, 3, 14, tzinfo=UTC)
 

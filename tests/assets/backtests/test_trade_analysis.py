@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets.analytics.trade_analysis import trade_analysis
+from assets.backtests.trade_analysis import trade_analysis
 from quality.contracts import TradeAnalysis
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
 
-from assets.analytics.indicators import (
+from assets.indicators.maths import (
     INDICATOR_SCHEMA,
     IndicatorParams,
     compute_indicators,
@@ -267,7 +267,7 @@ def test_bad_parameters_are_refused(settings_: dict) -> None:
 )
 def test_window_statistics_are_the_same_bytes_wherever_the_computation_starts(prices, window, start):
     """A one-session rebuild computes from a later first bar: every full window must come out bit-identical."""
-    from assets.analytics.windows import window_mean_std
+    from assets.indicators.windows import window_mean_std
 
     values = np.round(np.array(prices), 2)
     start = min(start, len(values) - window)

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.analytics.regime import RegimeParams, market_regime
+from assets.indicators.regime import RegimeParams, market_regime
 
 SESSIONS = [date(2025, 3, 3) + timedelta(days=i) for i in range(12)]
 

@@ -5,7 +5,7 @@ from datetime import date, datetime, timezone
 import polars as pl
 import pytest
 
-from assets.bars import bars_daily, bars_hourly
+from assets.market.assets import bars_daily, bars_hourly
 from assets.calendar import sessions
 from assets.sources.base import BAR_SCHEMA, SPLIT_SCHEMA
 

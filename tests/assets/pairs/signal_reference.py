@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 
-from assets.analytics.spreads import SignalParams
+from assets.pairs.spreads import SignalParams
 
 
 def reference_pair_signals(

@@ -13,7 +13,7 @@ import statsmodels.api as sm
 from statsmodels.tools.sm_exceptions import CollinearityWarning
 from statsmodels.tsa.stattools import adfuller, coint
 
-from assets.analytics.cointegration import (
+from assets.pairs.cointegration import (
     PAIR_SCAN_SCHEMA,
     ScanParams,
     default_max_lag,

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tsa.stattools import adfuller, coint
 
-from assets.analytics.cointegration import ScanParams
-from assets.analytics.pair_selection import (
+from assets.pairs.cointegration import ScanParams
+from assets.pairs.scan import (
     PARALLEL_MIN_WEEKS,
     WEEKLY_SCAN_SCHEMA,
     PricePanel,

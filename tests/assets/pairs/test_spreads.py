@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from assets.analytics.spreads import (
+from assets.pairs.spreads import (
     SignalParams,
     pair_signals,
     pair_spreads,
@@ -376,7 +376,7 @@ def test_signals_accept_unsorted_input_and_return_it_sorted():
 from datetime import date  # noqa: E402
 
 from assets.calendar import hourly_bar_starts, sessions as exchange_sessions  # noqa: E402
-from tests.assets.analytics.signal_reference import reference_pair_signals  # noqa: E402
+from tests.assets.pairs.signal_reference import reference_pair_signals  # noqa: E402
 
 CALENDAR = exchange_sessions(date(2025, 3, 3), date(2025, 4, 25))
 SESSION_DATES = CALENDAR["session_date"].to_list()

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from assets import default_graph
-from assets.fundamentals import FUNDAMENTALS_ASSETS
+from assets.fundamentals.assets import FUNDAMENTALS_ASSETS
 from assets.graph import AssetGraph
 from assets.sources import SampleSource, SourceError
 from assets.sources.registry import SourceSettings, build_source

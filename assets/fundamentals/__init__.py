@@ -1,0 +1,1 @@
+"""The symbol universe and company fundamentals."""

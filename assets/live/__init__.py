@@ -1,0 +1,1 @@
+"""Live trading performance from the ledger."""

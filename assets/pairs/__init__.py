@@ -1,0 +1,1 @@
+"""Pairs research: the weekly cointegration scan, hourly spreads and z-scores, and the signal state machine."""
