@@ -75,8 +75,10 @@ class Asset:
     pinned_code_version: str | None = None
     lookback: Mapping[str, int] = field(default_factory=dict)
     refresh_every: timedelta | None = None
-    watermark: Callable[[], str] | None = None
+    watermark: Callable[[Any], str] | None = None
     output: str | None = None
+    #: The outside resource the fetch and the watermark are handed: the market `source`, or the trading `ledger`.
+    reads: str = "source"
 
     @cached_property
     def contract_model(self) -> type | None:
@@ -187,7 +189,8 @@ def asset(
     code_version: str | None = None,
     lookback: Mapping[str, int] | None = None,
     refresh_every: timedelta | None = None,
-    watermark: Callable[[], str] | None = None,
+    watermark: Callable[[Any], str] | None = None,
+    reads: str = "source",
 ) -> Callable[[Callable[..., pl.DataFrame]], Asset]:
     """Declare an asset from its transform; positional parameters name the upstream assets.
 
@@ -198,6 +201,8 @@ def asset(
     it is refetched when its last fetch is that old, not on every new session.
     `watermark` is a cheap probe of a source that changes under us (the trading ledger):
     when its answer differs from the one recorded at the last build, the asset is stale.
+    `reads` names the resource the fetch and the watermark are handed (the market `source` unless
+    said otherwise): the engine hands it, so no asset opens a connection itself.
     """
 
     def declare(transform: Callable[..., pl.DataFrame]) -> Asset:
@@ -223,6 +228,7 @@ def asset(
             lookback=dict(lookback or {}),
             refresh_every=refresh_every,
             watermark=watermark,
+            reads=reads,
         )
 
     return declare

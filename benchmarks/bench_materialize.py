@@ -59,12 +59,12 @@ def phase_plain(start: date, end: date, out: Path) -> dict:
     from assets.calendar import sessions as exchange_sessions
     from assets.model import UNPARTITIONED
     from pipelines.building import SourceWindow, partition_keys_of
-    from pipelines.planning import RunWindow
-    from pipelines.runs import make_source
+    from pipelines.planning import RunWindow, handed_resource
+    from pipelines.resources import Resources
     from pipelines.settings import Settings
     from quality.audit import audit
 
-    source = make_source(Settings())
+    resources = Resources.from_settings(Settings())
     window = RunWindow.between(start, end)
     sessions = exchange_sessions(start, end)
     frames: dict[str, pl.DataFrame] = {}
@@ -76,7 +76,8 @@ def phase_plain(start: date, end: date, out: Path) -> dict:
         inputs = {dep: frames[dep] for dep in asset.deps}
         for name in asset.context_inputs:
             if name == "fetched":
-                inputs["fetched"] = asset.fetch(source, SourceWindow(sessions))
+                inputs["fetched"] = asset.fetch(handed_resource(asset, resources.source, resources.engine_resources),
+                                                SourceWindow(sessions))
             elif name == "sessions":
                 inputs["sessions"] = sessions
             elif name == "partition_keys":

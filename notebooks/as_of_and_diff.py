@@ -25,7 +25,7 @@ def _():
     from warehouse.explore import Explorer
 
     settings = Settings()
-    explorer = Explorer.open(settings.catalog, settings.data_path)
+    explorer = Explorer.open(settings.warehouse.catalog, settings.warehouse.data_path)
     graph = default_graph()
     return DiffError, diff_asset, explorer, graph, latest_change, mo, pl, timedelta
 

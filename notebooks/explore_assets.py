@@ -23,7 +23,7 @@ def _():
     from warehouse.explore import Explorer
 
     settings = Settings()
-    explorer = Explorer.open(settings.catalog, settings.data_path)
+    explorer = Explorer.open(settings.warehouse.catalog, settings.warehouse.data_path)
     return explorer, mo, pl, settings
 
 
@@ -33,7 +33,7 @@ def _(mo, settings):
         f"""
         # Quarry assets
 
-        Catalog `{settings.catalog}`, data `{settings.data_path}` (read-only). Every view and
+        Catalog `{settings.warehouse.catalog}`, data `{settings.warehouse.data_path}` (read-only). Every view and
         macro used below is listed by `quarry sql-surface --markdown`.
         """
     )

@@ -22,7 +22,7 @@ def _():
     from warehouse.explore import Explorer
 
     settings = Settings()
-    explorer = Explorer.open(settings.catalog, settings.data_path)
+    explorer = Explorer.open(settings.warehouse.catalog, settings.warehouse.data_path)
     return explorer, mo, pl, time_series_svg
 
 

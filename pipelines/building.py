@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
@@ -16,7 +17,7 @@ from assets.calendar import session_of
 from assets.calendar import sessions as exchange_sessions
 from assets.graph import AssetGraph
 from assets.model import UNPARTITIONED, Asset
-from pipelines.planning import PartitionWork, partition_spans
+from pipelines.planning import PartitionWork, handed_resource, partition_spans
 from quality.audit import RESULT_SCHEMA, audit, contract_columns, failed_checks_by_partition
 from warehouse import PublishBatch, Warehouse
 from warehouse.versions import AssetMetadata, ContractColumn, data_versions_by_partition, new_id
@@ -64,6 +65,12 @@ class BuildContext:
     through: datetime | None = None
     #: Per asset and partition, the published version a recheck of an unpartitioned source keeps if its data is unchanged.
     rechecked: dict[str, dict[str, dict]] = field(default_factory=dict)
+    #: Outside resources other than the market source, by name, for the assets that read them (the ledger).
+    resources: Mapping[str, object] = field(default_factory=dict)
+
+    def handed(self, asset: Asset) -> object:
+        """What the asset's fetch is handed: see `handed_resource`."""
+        return handed_resource(asset, self.source, self.resources)
 
 
 @dataclass(frozen=True)
@@ -285,7 +292,7 @@ def _read_inputs(ctx: BuildContext, asset: Asset, keys: list[str]) -> dict[str, 
             inputs["sessions"] = batch_sessions if batch_sessions is not None else ctx.window_sessions
         elif name == "fetched":
             window_sessions = batch_sessions if batch_sessions is not None else ctx.window_sessions
-            inputs["fetched"] = asset.fetch(ctx.source, SourceWindow(window_sessions, ctx.through))
+            inputs["fetched"] = asset.fetch(ctx.handed(asset), SourceWindow(window_sessions, ctx.through))
         elif name == "partition_keys":
             inputs["partition_keys"] = list(keys)
         elif name == "previous":

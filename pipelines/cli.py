@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import webbrowser
 from pathlib import Path
@@ -24,14 +23,12 @@ from pipelines.cli_common import (
 from pipelines.logs import configure_console
 from pipelines.materialize import RunSummary, catalog_state, plan_run, record_definitions
 from pipelines.planning import plan_selection
-from pipelines.runs import default_window, make_source
+from pipelines.resources import Resources
+from pipelines.runs import default_window
 from pipelines.settings import Settings
 from warehouse import LAKE, Warehouse, attach_sql
 from warehouse.redaction import redact
 from pipelines.terminal import console
-
-# The embedded setup runs with no network: Prefect's temporary server must not try to send telemetry.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 # no locals in tracebacks: they hold settings, and settings hold secrets
 app = typer.Typer(help="Quarry: versioned, contract-checked market data assets on Prefect.", no_args_is_help=True,
@@ -39,14 +36,20 @@ app = typer.Typer(help="Quarry: versioned, contract-checked market data assets o
 
 
 def _open(settings: Settings, read_only: bool = False) -> Warehouse:
-    return Warehouse.open(settings.catalog, settings.data_path, read_only=read_only)
+    return settings.warehouse.open(read_only=read_only)
 
 
 @app.callback()
 def _global_options(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="on an error, show the traceback instead of one line")] = False,
 ) -> None:
     """Quarry: versioned, contract-checked market data assets on Prefect."""
+    from prefect.settings import temporary_settings
+
+    from pipelines.settings import prefect_overrides
+
+    ctx.with_resource(temporary_settings(prefect_overrides()))  # for the whole command, then as it was
 
 
 @app.command()
@@ -83,13 +86,14 @@ def materialize(
     first, last = parse_window(start, end)
     selection, excluded = selection_text(selectors, select), selection_text(None, exclude)
     window = default_window(settings, first, last)
+    resources = Resources.from_settings(settings)
     graph = default_graph()
     graph.select(selection, excluded)  # a selection naming nothing known fails before the warehouse is opened or created
     with _open(settings) as warehouse:
         plans = plan_run(
             graph, warehouse, selection, window,
-            full_refresh=full_refresh, source_identity=make_source(settings).identity(), repair=repair,
-            exclude=excluded,
+            full_refresh=full_refresh, source_identity=resources.source.identity(), repair=repair,
+            exclude=excluded, resources=resources.engine_resources,
         )
         last_run = warehouse.last_run()
         if not plan_only and not any(p.to_build for p in plans):
@@ -256,7 +260,7 @@ def _print_summary(summary: RunSummary) -> None:
     settings = Settings()
     console.print(
         "Explore: quarry sql \"SELECT * FROM bars_daily LIMIT 5\"  ·  DuckDB's shell: quarry duckdb  ·  "
-        f"in another DuckDB {duckdb.__version__} client: LOAD ducklake; {attach_sql(redact(settings.catalog), settings.data_path, read_only=True)}; USE {LAKE};",
+        f"in another DuckDB {duckdb.__version__} client: LOAD ducklake; {attach_sql(redact(settings.warehouse.catalog), settings.warehouse.data_path, read_only=True)}; USE {LAKE};",
         soft_wrap=True,
     )
 
@@ -265,6 +269,7 @@ def _print_summary(summary: RunSummary) -> None:
 def list_assets(as_json: Annotated[bool, typer.Option("--json", help="the assets as a JSON list of objects")] = False) -> None:
     """Every asset: partitions, latest published version, stale or not, last check status."""
     settings = Settings()
+    resources = Resources.from_settings(settings)
     configure_console(settings.log_level, quiet=True)
     graph = default_graph()
     window = default_window(settings)
@@ -272,7 +277,8 @@ def list_assets(as_json: Annotated[bool, typer.Option("--json", help="the assets
         state = catalog_state(warehouse, sorted(graph.assets))
     plans = {
         p.asset: p
-        for p in plan_selection(graph, graph.select(None), state, window, source_identity=make_source(settings).identity())
+        for p in plan_selection(graph, graph.select(None), state, window, source_identity=resources.source.identity(),
+                                resources=resources.engine_resources)
     }
     current, latest = state.published, state.latest
     rows = []

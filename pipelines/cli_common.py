@@ -72,8 +72,8 @@ def parse_window(start: str | None, end: str | None) -> tuple[date | None, date 
 
 def open_existing(settings: Settings, read_only: bool = True) -> Warehouse:
     """The configured warehouse, which must already exist (only `quarry materialize` creates one)."""
-    require_warehouse(settings.catalog)
-    return Warehouse.open(settings.catalog, settings.data_path, read_only=read_only)
+    require_warehouse(settings.warehouse.catalog)
+    return settings.warehouse.open(read_only=read_only)
 
 
 def one_line(error: BaseException) -> str:

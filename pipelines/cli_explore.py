@@ -81,8 +81,8 @@ def sql(query: str, fmt: FormatOption = OutputFormat.table, as_json: JsonOption 
     """Read-only SQL on the warehouse (attached as `lake` and in use, with the SQL surface); writes are refused."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
-    require_warehouse(settings.catalog)
-    explorer = Explorer.open(settings.catalog, settings.data_path)
+    require_warehouse(settings.warehouse.catalog)
+    explorer = Explorer.open(settings.warehouse.catalog, settings.warehouse.data_path)
     try:
         render(explorer.reader_query(query), OutputFormat.json if as_json else fmt, sys.stdout, max_rows)
     finally:
@@ -93,8 +93,8 @@ def shell(fmt: FormatOption = OutputFormat.table, max_rows: MaxRowsOption = 40) 
     """An interactive read-only SQL session on the warehouse with the SQL surface installed (.help for commands)."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
-    require_warehouse(settings.catalog)
-    explorer = Explorer.open(settings.catalog, settings.data_path)
+    require_warehouse(settings.warehouse.catalog)
+    explorer = Explorer.open(settings.warehouse.catalog, settings.warehouse.data_path)
     try:
         run_shell(explorer, sys.stdin, sys.stdout, fmt, max_rows)
     finally:
@@ -110,16 +110,16 @@ def duckdb_shell(args: DuckDBArgs = None) -> None:
     """DuckDB's own shell (the CLI of the pinned DuckDB) on the warehouse: read-only, `lake` in use, the SQL surface installed."""
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
-    require_warehouse(settings.catalog)
+    require_warehouse(settings.warehouse.catalog)
     binary = cli_binary()
     version = cli_version(binary)
     require_same_version(version, duckdb.__version__)
     with tempfile.TemporaryDirectory(prefix="quarry-duckdb-") as scratch:
         init = Path(scratch) / "init.sql"
-        init.write_text(init_script(settings.catalog, settings.data_path, Path(scratch) / "extensions", version),
+        init.write_text(init_script(settings.warehouse.catalog, settings.warehouse.data_path, Path(scratch) / "extensions", version),
                         encoding="utf-8")
         if not args and sys.stdin.isatty():
-            print(f"DuckDB {version} on {redact(settings.catalog)} (read-only, attached as `lake` and in use, the SQL surface "
+            print(f"DuckDB {version} on {redact(settings.warehouse.catalog)} (read-only, attached as `lake` and in use, the SQL surface "
                   "installed); data changes go through `quarry materialize`. .quit or Ctrl-D leaves.", file=sys.stderr)
         code = run_foreground(shell_arguments(binary, init, args or []))
     raise typer.Exit(code)
@@ -331,7 +331,7 @@ def export_notebook(
     configure_console(settings.log_level, quiet=True)
     if not notebook.is_file():
         raise InputError(f"no notebook at {notebook}")
-    require_warehouse(settings.catalog)
+    require_warehouse(settings.warehouse.catalog)
     output.write_text(export(notebook), encoding="utf-8")
     print(f"wrote {output} (self-contained: no scripts, fonts or images to fetch)")
 

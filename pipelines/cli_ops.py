@@ -39,12 +39,11 @@ def register(app: typer.Typer) -> None:
     def backup() -> None:
         """Back up the warehouse (catalog + Parquet files) and the ledger under the backups directory."""
         from pipelines.maintenance import take_backup
-        from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
 
         settings = Settings()
-        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
-        taken = take_backup(settings, OpsSettings())
+        require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
+        taken = take_backup(settings)
         held = ", ".join(f.relative_path for f in taken.databases)
         console.print(f"backup {taken.path}: {len(taken.files)} files, {taken.total_bytes:,} bytes, "
                       f"snapshot {taken.latest_snapshot_id}; {held}")
@@ -82,15 +81,14 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would expire; change nothing")] = False,
     ) -> None:
         """Archive superseded versions past retention to Parquet, then expire their snapshots."""
-        from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
-        from warehouse import Warehouse
         from warehouse.archive import archive_old_versions
 
-        settings, ops = Settings(), OpsSettings()
-        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
+        settings = Settings()
+        ops = settings.ops
+        require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
         cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
-        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+        with settings.warehouse.open() as warehouse:
             result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
         if dry_run:
             console.print(f"would expire {len(result.snapshots_expired)} snapshots older than {cutoff:%Y-%m-%d %H:%M} UTC")
@@ -103,15 +101,14 @@ def register(app: typer.Typer) -> None:
         retention_days: Annotated[Optional[float], typer.Option(help="default QUARRY_RETENTION_DAYS")] = None,
     ) -> None:
         """Merge small files, expire archived snapshots, delete old and orphaned files."""
-        from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
-        from warehouse import Warehouse
         from warehouse.optimize import optimize as optimize_lake
 
-        settings, ops = Settings(), OpsSettings()
-        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
+        settings = Settings()
+        ops = settings.ops
+        require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
         cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
-        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+        with settings.warehouse.open() as warehouse:
             result = optimize_lake(warehouse, cutoff)
         console.print(f"live files {result.files_before} -> {result.files_after}, "
                       f"{len(result.snapshots_expired)} snapshots expired" + (", catalog vacuumed" if result.vacuumed else ""))
@@ -124,10 +121,9 @@ def register(app: typer.Typer) -> None:
     def health() -> None:
         """Warehouse readable, assets fresh, Prefect API reachable; exits 1 when a check fails."""
         from pipelines.monitoring import system_health
-        from pipelines.ops_settings import OpsSettings
         from pipelines.settings import Settings
 
-        rows = system_health(Settings(), OpsSettings())
+        rows = system_health(Settings())
         table = Table(title="Quarry health")
         for column in ("check", "status", "detail"):
             table.add_column(column)
@@ -150,20 +146,20 @@ def register(app: typer.Typer) -> None:
         `quarry materialize --repair` rebuilds it. Exits 1 when anything is damaged.
         """
         from assets import SelectionError, default_graph
-        from pipelines.notify import Alert, Notifier
+        from pipelines.notify import Alert
+        from pipelines.resources import Resources
         from pipelines.settings import Settings
-        from warehouse import Warehouse
         from warehouse.verify import verify as verify_lake
 
         settings = Settings()
-        require_warehouse(settings.catalog)  # only `quarry materialize` creates a warehouse
+        require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
         graph = default_graph()
         try:
             assets = sorted(a.name for a in graph.select(selection)) if selection else None
         except SelectionError as error:
             console.print(f"[red]error[/]: {error}")
             raise typer.Exit(2) from None
-        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+        with settings.warehouse.open() as warehouse:
             checks = verify_lake(warehouse, assets, limit=limit)
         damaged = [c for c in checks if c.is_damaged]
         if damaged:
@@ -173,7 +169,7 @@ def register(app: typer.Typer) -> None:
             for c in damaged:
                 table.add_row(c.asset, c.partition_key, c.version_id, c.damage)
             console.print(table)
-            Notifier.from_settings().send(Alert(
+            Resources.from_settings(settings).notifier().send(Alert(
                 kind="data", severity="critical", title=f"{len(damaged)} stored partitions damaged",
                 body="\n".join(f"{c.asset}[{c.partition_key}] {c.version_id}: {c.damage}" for c in damaged[:50])
                      + "\nRepair: quarry materialize --repair",

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from pipelines.terminal import console
 
-
-
-def _at(value: str | None) -> datetime:
-    """`--at` as an aware UTC time (ISO 8601); when absent, the configured clock (QUARRY_CLOCK) or now."""
-    from pipelines.cli_common import parse_timestamp
+if TYPE_CHECKING:
     from pipelines.settings import Settings
 
+
+def _at(value: str | None, settings: Settings) -> datetime:
+    """`--at` as an aware UTC time (ISO 8601); when absent, the configured clock (QUARRY_CLOCK) or now."""
+    from pipelines.cli_common import parse_timestamp
+
     if value is None:
-        return Settings().now()
+        return settings.now()
     parsed = parse_timestamp(value, "--at")
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
@@ -46,10 +47,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one intraday pairs cycle (the `intraday-pairs-trading` flow's work)."""
         from pipelines.trading import operations as ops
+        from pipelines.resources import Resources
+        from pipelines.settings import Settings
         from pipelines.trading.runtime import open_runtime
 
-        with open_runtime() as runtime:
-            report = ops.run_pairs_cycle(runtime, _at(at), dry_run=dry_run, check_market=False if ignore_clock else None)
+        settings = Settings()
+        with open_runtime(Resources.from_settings(settings)) as runtime:
+            report = ops.run_pairs_cycle(runtime, _at(at, settings), dry_run=dry_run, check_market=False if ignore_clock else None)
         _exit_if_failed(report)
         table = Table(title=f"{report.cycle_id}: {report.status}" + (" (dry run)" if dry_run else ""))
         for column in ("pair", "signal", "z-score", "action", "legs and sizes", "risk verdict"):
@@ -69,10 +73,13 @@ def register(app: typer.Typer) -> None:
     def momentum(dry_run: Annotated[bool, typer.Option("--dry-run")] = False, at: AtOption = None) -> None:
         """Run one daily momentum cycle."""
         from pipelines.trading import operations as ops
+        from pipelines.resources import Resources
+        from pipelines.settings import Settings
         from pipelines.trading.runtime import open_runtime
 
-        with open_runtime() as runtime:
-            report = ops.run_strategy_cycle(runtime, "momentum", _at(at), dry_run=dry_run)
+        settings = Settings()
+        with open_runtime(Resources.from_settings(settings)) as runtime:
+            report = ops.run_strategy_cycle(runtime, "momentum", _at(at, settings), dry_run=dry_run)
         _exit_if_failed(report)
         for row in ops.cycle_rows(report):
             console.print(f"{row['pair']}: {row['action']} {row['legs']} — {row['verdict']}: {row['reason']}")
@@ -81,9 +88,11 @@ def register(app: typer.Typer) -> None:
     @trade.command("kill-switch")
     def kill_switch(state: Annotated[str, typer.Argument(help="on | off | status")] = "status") -> None:
         """Block (on) or allow (off) every new entry; exits keep running."""
-        from warehouse.ledger import Ledger
+        from pipelines.resources import Resources
+        from pipelines.settings import Settings
 
-        ledger = Ledger.open()
+        resources = Resources.from_settings(Settings())
+        ledger = resources.ledger
         if state not in ("on", "off", "status"):
             console.print("[red]error[/]: expected on, off or status")
             raise typer.Exit(2)
@@ -93,7 +102,7 @@ def register(app: typer.Typer) -> None:
                                source="kill-switch", message=f"kill switch turned {state} from the CLI")
             from pipelines.trading import operations as ops
 
-            ops.relay_alerts(ledger, ops.alert_notifier())
+            ops.relay_alerts(ledger, resources.notifier(record_alert=lambda alert: None))
         console.print(f"kill switch: {'on' if ledger.kill_switch() else 'off'}")
 
     def _simple(name: str, operation: str, help_text: str, describe) -> None:
@@ -103,11 +112,14 @@ def register(app: typer.Typer) -> None:
         def command(at: AtOption = None) -> None:
             from pipelines.trading import operations as ops
             from pipelines.trading.brokers import BrokerError
+            from pipelines.resources import Resources
+            from pipelines.settings import Settings
             from pipelines.trading.runtime import open_runtime
 
-            with open_runtime() as runtime:
+            settings = Settings()
+            with open_runtime(Resources.from_settings(settings)) as runtime:
                 try:
-                    result = getattr(ops, operation)(runtime, _at(at))
+                    result = getattr(ops, operation)(runtime, _at(at, settings))
                 except BrokerError as error:
                     console.print(f"[red]{name} failed[/]: {escape(str(error))}", soft_wrap=True)
                     raise typer.Exit(1) from None

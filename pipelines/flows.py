@@ -22,7 +22,8 @@ from pipelines.building import BatchJob, BuildContext, JobResult, build_job
 from pipelines.logs import route_run_logs
 from pipelines.materialize import RunSummary, run_materialization
 from pipelines.monitoring import REPORT_FAILURE
-from pipelines.runs import default_window, make_source, record_and_report
+from pipelines.resources import Resources
+from pipelines.runs import default_window, record_and_report
 from pipelines.settings import Settings
 from warehouse import Warehouse
 from warehouse.versions import new_id
@@ -123,25 +124,27 @@ def materialize_flow(
     `selection` and `exclude` follow dbt's grammar: space-separated selectors, comma for intersection.
     """
     settings = Settings()
-    route_run_logs(settings.log_level)
+    resources = Resources.from_settings(settings)
+    route_run_logs(settings)
     window = default_window(settings, start, end)
     run_id = str(flow_run.get_id() or new_id("run-"))
     graph = default_graph()
-    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+    with resources.warehouse() as warehouse:
         summary = run_materialization(
             graph,
             warehouse,
-            make_source(settings),
+            resources.source,
             selection=selection,
             window=window,
             run_id=run_id,
             submit=prefect_submitter(
-                WarehouseAddress(settings.catalog, settings.data_path) if settings.task_runner == "dask" else None
+                WarehouseAddress(settings.warehouse.catalog, settings.warehouse.data_path) if settings.task_runner == "dask" else None
             ),
             full_refresh=full_refresh,
             repair=repair,
             batch_partitions=settings.batch_partitions,
             exclude=exclude,
+            resources=resources.engine_resources,
         )
         report = record_and_report(warehouse, settings, summary, flow_run_id=run_id, graph=graph)
     publish_artifacts(summary, report)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from pipelines.settings import Settings
 
 _ROUTED: dict[str, int] = {}
 #: The JSON lines file every run logs to, under QUARRY_LOGS_DIR.
@@ -88,18 +92,18 @@ def _forward_to_prefect(message) -> None:
     run_logger.log(record["level"].no, record["message"])
 
 
-def route_run_logs(level: str = "INFO") -> None:
+def route_run_logs(settings: Settings) -> None:
     """Every run's loguru sinks, the same for every flow and installed once per process (so every flow calls it).
 
     Records go to the active Prefect run's logs and, as JSON lines, to `QUARRY_LOGS_DIR/quarry.jsonl`
     (rotated daily, kept `QUARRY_LOG_RETENTION_DAYS`).
     """
-    from pipelines.ops_settings import OpsSettings
+    from pipelines.settings import redactor
 
-    install_redaction()
+    level, ops = settings.log_level, settings.ops
+    install_redaction(redactor(settings))
     if "prefect" not in _ROUTED:
         _ROUTED["prefect"] = logger.add(_forward_to_prefect, level=level, format="{message}", enqueue=False)
-    ops = OpsSettings()
     configure_file_logging(ops.logs_dir / LOG_FILE, level, retention=f"{int(ops.log_retention_days)} days")
 
 

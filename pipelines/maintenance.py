@@ -13,8 +13,7 @@ from prefect.artifacts import create_table_artifact
 
 from pipelines.logs import LOG_FILE, route_run_logs
 from pipelines.monitoring import REPORT_FAILURE
-from pipelines.ops_settings import OpsSettings
-from pipelines.settings import Settings
+from pipelines.settings import BrokerConfig, LedgerConfig, Settings
 from warehouse import Warehouse
 from warehouse.archive import archive_old_versions
 from warehouse.backup import backup
@@ -31,10 +30,11 @@ def _table(key: str, rows: list[dict], description: str) -> None:
 @flow(name="archive-old-data", log_prints=True, **REPORT_FAILURE)
 def archive_old_data_flow(retention_days: float | None = None, dry_run: bool = False) -> dict:
     """Export superseded versions past retention to Parquet under `archive/`, then expire their snapshots."""
-    settings, ops = Settings(), OpsSettings()
-    route_run_logs(settings.log_level)
+    settings = Settings()
+    ops = settings.ops
+    route_run_logs(settings)
     cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
-    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+    with settings.warehouse.open() as warehouse:
         result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
     _table("archived-versions", [
         {"asset": v.asset, "partition": v.partition_key, "version": v.version_id, "rows": v.row_count, "path": v.path}
@@ -47,10 +47,11 @@ def archive_old_data_flow(retention_days: float | None = None, dry_run: bool = F
 @flow(name="optimize-warehouse", log_prints=True, **REPORT_FAILURE)
 def optimize_warehouse_flow(retention_days: float | None = None) -> dict:
     """Merge small files, expire archived snapshots, delete old and orphaned files; VACUUM a PostgreSQL catalog."""
-    settings, ops = Settings(), OpsSettings()
-    route_run_logs(settings.log_level)
+    settings = Settings()
+    ops = settings.ops
+    route_run_logs(settings)
     cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
-    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+    with settings.warehouse.open() as warehouse:
         result = optimize(warehouse, cutoff)
     return {"files_before": result.files_before, "files_after": result.files_after,
             "snapshots_expired": len(result.snapshots_expired), "vacuumed": result.vacuumed,
@@ -60,40 +61,38 @@ def optimize_warehouse_flow(retention_days: float | None = None) -> dict:
 @flow(name="backup-databases", log_prints=True, **REPORT_FAILURE)
 def backup_databases_flow(keep: int = 8) -> dict:
     """A timestamped, consistent backup of the warehouse and the ledger under `backups/`; older ones beyond `keep` go."""
-    settings, ops = Settings(), OpsSettings()
-    route_run_logs(settings.log_level)
-    taken = take_backup(settings, ops)
+    settings = Settings()
+    ops = settings.ops
+    route_run_logs(settings)
+    taken = take_backup(settings)
     removed = prune_backups(ops.backups_dir, keep)
     _table("backup", [{"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes,
                        "snapshot": taken.latest_snapshot_id, "ledger": taken.ledger}], "Backup taken")
     return {"path": str(taken.path), "files": len(taken.files), "bytes": taken.total_bytes, "pruned": removed}
 
 
-def take_backup(settings: Settings, ops: OpsSettings):
+def take_backup(settings: Settings):
     """A backup of the warehouse, the ledger (its file, or `pg_dump -Fc` of its database) and the paper broker's book."""
-    return backup(settings.catalog, settings.data_path, ops.backups_dir, ledger_file(),
-                  ledger_conninfo=ledger_conninfo(), book_path=broker_book_file())
+    return backup(settings.warehouse.catalog, settings.warehouse.data_path, settings.ops.backups_dir,
+                  ledger_file(settings.ledger), ledger_conninfo=ledger_conninfo(settings.ledger),
+                  book_path=broker_book_file(settings.broker))
 
 
-def ledger_conninfo() -> str | None:
+def ledger_conninfo(ledger: LedgerConfig) -> str | None:
     """A PostgreSQL ledger's libpq address for `pg_dump`; None for a SQLite ledger."""
     import sqlalchemy as sa
 
-    from warehouse.ledger import LedgerSettings
-
-    url = sa.make_url(LedgerSettings().url)
+    url = sa.make_url(ledger.url)
     if url.get_backend_name() != "postgresql":
         return None
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def broker_book_file() -> Path | None:
+def broker_book_file(broker: BrokerConfig) -> Path | None:
     """The paper broker's SQLite book (its orders, fills and cash), when the paper broker keeps one."""
     import sqlalchemy as sa
 
-    from pipelines.trading.brokers import BrokerSettings
-
-    url = sa.make_url(BrokerSettings().paper_url)
+    url = sa.make_url(broker.paper_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database)
@@ -115,8 +114,9 @@ def restore_drill_flow() -> dict:
     from warehouse.backup import BackupError, list_backups, restore
     from warehouse.verify import verify
 
-    settings, ops = Settings(), OpsSettings()
-    route_run_logs(settings.log_level)
+    settings = Settings()
+    ops = settings.ops
+    route_run_logs(settings)
     taken = list_backups(ops.backups_dir)
     if not taken:
         raise BackupError(f"no backup under {ops.backups_dir.resolve()} to drill")
@@ -127,9 +127,9 @@ def restore_drill_flow() -> dict:
     with tempfile.TemporaryDirectory(prefix="quarry-restore-drill-") as scratch, ExitStack() as databases:
         target_catalog = target_ledger = None
         if manifest.catalog_kind == "postgres":
-            target_catalog = "postgres:" + databases.enter_context(scratch_database(settings.catalog.partition(":")[2]))
+            target_catalog = "postgres:" + databases.enter_context(scratch_database(settings.warehouse.catalog.partition(":")[2]))
         if manifest.database(LEDGER_DUMP) is not None:
-            target_ledger = databases.enter_context(scratch_database(ledger_conninfo() or ""))
+            target_ledger = databases.enter_context(scratch_database(ledger_conninfo(settings.ledger) or ""))
         restored = restore(newest, Path(scratch) / "restored", target_catalog, target_ledger)
         with Warehouse.open(restored.catalog, restored.data_path) as warehouse:
             checks = verify(warehouse)
@@ -205,13 +205,11 @@ def restored_ledger_rows(restored) -> dict[str, int]:
         engine.dispose()
 
 
-def ledger_file() -> Path | None:
-    """The ledger's SQLite file from `QUARRY_LEDGER_URL`; None for a server ledger (backed up by its own database)."""
+def ledger_file(ledger: LedgerConfig) -> Path | None:
+    """The ledger's SQLite file; None for a server ledger (backed up by its own database)."""
     import sqlalchemy as sa
 
-    from warehouse.ledger import LedgerSettings
-
-    url = sa.make_url(LedgerSettings().url)
+    url = sa.make_url(ledger.url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return Path(url.database)
@@ -240,8 +238,9 @@ def expired_logs(logs_dir: Path, retention: timedelta, now: float | None = None)
 @flow(name="cleanup-logs", log_prints=True, **REPORT_FAILURE)
 def cleanup_logs_flow(retention_days: float | None = None) -> dict:
     """Rotate the JSON log and delete rotated files past the log retention (30 days by default)."""
-    settings, ops = Settings(), OpsSettings()
-    route_run_logs(settings.log_level)
+    settings = Settings()
+    ops = settings.ops
+    route_run_logs(settings)
     days = ops.log_retention_days if retention_days is None else retention_days
     old = expired_logs(ops.logs_dir, timedelta(days=days))
     for path in old:

@@ -6,7 +6,7 @@ import json
 import queue
 import traceback
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from assets.graph import AssetGraph
 from assets.model import Asset
 from pipelines.building import BatchJob, BatchResult, BuildContext, JobResult, build_job
 from pipelines.planning import (
-    RECHECKS, AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection,
+    RECHECKS, AssetPlan, CatalogState, PartitionWork, RunWindow, plan_asset, plan_selection, watermark_of,
 )
 from warehouse import Warehouse
 from warehouse.lake import StorageError, failure_kind, storage_failure
@@ -144,14 +144,14 @@ def record_definitions(warehouse: Warehouse, assets: list[Asset]) -> int:
 def plan_run(
     graph: AssetGraph, warehouse: Warehouse, selection: str | None, window: RunWindow,
     *, full_refresh: bool = False, source_identity: str | None = None, repair: bool = False,
-    exclude: str | None = None,
+    exclude: str | None = None, resources: Mapping[str, object] | None = None,
 ) -> list[AssetPlan]:
     """The whole run's plan from the catalog alone: cheap enough to answer a no-op run without Prefect."""
     selected = graph.select(selection, exclude)
     names = sorted({a.name for a in selected} | {d for a in selected for d in a.deps})
     return plan_selection(
         graph, selected, catalog_state(warehouse, names), window,
-        full_refresh=full_refresh, source_identity=source_identity, repair=repair,
+        full_refresh=full_refresh, source_identity=source_identity, repair=repair, resources=resources,
     )
 
 
@@ -174,6 +174,7 @@ def run_materialization(
     batch_partitions: int = 260,
     repair: bool = False,
     exclude: str | None = None,
+    resources: Mapping[str, object] | None = None,
 ) -> RunSummary:
     """Build every stale partition of the selection, each asset as soon as its upstreams are done.
 
@@ -181,6 +182,8 @@ def run_materialization(
     upstream rebuild that produced identical data causes no downstream work, and a
     quarantined upstream partition blocks only its own downstream partitions. A repair run
     first takes the files of damaged partitions out of their tables, then rebuilds them.
+    `resources` are the outside resources besides the market source, by name (the ledger), handed to
+    the assets that read them.
     """
     if repair:
         from warehouse.verify import retire_damaged_files
@@ -212,7 +215,7 @@ def run_materialization(
         found = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=identity,
-            watermark=asset.watermark() if asset.watermark else None, repair=repair, blocked_upstream=held,
+            watermark=watermark_of(asset, resources or {}), repair=repair, blocked_upstream=held,
         )
         held[asset.name] = {key for key, _ in found.blocked}
         outcome = summary.outcomes[asset.name]
@@ -243,6 +246,7 @@ def run_materialization(
             },
             rechecked={name: rechecked(name, work) for name, work in job.batches if rechecked(name, work)},
             through=window.through,
+            resources=dict(resources or {}),
         )
         for name in job.assets:
             running[name] = running.get(name, 0) + 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from functools import partial
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -17,10 +18,13 @@ from assets import AssetGraph, default_graph
 from assets.calendar import EXCHANGE_TIMEZONE
 from pipelines.logs import route_run_logs
 from pipelines.notify import Alert, DailySummary, Notifier, failed_run_alert, render_daily_summary
-from pipelines.ops_settings import OpsSettings
+from pipelines.resources import Resources
 from pipelines.settings import Settings, redactor
 from warehouse import LAKE, Warehouse
 from warehouse.redaction import redact
+
+if TYPE_CHECKING:
+    from warehouse.ledger import Ledger
 
 Status = Literal["ok", "warn", "fail"]
 EXCHANGE_TZ = ZoneInfo(EXCHANGE_TIMEZONE)
@@ -87,10 +91,10 @@ def _age(delta: timedelta) -> str:
 def check_warehouse(settings: Settings, graph: AssetGraph, now: datetime) -> list[HealthRow]:
     """The warehouse opens read-only and answers; then each asset's freshness from its last publish."""
     try:
-        with Warehouse.open(settings.catalog, settings.data_path, read_only=True) as warehouse:
+        with settings.warehouse.open(read_only=True) as warehouse:
             current = warehouse.current_versions()
     except Exception as error:
-        return [HealthRow("warehouse", "fail", redact(f"cannot read {settings.catalog}: {error}"))]
+        return [HealthRow("warehouse", "fail", redact(f"cannot read {settings.warehouse.catalog}: {error}"))]
     return ([HealthRow("warehouse", "ok", f"{current.height} published partitions"), storage_row(current)]
             + freshness_rows(current, graph, now))
 
@@ -108,15 +112,15 @@ def storage_row(current: pl.DataFrame) -> HealthRow:
                      + (" …" if damaged.height > 10 else "") + "; repair with `quarry materialize --repair`")
 
 
-def verify_sample(settings: Settings, ops: OpsSettings) -> None:
+def verify_sample(settings: Settings) -> None:
     """Re-verify the least recently verified published partitions (a rolling sample over successive runs)."""
     from warehouse.verify import verify
 
-    if not ops.verify_sample:
+    if not settings.ops.verify_sample:
         return
     try:
-        with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
-            checks = verify(warehouse, limit=ops.verify_sample)
+        with settings.warehouse.open() as warehouse:
+            checks = verify(warehouse, limit=settings.ops.verify_sample)
         logger.info("verified {} partitions, {} damaged", len(checks), sum(c.is_damaged for c in checks))
     except Exception as error:  # the health rows report the warehouse itself
         logger.warning("could not verify stored partitions: {}", redact(str(error)))
@@ -189,10 +193,11 @@ def run_probes(probes: Mapping[str, Probe]) -> list[HealthRow]:
     return rows
 
 
-def system_health(settings: Settings, ops: OpsSettings, graph: AssetGraph | None = None,
+def system_health(settings: Settings, graph: AssetGraph | None = None,
                   probes: Mapping[str, Probe] | None = None, now: datetime | None = None) -> list[HealthRow]:
     """Every health check, in the order a person reads them."""
     now = now or datetime.now(timezone.utc)
+    ops = settings.ops
     rows = check_warehouse(settings, graph or default_graph(), now)
     rows.append(check_prefect_api(ops.prefect_api_url))
     rows += check_orchestration(ops.prefect_api_url, now, timedelta(minutes=ops.stalled_run_minutes))
@@ -296,7 +301,7 @@ def alert_on_failure(flow, flow_run, state) -> None:
     report_failed_run(
         FailedRun(str(flow_run.id), flow.name, flow_run.name, state.name, state.message or "", None,
                   deployment.name, flow_run_url(str(flow_run.id))),
-        Notifier.from_settings(),
+        Resources.from_settings(Settings()).notifier(),
     )
 
 
@@ -316,11 +321,12 @@ def _publish_health(rows: list[HealthRow]) -> None:
 @flow(name="monitor-system-health", log_prints=True, **REPORT_FAILURE)
 def monitor_system_health_flow(detect_failed_runs: bool = True) -> list[dict]:
     """Check the warehouse, freshness, the Prefect API and optional probes; alert on failures and failed runs."""
-    settings, ops = Settings(), OpsSettings()
-    route_run_logs(settings.log_level)
-    verify_sample(settings, ops)
-    rows = system_health(settings, ops)
-    notifier = Notifier.from_settings()
+    settings = Settings()
+    ops = settings.ops
+    route_run_logs(settings)
+    verify_sample(settings)
+    rows = system_health(settings)
+    notifier = Resources.from_settings(settings).notifier()
     notifier.flush()  # alerts queued while the relay was down
     if detect_failed_runs:
         since = datetime.now(timezone.utc) - timedelta(minutes=ops.failed_run_lookback_minutes)
@@ -389,12 +395,11 @@ def published_performance(warehouse: Warehouse, current: pl.DataFrame) -> tuple[
     return metrics, sources
 
 
-def ledger_book(since: datetime, now: datetime) -> tuple[Mapping[str, float], int]:
+def ledger_book(ledger: Ledger, since: datetime, now: datetime) -> tuple[Mapping[str, float], int]:
     """The day's book from the ledger: realized P&L of the pair trades closed in [since, now), the unrealized P&L
     of the positions held (as last marked), both always shown (0.00 on a quiet day), and the fills in the window."""
-    from warehouse.ledger import Ledger, LedgerSettings, fills, pair_trades, positions
+    from warehouse.ledger import fills, pair_trades, positions
 
-    ledger = Ledger.open(LedgerSettings())
     closed = ledger.rows(pair_trades, pair_trades.c.exit_ts >= since, pair_trades.c.exit_ts < now)
     realized = sum(trade["realized_pnl"] or 0.0 for trade in closed)
     unrealized = sum(p["unrealized_pnl"] or 0.0 for p in ledger.rows(positions))
@@ -402,18 +407,18 @@ def ledger_book(since: datetime, now: datetime) -> tuple[Mapping[str, float], in
             ledger.count(fills, fills.c.filled_at >= since, fills.c.filled_at < now))
 
 
-def _summary(now: datetime | None = None) -> DailySummary:
-    settings = Settings()
-    with Warehouse.open(settings.catalog, settings.data_path, read_only=True) as warehouse:
-        return gather_daily_summary(warehouse, default_graph(), now or datetime.now(timezone.utc), book=ledger_book)
+def _summary(resources: Resources, now: datetime | None = None) -> DailySummary:
+    with resources.warehouse(read_only=True) as warehouse:
+        return gather_daily_summary(warehouse, default_graph(), now or datetime.now(timezone.utc),
+                                    book=partial(ledger_book, resources.ledger))
 
 
 @flow(name="daily-report", log_prints=True, **REPORT_FAILURE)
 def daily_report_flow() -> str:
     """The end-of-day report as a Prefect artifact and an HTML file in the reports directory."""
     settings = Settings()
-    route_run_logs(settings.log_level)
-    summary = _summary()
+    route_run_logs(settings)
+    summary = _summary(Resources.from_settings(settings))
     subject, text, body_html = render_daily_summary(summary)
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     path = settings.reports_dir / f"daily-{summary.day}.html"
@@ -428,5 +433,7 @@ def daily_report_flow() -> str:
 @flow(name="daily-summary", log_prints=True, **REPORT_FAILURE)
 def daily_summary_flow() -> bool:
     """Email the end-of-day summary (text + HTML) to the configured recipients."""
-    route_run_logs(Settings().log_level)
-    return Notifier.from_settings().send_daily_summary(_summary())
+    settings = Settings()
+    resources = Resources.from_settings(settings)
+    route_run_logs(settings)
+    return resources.notifier().send_daily_summary(_summary(resources))

@@ -12,44 +12,17 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import jinja2
 from loguru import logger
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
 from assets.retrying import RetryPolicy
+from pipelines.settings import Settings, SmtpConfig, redactor
+from warehouse.ledger import LedgerConfig
 
 AlertKind = Literal["trade", "risk", "failed-run", "health", "data"]
 Severity = Literal["info", "warning", "critical"]
 DeliveryStatus = Literal["sent", "deduplicated", "rate-limited", "not-configured", "queued"]
-
-
-class SmtpSettings(BaseSettings):
-    """The SMTP relay and who hears about what; unset `host` means email is off."""
-
-    model_config = SettingsConfigDict(env_prefix="QUARRY_SMTP_", env_file=".env", extra="ignore")
-
-    host: str | None = None
-    port: int = 587
-    user: str | None = None
-    password: SecretStr | None = None
-    sender: str = "quarry@localhost"
-    recipients: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Comma-separated addresses.")
-    starttls: bool = True
-    timeout_seconds: float = 20.0
-
-    @field_validator("recipients", mode="before")
-    @classmethod
-    def _split_addresses(cls, value):
-        if isinstance(value, str):
-            return [address.strip() for address in value.split(",") if address.strip()]
-        return value
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.host and self.recipients)
 
 
 @dataclass(frozen=True)
@@ -253,7 +226,7 @@ def render_daily_summary(summary: DailySummary) -> tuple[str, str, str]:
 # ---- sending ------------------------------------------------------------------------------
 
 
-def build_message(settings: SmtpSettings, subject: str, text: str, body_html: str) -> EmailMessage:
+def build_message(settings: SmtpConfig, subject: str, text: str, body_html: str) -> EmailMessage:
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = settings.sender
@@ -268,7 +241,7 @@ def _relay_failure(error: BaseException) -> bool:
     return isinstance(error, (OSError, smtplib.SMTPException))
 
 
-def send_email(settings: SmtpSettings, subject: str, text: str, body_html: str) -> None:
+def send_email(settings: SmtpConfig, subject: str, text: str, body_html: str) -> None:
     """Send one multipart (text + HTML) email through the configured relay.
 
     Once the relay has accepted the message, a failure to say goodbye is not a failed send
@@ -487,7 +460,7 @@ class AlertStore:
             return inserted.rowcount == 1
 
 
-def ledger_recorder() -> Callable[[Alert], None]:
+def ledger_recorder(ledger: LedgerConfig) -> Callable[[Alert], None]:
     """Store alerts as rows of the ledger's `alerts` table (opened lazily, on the first alert)."""
     opened: list = []
 
@@ -495,7 +468,7 @@ def ledger_recorder() -> Callable[[Alert], None]:
         if not opened:
             from warehouse.ledger import Ledger
 
-            opened.append(Ledger.open())
+            opened.append(Ledger.open(ledger))
         opened[0].raise_alert(
             at=alert.created_at, level=alert.severity, source=f"notify:{alert.kind}", message=alert.body,
             subject=alert.title,
@@ -521,7 +494,7 @@ class Notifier:
 
     def __init__(
         self,
-        smtp: SmtpSettings,
+        smtp: SmtpConfig,
         store: AlertStore,
         policy: ThrottlePolicy = ThrottlePolicy(),
         record_alert: Callable[[Alert], None] | None = None,
@@ -538,16 +511,12 @@ class Notifier:
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, record_alert: Callable[[Alert], None] | None = None) -> Notifier:
+    def from_settings(cls, settings: Settings, record_alert: Callable[[Alert], None] | None = None) -> Notifier:
         """The configured notifier; alert rows go to the ledger's `alerts` table unless `record_alert` says otherwise."""
-        from pipelines.ops_settings import OpsSettings
-
-        from pipelines.settings import redactor
-
-        ops = OpsSettings()
+        ops = settings.ops
         policy = ThrottlePolicy(timedelta(minutes=ops.alert_dedupe_minutes), ops.alert_max_per_hour)
-        return cls(SmtpSettings(), AlertStore(ops.alerts_db), policy, record_alert or ledger_recorder(),
-                   redact=redactor())
+        return cls(settings.smtp, AlertStore(ops.alerts_db), policy, record_alert or ledger_recorder(settings.ledger),
+                   redact=redactor(settings))
 
     def send(self, alert: Alert) -> Delivery:
         """Email the alert unless it repeats one already sent (or queued) in the window or the hourly budget is spent.

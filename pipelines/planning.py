@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from bisect import bisect_left
 from datetime import date, datetime, timedelta, timezone
@@ -418,8 +419,11 @@ def plan_selection(
     full_refresh: bool = False,
     source_identity: str | None = None,
     repair: bool = False,
+    resources: Mapping[str, object] | None = None,
 ) -> list[AssetPlan]:
-    """Plan every selected asset in dependency order, assuming upstream rebuilds change their data."""
+    """Plan every selected asset in dependency order, assuming upstream rebuilds change their data.
+
+    `resources` are what a watermark asks (the ledger), by name."""
     pending: dict[str, set[str]] = {}
     held: dict[str, set[str]] = {}
     plans = []
@@ -427,9 +431,29 @@ def plan_selection(
         plan = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=source_identity, pending_upstream=pending,
-            watermark=asset.watermark() if asset.watermark else None, repair=repair, blocked_upstream=held,
+            watermark=watermark_of(asset, resources or {}), repair=repair, blocked_upstream=held,
         )
         pending[asset.name] = {w.partition_key for w in plan.to_build}
         held[asset.name] = {key for key, _ in plan.blocked}
         plans.append(plan)
     return plans
+
+
+class MissingResource(LookupError):
+    """An asset reads a resource the run was not given."""
+
+
+def watermark_of(asset: Asset, resources: Mapping[str, object]) -> str | None:
+    """The asset's watermark, asked of the resource it reads; None for an asset without one."""
+    if asset.watermark is None:
+        return None
+    return asset.watermark(handed_resource(asset, None, resources))
+
+
+def handed_resource(asset: Asset, source: object, resources: Mapping[str, object]) -> object:
+    """The resource an asset's fetch and watermark are handed: the market source, or the named one (`reads`)."""
+    if asset.reads == "source":
+        return source
+    if asset.reads not in resources:
+        raise MissingResource(f"{asset.name} reads the {asset.reads!r} resource, which this run was not given")
+    return resources[asset.reads]

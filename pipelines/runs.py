@@ -1,4 +1,4 @@
-"""Run plumbing shared by the CLI and the flows: the window, the source, the run record and report."""
+"""Run plumbing shared by the CLI and the flows: the window, the run record and report."""
 
 from __future__ import annotations
 
@@ -29,17 +29,6 @@ def default_window(settings: Settings, start: date | None = None, end: date | No
         logger.info("window ends on {}: no session after it has data at {:%Y-%m-%d %H:%M} UTC", newest, now)
     last = newest if end is None else min(end, newest)
     return RunWindow.between(start or settings.start_date, last, through if last == newest else None)
-
-
-def make_source(settings: Settings):
-    """The configured market-data source; `sample` needs no keys and no network."""
-    from assets.sources.registry import SourceSettings, build_source
-
-    return build_source(
-        settings.source,
-        SourceSettings(sample_seed=settings.sample_seed, sample_symbols=settings.sample_symbols),
-        clock=settings.now() if settings.clock else None,
-    )
 
 
 def _strategy_equity(warehouse: Warehouse, summary: RunSummary):

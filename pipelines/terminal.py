@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 from rich.console import Console, ConsoleDimensions
+
+from pipelines.settings import terminal_columns
 
 # piped output (logs, CI) gets a width that keeps asset names and reasons whole instead of rich's 80 columns
 PIPED_WIDTH = 140
@@ -17,10 +18,10 @@ class CommandConsole(Console):
 
     @property
     def size(self) -> ConsoleDimensions:
-        columns = os.environ.get("COLUMNS", "")
+        columns = terminal_columns()
         terminal = shutil.get_terminal_size()
-        if columns.isdigit():
-            width = int(columns)
+        if columns is not None:
+            width = columns
         elif self.is_terminal:
             width = terminal.columns
         else:

@@ -57,9 +57,9 @@ def sweep(graph: AssetGraph, warehouse: Warehouse, selection: str | None, run_id
 def validation_sweep_flow(selection: str | None = None) -> dict:
     """Re-audit the published data of the selection (default: every asset) and report what fails."""
     settings = Settings()
-    route_run_logs(settings.log_level)
+    route_run_logs(settings)
     run_id = str(flow_run.get_id() or new_id("sweep-"))
-    with Warehouse.open(settings.catalog, settings.data_path) as warehouse:
+    with settings.warehouse.open() as warehouse:
         results = sweep(default_graph(), warehouse, selection, run_id)
     if results.is_empty():
         return {"run_id": run_id, "checked": 0, "failing": 0}

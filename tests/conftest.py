@@ -39,13 +39,18 @@ class Lake:
         }
 
     def materialize(self, selection=None, *, source=None, graph=None, full_refresh=False, repair=False,
-                    start=WINDOW_START, end=WINDOW_END, run_id="test-run", batch_partitions=260):
+                    start=WINDOW_START, end=WINDOW_END, run_id="test-run", batch_partitions=260, ledger=None):
+        """Materialize into this lake; the ledger handed to `live_performance` is `ledger`, else the configured one."""
+        from pipelines.resources import LedgerOnUse
+        from pipelines.settings import Settings
+
         submit, shutdown = thread_submitter(4)
         try:
             return run_materialization(
                 graph or default_graph(), self.warehouse, source or SampleSource(),
                 selection=selection, window=RunWindow.between(start, end), run_id=run_id,
                 submit=submit, full_refresh=full_refresh, batch_partitions=batch_partitions, repair=repair,
+                resources={"ledger": ledger or LedgerOnUse(Settings().ledger)},
             )
         finally:
             shutdown()

@@ -34,7 +34,8 @@ from pipelines.docs import refresh
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
 from pipelines.runs import record_and_report
-from pipelines.settings import Settings
+from pipelines.resources import Resources
+from pipelines.settings import LedgerConfig, Settings, WarehouseConfig
 from warehouse import Warehouse
 
 pytestmark = pytest.mark.slow
@@ -83,14 +84,17 @@ def project(tmp_path_factory):
         "QUARRY_ALERTS_DB": str(root / "data" / "alerts.sqlite"), "PREFECT_HOME": str(root / "prefect"),
         "QUARRY_CLOCK": CLOCK,
     }
-    settings = Settings(catalog=env["QUARRY_CATALOG"], data_path=env["QUARRY_DATA_PATH"], reports_dir=root / "reports")
-    warehouse = Warehouse.open(settings.catalog, settings.data_path)
+    settings = Settings(warehouse=WarehouseConfig(catalog=env["QUARRY_CATALOG"], data_path=env["QUARRY_DATA_PATH"]),
+                        ledger=LedgerConfig(url=env["QUARRY_LEDGER_URL"]), reports_dir=root / "reports")
+    handed = Resources.from_settings(settings).engine_resources
+    warehouse = settings.warehouse.open()
     # a clean first build, then a build whose bad ticks quarantine bars_hourly 2025-03-06 over its published version
     for source, run_id in ((SampleSource(), "run-readme-1"), (BadDaySource(), "run-readme-2")):
         submit, shutdown = thread_submitter(4)
         try:
             summary = run_materialization(default_graph(), warehouse, source, selection=None,
-                                          window=RunWindow.between(START, END), run_id=run_id, submit=submit)
+                                          window=RunWindow.between(START, END), run_id=run_id, submit=submit,
+                                          resources=handed)
         finally:
             shutdown()
         record_and_report(warehouse, settings, summary)

@@ -206,16 +206,15 @@ def test_health_alert_row_in_the_ledger_carries_no_catalog_password(down_env, tm
     """With the ledger up and the catalog down, the alert the health check stores in the ledger is redacted."""
     from pipelines.monitoring import health_alert, system_health
     from pipelines.notify import Notifier
-    from pipelines.ops_settings import OpsSettings
     from pipelines.settings import Settings
     from warehouse.ledger import Ledger, alerts
 
     monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    rows = system_health(Settings(), OpsSettings())
+    rows = system_health(Settings())
     alert = health_alert(rows)
     assert alert is not None and "warehouse" in alert.details
-    Notifier.from_settings().send(alert)
-    stored = Ledger.open().rows(alerts)
+    Notifier.from_settings(Settings()).send(alert)
+    stored = Ledger.open(Settings().ledger).rows(alerts)
     assert stored and not _leaks(repr(stored))
     assert not _leaks((tmp_path / "ledger.sqlite").read_bytes().decode("utf-8", "replace"))
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field
 
 from assets.retrying import Retry, RetryPolicy
 from warehouse import catalog_migrations
@@ -41,6 +42,21 @@ ASSET_METADATA_SCHEMA = pl.Schema({
 LATEST_ASSET_METADATA_SQL = """
     SELECT * FROM {lake}.quarry.asset_metadata
     QUALIFY row_number() OVER (PARTITION BY asset ORDER BY recorded_at DESC) = 1"""
+
+
+class WarehouseConfig(BaseModel):
+    """Where the warehouse lives: its DuckLake catalog and the directory of its Parquet data files."""
+
+    model_config = ConfigDict(frozen=True)
+
+    catalog: str = Field(
+        "sqlite:data/catalog.sqlite",
+        description="DuckLake catalog: 'sqlite:PATH', 'postgres:CONNINFO' or 'duckdb:PATH'.",
+    )
+    data_path: str = Field("data/lake/", description="Where DuckLake writes Parquet data files.")
+
+    def open(self, read_only: bool = False) -> Warehouse:
+        return Warehouse.open(self.catalog, self.data_path, read_only=read_only)
 
 
 class WarehouseError(RuntimeError):

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
 __all__ = [
     "ACTIVE_ORDER_STATUSES",
     "Ledger",
-    "LedgerSettings",
+    "LedgerConfig",
     "TERMINAL_ORDER_STATUSES",
     "ledger_engine",
     "upgrade",
@@ -31,10 +30,10 @@ ACTIVE_ORDER_STATUSES = frozenset({"new", "accepted", "partially_filled", "pendi
 KILL_SWITCH = "kill_switch"
 
 
-class LedgerSettings(BaseSettings):
+class LedgerConfig(BaseModel):
     """Where the ledger lives: a SQLAlchemy URL, or the name of a prefect-sqlalchemy connector block."""
 
-    model_config = SettingsConfigDict(env_prefix="QUARRY_LEDGER_", env_file=".env", extra="ignore")
+    model_config = ConfigDict(frozen=True)
 
     url: str = Field("sqlite:///data/ledger.sqlite", description="SQLAlchemy URL (postgresql+psycopg://... for a team).")
     connector_block: str | None = Field(None, description="Name of a SqlAlchemyConnector block to take the engine from.")
@@ -144,13 +143,13 @@ controls = sa.Table(
 )
 
 
-def ledger_engine(settings: LedgerSettings) -> Engine:
+def ledger_engine(config: LedgerConfig) -> Engine:
     """The ledger's engine: from the connector block when one is named, else from the URL."""
-    if settings.connector_block:
+    if config.connector_block:
         from prefect_sqlalchemy import SqlAlchemyConnector
 
-        return SqlAlchemyConnector.load(settings.connector_block).get_engine()
-    url = sa.make_url(settings.url)
+        return SqlAlchemyConnector.load(config.connector_block).get_engine()
+    url = sa.make_url(config.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30} if url.get_backend_name() == "sqlite" else {})
@@ -289,8 +288,8 @@ class Ledger:
     engine: Engine
 
     @classmethod
-    def open(cls, settings: LedgerSettings | None = None, *, migrate: bool = True) -> Ledger:
-        engine = ledger_engine(settings or LedgerSettings())
+    def open(cls, config: LedgerConfig, *, migrate: bool = True) -> Ledger:
+        engine = ledger_engine(config)
         if migrate:
             upgrade(engine)
         return cls(engine)
@@ -458,6 +457,14 @@ class Ledger:
             connection.execute(alerts.insert().values(
                 at=at, level=level, source=source, subject=subject, message=message, cycle_id=cycle_id,
                 is_acknowledged=False))
+
+    def pair_trade_marks(self) -> list[dict[str, Any]]:
+        """Every mark of every pair trade: its cumulative P&L and whether it was in the market, per bar."""
+        return self.rows(pair_marks)
+
+    def pair_trade_statuses(self) -> dict[str, str]:
+        """Each pair trade's status, by id."""
+        return {t["pair_trade_id"]: t["status"] for t in self.rows(pair_trades)}
 
     def kill_switch(self) -> bool:
         found = self.rows(controls, controls.c.name == KILL_SWITCH)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import polars as pl
 
 from assets.calendar import HOURLY_BARS_PER_YEAR
@@ -13,25 +15,24 @@ LIVE_MARK_SCHEMA = pl.Schema({
 })
 
 
-def fetch_ledger_marks(source, window) -> pl.DataFrame:
+class LedgerBook(Protocol):
+    """What this asset reads from the trading ledger, which the engine hands it as a market source is handed to bars."""
+
+    def pair_trade_marks(self) -> list[dict[str, Any]]: ...
+    def pair_trade_statuses(self) -> dict[str, str]: ...
+
+
+def fetch_ledger_marks(ledger: LedgerBook, window) -> pl.DataFrame:
     """The ledger's pair-trade marks; the ledger is the outside world of this asset, as a market source is of bars."""
-    from warehouse.ledger import Ledger, LedgerSettings, pair_marks, pair_trades
-
-    ledger = Ledger.open(LedgerSettings())
-    marks = ledger.rows(pair_marks)
-    status = {t["pair_trade_id"]: t["status"] for t in ledger.rows(pair_trades)}
-    return ledger_marks_frame(marks, status)
+    return ledger_marks_frame(ledger.pair_trade_marks(), ledger.pair_trade_statuses())
 
 
-def ledger_watermark() -> str:
+def ledger_watermark(ledger: LedgerBook) -> str:
     """How far the ledger's book has moved: marks recorded and trade statuses, cheap to ask before every run."""
     import hashlib
 
-    from warehouse.ledger import Ledger, LedgerSettings, pair_marks, pair_trades
-
-    ledger = Ledger.open(LedgerSettings())
-    marks = ledger.rows(pair_marks)
-    statuses = sorted((t["pair_trade_id"], t["status"]) for t in ledger.rows(pair_trades))
+    marks = ledger.pair_trade_marks()
+    statuses = sorted(ledger.pair_trade_statuses().items())
     latest = max((str(m["bar_ts"]) for m in marks), default="")
     return hashlib.sha256(f"{len(marks)}|{latest}|{statuses}".encode()).hexdigest()[:16]
 
@@ -53,6 +54,7 @@ def ledger_marks_frame(marks: list[dict], trade_status: dict[str, str]) -> pl.Da
     tags=("trading", "performance"),
     fetch=fetch_ledger_marks,
     watermark=ledger_watermark,
+    reads="ledger",
     params={"periods_per_year": HOURLY_BARS_PER_YEAR, "initial_capital": 1_000_000.0},
 )
 def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_capital: float) -> pl.DataFrame:

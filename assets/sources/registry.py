@@ -6,8 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from assets.sources.base import Source, SourceError
 from assets.sources.universe_file import DEFAULT_UNIVERSE_FILE, read_universe
@@ -21,20 +20,23 @@ SECRET_BLOCKS = {"ALPACA_API_KEY": "alpaca-api-key", "ALPACA_SECRET_KEY": "alpac
                  "POLYGON_API_KEY": "polygon-api-key"}
 
 
-class SourceSettings(BaseSettings):
-    """What the real connectors need; keys keep their providers' usual variable names."""
+class AlpacaKeys(BaseModel):
+    """The Alpaca account's key pair: market data and paper trading use the same one."""
 
-    model_config = SettingsConfigDict(env_prefix="QUARRY_", env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True)
 
-    alpaca_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("ALPACA_API_KEY", "alpaca_api_key"))
-    alpaca_secret_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("ALPACA_SECRET_KEY", "alpaca_secret_key")
-    )
-    polygon_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("POLYGON_API_KEY", "polygon_api_key")
-    )
+    api_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+
+
+class SourceConfig(BaseModel):
+    """Which market-data source, and what the real connectors need: endpoints, feed, rate limits, universe."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field("sample", description="Market-data source: sample, alpaca, polygon or yahoo.")
+    polygon_api_key: SecretStr | None = None
     alpaca_data_url: str = Field("https://data.alpaca.markets", description="Alpaca market-data endpoint.")
-    alpaca_trading_url: str = Field("https://paper-api.alpaca.markets", description="Alpaca trading endpoint.")
     polygon_url: str = Field("https://api.polygon.io", description="Polygon REST endpoint.")
     alpaca_feed: str = Field("iex", description="Alpaca data feed: iex (free) or sip.")
     alpaca_adjustment: str = Field("raw", description="Alpaca price adjustment; raw keeps prices as traded.")
@@ -45,8 +47,8 @@ class SourceSettings(BaseSettings):
     source_max_attempts: int = Field(5, ge=1, description="Attempts per request on timeouts, 429 and 5xx.")
     universe_file: Path = Field(DEFAULT_UNIVERSE_FILE, description="CSV of symbol, sector, active_from, active_to.")
     secret_blocks: bool = Field(False, description="Read missing keys from Prefect Secret blocks.")
-    sample_seed: int = 7
-    sample_symbols: int = 20
+    sample_seed: int = Field(7, description="Seed of the offline sample market.")
+    sample_symbols: int = Field(20, ge=4, le=2000, description="Universe size of the sample market.")
 
     def policy(self) -> RequestPolicy:
         from assets.sources.resilience import RequestPolicy
@@ -54,7 +56,7 @@ class SourceSettings(BaseSettings):
         return RequestPolicy(max_attempts=self.source_max_attempts, timeout_s=self.source_timeout_s)
 
 
-def require(value: SecretStr | None, variable: str, settings: SourceSettings, source: str) -> SecretStr:
+def require(value: SecretStr | None, variable: str, settings: SourceConfig, source: str) -> SecretStr:
     """The key, from the environment or (when enabled) its Prefect Secret block; a clear error when neither has it."""
     if value is not None and value.get_secret_value():
         return value
@@ -75,8 +77,10 @@ def secret_from_block(block_name: str) -> SecretStr | None:
         return None
 
 
-def build_source(name: str, settings: SourceSettings, clock: datetime | None = None) -> Source:
-    """The source called `name`, configured from `settings`; `sample` needs nothing and plays its market up to `clock`."""
+def build_source(settings: SourceConfig, alpaca: AlpacaKeys = AlpacaKeys(), clock: datetime | None = None) -> Source:
+    """The configured source (Alpaca's with the account's `alpaca` keys); `sample` needs nothing and plays its
+    market up to `clock`."""
+    name = settings.name
     if name == "sample":
         from assets.sources.sample import SampleSource
 
@@ -88,8 +92,8 @@ def build_source(name: str, settings: SourceSettings, clock: datetime | None = N
         from assets.sources.alpaca import AlpacaSource
 
         return AlpacaSource(
-            api_key=require(settings.alpaca_api_key, "ALPACA_API_KEY", settings, name),
-            secret_key=require(settings.alpaca_secret_key, "ALPACA_SECRET_KEY", settings, name),
+            api_key=require(alpaca.api_key, "ALPACA_API_KEY", settings, name),
+            secret_key=require(alpaca.secret_key, "ALPACA_SECRET_KEY", settings, name),
             universe=universe, data_url=settings.alpaca_data_url, feed=settings.alpaca_feed,
             adjustment=settings.alpaca_adjustment, requests_per_minute=settings.alpaca_requests_per_minute,
             policy=settings.policy(),

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines.logs import route_run_logs
 from pipelines.monitoring import REPORT_FAILURE
+from pipelines.resources import Resources
 from pipelines.settings import Settings
 from pipelines.trading import operations as ops
 from pipelines.trading.runtime import open_runtime
@@ -25,15 +26,15 @@ __all__ = [
 ]
 
 
-def _now(now: datetime | None) -> datetime:
+def _now(now: datetime | None, settings: Settings) -> datetime:
     """The cycle's moment: the `now` parameter, else the configured clock (QUARRY_CLOCK), else the wall clock."""
-    return (now or Settings().now()).astimezone(timezone.utc)
+    return (now or settings.now()).astimezone(timezone.utc)
 
 
 def _relay_alerts(runtime) -> None:
     """Email the run's fills and alerts at once; on failure they wait for the `risk-alerts` sweep."""
     try:
-        ops.relay_alerts(runtime.ledger, ops.alert_notifier())
+        ops.relay_alerts(runtime.ledger, runtime.relay_notifier())
     except Exception as error:
         logger.error("alerts not relayed now (the risk-alerts sweep retries): {}", error)
 
@@ -63,9 +64,9 @@ def _raise_if_failed(report) -> None:
 def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, check_market: bool = True):
     """One hourly pairs cycle from validated assets; a retry re-runs the same cycle and reuses its orders."""
     settings = Settings()
-    route_run_logs(settings.log_level)
-    with open_runtime(settings) as runtime:
-        report = ops.run_pairs_cycle(runtime, _now(now), dry_run=dry_run, check_market=check_market)
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        report = ops.run_pairs_cycle(runtime, _now(now, settings), dry_run=dry_run, check_market=check_market)
         _relay_alerts(runtime)
     _publish_cycle(report)
     _raise_if_failed(report)
@@ -75,9 +76,10 @@ def intraday_pairs_trading(now: datetime | None = None, dry_run: bool = False, c
 @flow(name="execute-trades", log_prints=True, **REPORT_FAILURE)
 def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run: bool = False):
     """One cycle of the named strategy (`pairs` or `momentum`)."""
-    route_run_logs(Settings().log_level)
-    with open_runtime() as runtime:
-        report = ops.run_strategy_cycle(runtime, strategy, _now(now), dry_run=dry_run)
+    settings = Settings()
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        report = ops.run_strategy_cycle(runtime, strategy, _now(now, settings), dry_run=dry_run)
         _relay_alerts(runtime)
     _publish_cycle(report)
     _raise_if_failed(report)
@@ -87,9 +89,10 @@ def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run
 @flow(name="manage-orders", log_prints=True, **REPORT_FAILURE)
 def manage_orders_flow(now: datetime | None = None):
     """Refresh live orders, cancel timed-out remainders, settle or repair half-filled pairs."""
-    route_run_logs(Settings().log_level)
-    with open_runtime() as runtime:
-        result = ops.run_manage_orders(runtime, _now(now))
+    settings = Settings()
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        result = ops.run_manage_orders(runtime, _now(now, settings))
         _relay_alerts(runtime)
         return result
 
@@ -97,9 +100,10 @@ def manage_orders_flow(now: datetime | None = None):
 @flow(name="update-positions", log_prints=True, **REPORT_FAILURE)
 def update_positions_flow(now: datetime | None = None):
     """Positions and P&L from fills, marked at validated prices."""
-    route_run_logs(Settings().log_level)
-    with open_runtime() as runtime:
-        result = ops.run_update_positions(runtime, _now(now))
+    settings = Settings()
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        result = ops.run_update_positions(runtime, _now(now, settings))
         _relay_alerts(runtime)
         return result
 
@@ -107,9 +111,10 @@ def update_positions_flow(now: datetime | None = None):
 @flow(name="reconcile-trades", log_prints=True, **REPORT_FAILURE)
 def reconcile_trades_flow(now: datetime | None = None):
     """Ledger against broker: every discrepancy recorded and alerted, safe ones repaired."""
-    route_run_logs(Settings().log_level)
-    with open_runtime() as runtime:
-        result = ops.run_reconcile(runtime, _now(now))
+    settings = Settings()
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        result = ops.run_reconcile(runtime, _now(now, settings))
         _relay_alerts(runtime)
         return result
 
@@ -117,9 +122,10 @@ def reconcile_trades_flow(now: datetime | None = None):
 @flow(name="monitor-portfolio-risk", log_prints=True, **REPORT_FAILURE)
 def monitor_portfolio_risk_flow(now: datetime | None = None):
     """Book-level limits (exposure, daily loss, drawdown, open pairs) checked as the book stands."""
-    route_run_logs(Settings().log_level)
-    with open_runtime() as runtime:
-        result = ops.run_monitor_portfolio_risk(runtime, _now(now))
+    settings = Settings()
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        result = ops.run_monitor_portfolio_risk(runtime, _now(now, settings))
         _relay_alerts(runtime)
         return result
 
@@ -127,9 +133,10 @@ def monitor_portfolio_risk_flow(now: datetime | None = None):
 @flow(name="generate-risk-alerts", log_prints=True, **REPORT_FAILURE)
 def generate_risk_alerts(now: datetime | None = None):
     """Email new fills and unacknowledged alerts (and any queued while the relay was down); list them as an artifact."""
-    route_run_logs(Settings().log_level)
-    with open_runtime() as runtime:
-        pending = ops.run_generate_risk_alerts(runtime, _now(now))
+    settings = Settings()
+    route_run_logs(settings)
+    with open_runtime(Resources.from_settings(settings)) as runtime:
+        pending = ops.run_generate_risk_alerts(runtime, _now(now, settings))
     try:
         if pending:
             create_table_artifact(key="risk-alerts", table=[

@@ -124,18 +124,11 @@ def run_monitor_portfolio_risk(runtime: TradingRuntime, now: datetime) -> list[B
 
 def run_generate_risk_alerts(runtime: TradingRuntime, now: datetime, notifier=None) -> list[dict]:
     """Email every new fill and unacknowledged ledger alert (see `relay_alerts`); returns the alerts, newest first."""
-    return relay_alerts(runtime.ledger, notifier or alert_notifier())[::-1]
+    return relay_alerts(runtime.ledger, notifier or runtime.relay_notifier())[::-1]
 
 
 #: The ledger control holding the last fill already emailed.
 FILLS_EMAILED_THROUGH = "alerts_fills_emailed_through"
-
-
-def alert_notifier():
-    """The configured notifier, recording nothing itself: what it relays is already in the ledger."""
-    from pipelines.notify import Notifier
-
-    return Notifier.from_settings(record_alert=lambda alert: None)
 
 
 def relay_alerts(ledger, notifier) -> list[dict]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from pipelines.settings import RiskLimits
 from warehouse.ledger import Ledger
 
 __all__ = [
@@ -15,43 +13,12 @@ __all__ = [
     "Leg",
     "PortfolioState",
     "RiskLimits",
-    "RiskSettings",
     "RiskVerdict",
     "TradeProposal",
     "monitor_portfolio_risk",
     "record_breaches",
     "validate_risk_limits",
 ]
-
-
-class RiskSettings(BaseSettings):
-    """Risk limits of the trading book; env prefix QUARRY_RISK_. Limits are inclusive."""
-
-    model_config = SettingsConfigDict(env_prefix="QUARRY_RISK_", env_file=".env", extra="ignore")
-
-    max_position_notional: float = Field(100_000.0, gt=0)
-    max_pair_notional: float = Field(150_000.0, gt=0)
-    max_gross_exposure_pct: float = Field(1.0, gt=0, description="Gross exposure over equity.")
-    max_net_exposure_pct: float = Field(0.25, ge=0, description="|Net exposure| over equity.")
-    max_open_pairs: int = Field(10, ge=0)
-    max_daily_loss_pct: float = Field(0.02, ge=0, description="Loss since the session's first mark, over that equity.")
-    max_drawdown_pct: float = Field(0.05, ge=0, description="Drawdown from the peak marked equity.")
-    kill_switch: bool = Field(False, description="Block every new entry (exits still run).")
-
-    def limits(self) -> RiskLimits:
-        return RiskLimits(**self.model_dump())
-
-
-@dataclass(frozen=True)
-class RiskLimits:
-    max_position_notional: float = 100_000.0
-    max_pair_notional: float = 150_000.0
-    max_gross_exposure_pct: float = 1.0
-    max_net_exposure_pct: float = 0.25
-    max_open_pairs: int = 10
-    max_daily_loss_pct: float = 0.02
-    max_drawdown_pct: float = 0.05
-    kill_switch: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from assets import default_graph
 from assets.sources import SampleSource
 from pipelines.materialize import RunSummary, run_materialization, thread_submitter
 from pipelines.planning import RunWindow
+from pipelines.resources import LedgerOnUse
 from warehouse import Warehouse
+from warehouse.ledger import LedgerConfig
 
 START, END = date(2025, 1, 2), date(2025, 7, 31)
 BAD_DAY = date(2025, 7, 30)
@@ -53,12 +55,13 @@ class ResearchMarket:
         return {"QUARRY_CATALOG": self.catalog, "QUARRY_DATA_PATH": self.data_path, "QUARRY_REPORTS_DIR": str(self.root / "reports")}
 
 
-def _run(warehouse, source, selection, start, end, run_id, full_refresh=False) -> RunSummary:
+def _run(warehouse, source, selection, start, end, run_id, full_refresh=False, ledger=None) -> RunSummary:
     submit, shutdown = thread_submitter(4)
     try:
         return run_materialization(
             default_graph(), warehouse, source, selection=selection, window=RunWindow.between(start, end),
             run_id=run_id, submit=submit, full_refresh=full_refresh, batch_partitions=40,
+            resources={"ledger": ledger} if ledger else None,
         )
     finally:
         shutdown()
@@ -67,6 +70,7 @@ def _run(warehouse, source, selection, start, end, run_id, full_refresh=False) -
 def build_research_market(root: Path) -> ResearchMarket:
     catalog, data_path = f"sqlite:{root}/catalog.sqlite", f"{root}/lake/"
     warehouse = Warehouse.open(catalog, data_path)
-    market = _run(warehouse, BadDaySource(), None, START, END, "market")
+    ledger = LedgerOnUse(LedgerConfig(url=f"sqlite:///{root}/ledger.sqlite"))  # the live book: an empty ledger
+    market = _run(warehouse, BadDaySource(), None, START, END, "market", ledger=ledger)
     repair = _run(warehouse, SampleSource(), "bars_raw", BAD_DAY, BAD_DAY, "repair", full_refresh=True)
     return ResearchMarket(root, catalog, data_path, warehouse, market, repair)

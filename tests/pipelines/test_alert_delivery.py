@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from pipelines.notify import AlertStore, Notifier, SmtpSettings, ThrottlePolicy, trade_alert
+from pipelines.notify import AlertStore, Notifier, ThrottlePolicy, trade_alert
+from pipelines.settings import Settings, SmtpConfig
 from pipelines.trading.operations import relay_alerts
 from pipelines.trading.risk import Breach, record_breaches
 from tests.pipelines.test_server_worker import PREFECT, ROOT, UUID, _prefect, server  # noqa: F401
@@ -75,7 +76,7 @@ def relay():
 
 @pytest.fixture
 def notifier(relay, tmp_path) -> Notifier:
-    smtp = SmtpSettings(_env_file=None, host="127.0.0.1", port=relay.port, recipients=["desk@example.com"],
+    smtp = SmtpConfig(host="127.0.0.1", port=relay.port, recipients=["desk@example.com"],
                         starttls=False, timeout_seconds=5)
     return Notifier(smtp, AlertStore(tmp_path / "alerts.sqlite"), QUICK, record_alert=lambda alert: None,
                     clock=lambda: NOW)
@@ -223,7 +224,7 @@ def test_a_deployed_run_that_fails_is_reported_once_by_its_hook_and_not_again_by
     with temporary_settings({PREFECT_API_URL: server["PREFECT_API_URL"], PREFECT_UI_URL: ui}):
         [found] = [r for r in find_failed_runs(since) if r.flow_run_id == run_id]
         assert found.deployment == "bars-daily"
-        assert not any(report_failed_run(found, Notifier.from_settings()) for _ in range(2))  # two health passes
+        assert not any(report_failed_run(found, Notifier.from_settings(Settings())) for _ in range(2))  # two health passes
         with get_client(sync_client=True) as client:
             deadline, events = time.time() + 30, []
             while time.time() < deadline and not events:

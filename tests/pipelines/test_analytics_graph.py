@@ -16,6 +16,8 @@ from assets import default_graph
 from assets.sources import SampleSource
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
+from pipelines.resources import LedgerOnUse
+from pipelines.settings import Settings
 from warehouse import Warehouse
 
 pytestmark = pytest.mark.slow
@@ -28,6 +30,7 @@ def build(warehouse, *, end=END, selection=None, batch_partitions=40, run_id="an
         return run_materialization(
             default_graph(), warehouse, SampleSource(), selection=selection, window=RunWindow.between(START, end),
             run_id=run_id, submit=submit, batch_partitions=batch_partitions,
+            resources={"ledger": LedgerOnUse(Settings().ledger)},
         )
     finally:
         shutdown()

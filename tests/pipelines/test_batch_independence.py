@@ -23,6 +23,8 @@ from assets.graph import AssetGraph
 from assets.sources import SampleSource
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
+from pipelines.resources import LedgerOnUse
+from pipelines.settings import Settings
 from warehouse import Warehouse
 
 pytestmark = pytest.mark.slow
@@ -56,6 +58,7 @@ def build(warehouse: Warehouse, graph: AssetGraph, *, end: date, batch_partition
         return run_materialization(
             graph, warehouse, SampleSource(), selection=None, window=RunWindow.between(START, end),
             run_id=run_id, submit=submit, batch_partitions=batch_partitions,
+            resources={"ledger": LedgerOnUse(Settings().ledger)},
         )
     finally:
         shutdown()

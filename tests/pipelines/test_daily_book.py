@@ -3,7 +3,8 @@
 from datetime import datetime, timedelta, timezone
 
 from pipelines.monitoring import ledger_book
-from warehouse.ledger import Ledger, LedgerSettings
+from warehouse.ledger import Ledger
+from pipelines.settings import Settings
 
 NOW = datetime(2025, 9, 30, 23, 0, tzinfo=timezone.utc)
 
@@ -17,7 +18,7 @@ def _trade(trade_id: str, pair_id: str, status: str, **values) -> dict:
 
 def test_book_sums_trades_closed_in_the_window_and_counts_its_fills(tmp_path, monkeypatch):
     monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
-    ledger = Ledger.open(LedgerSettings())
+    ledger = Ledger.open(Settings().ledger)
     for trade_id, closed_at, pnl in [("t1", NOW - timedelta(hours=3), 120.5), ("t2", NOW - timedelta(hours=30), 999.0),
                                      ("t3", NOW - timedelta(hours=1), -20.5)]:
         assert ledger.insert_pair_trade(_trade(trade_id, "PEP/KO", "closed", exit_ts=closed_at, realized_pnl=pnl))
@@ -30,13 +31,13 @@ def test_book_sums_trades_closed_in_the_window_and_counts_its_fills(tmp_path, mo
 
     ledger.replace_positions([{"strategy": "pairs", "symbol": "KO", "qty": 10.0, "avg_cost_px": 60.0,
                                 "realized_pnl": 0.0, "market_px": 61.5, "unrealized_pnl": 15.0, "updated_at": NOW}])
-    pnl, fill_count = ledger_book(NOW - timedelta(days=1), NOW)
+    pnl, fill_count = ledger_book(ledger, NOW - timedelta(days=1), NOW)
     assert pnl == {"realized": 100.0, "unrealized": 15.0} and fill_count == 2
 
 
 def test_a_quiet_day_shows_zero_pnl_not_a_blank(tmp_path, monkeypatch):
     monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
-    pnl, fill_count = ledger_book(NOW - timedelta(days=1), NOW)
+    pnl, fill_count = ledger_book(Ledger.open(Settings().ledger), NOW - timedelta(days=1), NOW)
     assert pnl == {"realized": 0.0, "unrealized": 0.0} and fill_count == 0
 
 
@@ -52,7 +53,7 @@ def test_the_summary_is_dated_in_exchange_time(lake):
 def _live_book(tmp_path, monkeypatch) -> None:
     """A ledger whose book made 250 on one closed trade and stands at -40 on an open one (marked hour by hour)."""
     monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
-    ledger = Ledger.open(LedgerSettings())
+    ledger = Ledger.open(Settings().ledger)
     assert ledger.insert_pair_trade(_trade("t1", "PEP/KO", "closed", exit_ts=NOW - timedelta(hours=2), realized_pnl=250.0))
     assert ledger.insert_pair_trade(_trade("t2", "MS/GS", "open"))
     for hours_ago, (t1, t2) in zip((4, 3, 2), ((100.0, None), (180.0, -10.0), (250.0, -40.0))):

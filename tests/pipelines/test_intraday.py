@@ -15,15 +15,15 @@ import pytest
 from assets import default_graph
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import INCOMPLETE, NEW_HOUR
-from pipelines.runs import default_window, make_source
-from pipelines.settings import Settings
+from pipelines.resources import Resources
+from pipelines.runs import default_window
+from pipelines.settings import Settings, WarehouseConfig
 from pipelines.trading import operations as ops
-from pipelines.trading.brokers import BrokerSettings
-from pipelines.trading.risk import RiskSettings
-from pipelines.trading.runtime import TradingRuntime, TradingSettings
+from pipelines.trading.runtime import TradingRuntime
 from tests.trading.conftest import START, build_lake
 from warehouse import Warehouse
-from warehouse.ledger import Ledger, LedgerSettings
+from warehouse.ledger import Ledger, LedgerConfig
+from pipelines.settings import BrokerConfig, RiskLimits, TradingConfig
 
 pytestmark = pytest.mark.slow
 DAY = date(2025, 9, 30)
@@ -43,14 +43,14 @@ def lake(tmp_path_factory):
 
 
 def settings_at(root, clock: datetime) -> Settings:
-    return Settings(catalog=f"sqlite:{root}/catalog.sqlite", data_path=f"{root}/lake/", start_date=START, clock=clock)
+    return Settings(warehouse=WarehouseConfig(catalog=f"sqlite:{root}/catalog.sqlite", data_path=f"{root}/lake/"), start_date=START, clock=clock)
 
 
 def run_hour(warehouse: Warehouse, settings: Settings, selection: str = "+pair_signals"):
     submit, shutdown = thread_submitter(2)
     try:
         return run_materialization(
-            default_graph(), warehouse, make_source(settings), selection=selection, window=default_window(settings),
+            default_graph(), warehouse, Resources.from_settings(settings).source, selection=selection, window=default_window(settings),
             run_id=f"hourly-{settings.clock:%H%M}", submit=submit,
         )
     finally:
@@ -64,8 +64,8 @@ def published(warehouse: Warehouse, asset: str) -> dict:
 
 def runtime(warehouse, tmp_path) -> TradingRuntime:
     return TradingRuntime(
-        warehouse, Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
-        BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskSettings(), TradingSettings(),
+        warehouse, Ledger.open(LedgerConfig(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
+        BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskLimits(), TradingConfig(),
     )
 
 

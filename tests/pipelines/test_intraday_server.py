@@ -20,7 +20,7 @@ from tests.pipelines.test_server_worker import PREFECT, ROOT, UUID, _flow_run, _
 from tests.trading.conftest import START, build_lake
 from warehouse import Warehouse
 from warehouse import ledger as tables
-from warehouse.ledger import Ledger, LedgerSettings
+from warehouse.ledger import Ledger, LedgerConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 DAY = "2025-09-30"  # EDT: the session opens 13:30 UTC and closes 20:00 UTC
@@ -91,7 +91,7 @@ def test_a_simulated_day_ingests_each_hour_and_the_triggered_cycle_reads_the_las
 
     with Warehouse.open(env["QUARRY_CATALOG"], env["QUARRY_DATA_PATH"], read_only=True) as warehouse:
         published = warehouse.current_versions(["bars_hourly", "pair_signals"]).filter(pl.col("partition_key") == DAY)
-    ledger = Ledger.open(LedgerSettings(url=env["QUARRY_LEDGER_URL"]))
+    ledger = Ledger.open(LedgerConfig(url=env["QUARRY_LEDGER_URL"]))
     at_19 = cycle_id_at("pairs", datetime(2025, 9, 30, 19, tzinfo=timezone.utc))
     [cycle] = ledger.rows(tables.cycles, tables.cycles.c.cycle_id == at_19)
     assert cycle["status"] == "done", cycle["reason"]

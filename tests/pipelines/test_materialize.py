@@ -169,11 +169,11 @@ def test_small_batches_give_the_same_data_versions(make_lake):
 
 def test_quarantine_shows_in_the_html_report_with_failing_rows(lake, tmp_path):
     from pipelines.runs import record_and_report
-    from pipelines.settings import Settings
+    from pipelines.settings import Settings, WarehouseConfig
 
     lake.materialize(BARS, run_id="clean")
     summary = lake.materialize(BARS, source=CorruptSource(), full_refresh=True, run_id="corrupt")
-    settings = Settings(catalog=lake.catalog, data_path=lake.data_path, reports_dir=tmp_path / "reports")
+    settings = Settings(warehouse=WarehouseConfig(catalog=lake.catalog, data_path=lake.data_path), reports_dir=tmp_path / "reports")
     report = record_and_report(lake.warehouse, settings, summary)
     page = (tmp_path / "reports" / "corrupt.html").read_text()
     assert "bad_ticks_beyond_tolerance" in page and BAD_DAY in page and '"KO"' not in html.unescape(page)

@@ -10,9 +10,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from pipelines.notify import (
-    AlertStore, DailySummary, Notifier, SmtpSettings, ThrottlePolicy, failed_run_alert, risk_alert,
+    AlertStore, DailySummary, Notifier, ThrottlePolicy, failed_run_alert, risk_alert,
     throttle_decision, trade_alert,
 )
+from pipelines.settings import Settings, SmtpConfig
 
 
 class Inbox:
@@ -45,14 +46,14 @@ def smtp_server():
 
 
 @pytest.fixture
-def smtp_settings(smtp_server, monkeypatch) -> SmtpSettings:
+def smtp_settings(smtp_server, monkeypatch) -> SmtpConfig:
     controller, _ = smtp_server
     monkeypatch.setenv("QUARRY_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("QUARRY_SMTP_PORT", str(controller.port))
     monkeypatch.setenv("QUARRY_SMTP_RECIPIENTS", "desk@example.com, risk@example.com")
     monkeypatch.setenv("QUARRY_SMTP_SENDER", "quarry@example.com")
     monkeypatch.setenv("QUARRY_SMTP_STARTTLS", "false")
-    return SmtpSettings()
+    return Settings().smtp
 
 
 def _bodies(message) -> tuple[str, str]:
@@ -136,7 +137,7 @@ def test_daily_summary_email_lists_pnl_quarantines_and_stale_assets(smtp_server,
 def test_without_smtp_host_alerts_are_stored_not_mailed(tmp_path, monkeypatch):
     monkeypatch.delenv("QUARRY_SMTP_HOST", raising=False)
     store = AlertStore(tmp_path / "alerts.sqlite")
-    delivery = Notifier(SmtpSettings(_env_file=None), store).send(risk_alert("kill_switch", "kill switch on"))
+    delivery = Notifier(SmtpConfig(), store).send(risk_alert("kill_switch", "kill switch on"))
     assert delivery.status == "not-configured"
     assert [r["dedup_key"] for r in store.alerts()] == ["risk:kill_switch"]
 
@@ -159,10 +160,10 @@ def test_notifier_from_settings_stores_alert_rows_in_the_ledger(tmp_path, monkey
     monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
     monkeypatch.setenv("QUARRY_ALERTS_DB", str(tmp_path / "alerts.sqlite"))
     monkeypatch.setenv("QUARRY_SMTP_HOST", "")
-    notifier = Notifier.from_settings()
+    notifier = Notifier.from_settings(Settings())
     assert notifier.send(risk_alert("drawdown", "drawdown 12% beyond 10%")).status == "not-configured"
     assert notifier.send(risk_alert("drawdown", "drawdown 12% beyond 10%")).status == "deduplicated"
-    with Ledger.open().engine.connect() as connection:
+    with Ledger.open(Settings().ledger).engine.connect() as connection:
         rows = connection.execute(sa.select(alerts.c.level, alerts.c.source, alerts.c.subject)).all()
     assert [tuple(r) for r in rows] == [("critical", "notify:risk", "risk limit drawdown")]
 

@@ -125,7 +125,7 @@ def test_failed_run_is_detected_emitted_as_event_and_alerted_once(prefect_harnes
     from prefect.events.filters import EventFilter, EventNameFilter
 
     from pipelines.monitoring import FAILED_RUN_EVENT, find_failed_runs, report_failed_run
-    from pipelines.notify import AlertStore, Notifier, SmtpSettings
+    from pipelines.notify import AlertStore, Notifier, SmtpConfig
 
     @flow(name="broken-feed")
     def broken_feed():
@@ -138,7 +138,7 @@ def test_failed_run_is_detected_emitted_as_event_and_alerted_once(prefect_harnes
     assert len(failed) == 1 and "HTTP 500" in failed[0].message
 
     store = AlertStore(tmp_path / "alerts.sqlite")
-    notifier = Notifier(SmtpSettings(_env_file=None, host=None), store)
+    notifier = Notifier(SmtpConfig(host=None), store)
     for _ in range(3):  # the monitor sees the same failure on every pass
         report_failed_run(failed[0], notifier)
     assert [a["dedup_key"] for a in store.alerts()] == [f"failed-run:{failed[0].flow_run_id}"]

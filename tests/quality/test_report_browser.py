@@ -18,12 +18,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 @pytest.fixture(scope="module")
 def report_page(tmp_path_factory):
     from pipelines.runs import record_and_report
-    from pipelines.settings import Settings
+    from pipelines.settings import Settings, WarehouseConfig
 
     root = tmp_path_factory.mktemp("report")
     market = build_research_market(root)
     try:
-        settings = Settings(catalog=market.catalog, data_path=market.data_path, reports_dir=root / "reports")
+        settings = Settings(warehouse=WarehouseConfig(catalog=market.catalog, data_path=market.data_path), reports_dir=root / "reports")
         record_and_report(market.warehouse, settings, market.market_run)
     finally:
         market.warehouse.close()

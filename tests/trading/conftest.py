@@ -13,8 +13,9 @@ from assets import default_graph
 from assets.sources import SampleSource
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
+from pipelines.resources import LedgerOnUse
 from warehouse import Warehouse
-from warehouse.ledger import Ledger, upgrade
+from warehouse.ledger import Ledger, LedgerConfig, upgrade
 
 START, END = date(2025, 1, 2), date(2025, 9, 30)
 
@@ -56,13 +57,15 @@ def ledger(request, tmp_path):
 
 
 def build_lake(root, end: date = END) -> Warehouse:
-    """Nine months of the sample market through every asset: active pairs, signals and a backtest."""
+    """Nine months of the sample market through every asset: active pairs, signals and a backtest (and the live
+    book of an empty ledger of its own)."""
     warehouse = Warehouse.open(f"sqlite:{root}/catalog.sqlite", f"{root}/lake/")
+    ledger = LedgerOnUse(LedgerConfig(url=f"sqlite:///{root}/build-ledger.sqlite"))
     submit, shutdown = thread_submitter(4)
     try:
         summary = run_materialization(default_graph(), warehouse, SampleSource(), selection=None,
                                       window=RunWindow.between(START, end), run_id="trading", submit=submit,
-                                      batch_partitions=40)
+                                      batch_partitions=40, resources={"ledger": ledger})
     finally:
         shutdown()
     assert summary.exit_code == 0, summary.totals

@@ -4,11 +4,11 @@ import sys
 import time
 from datetime import datetime
 
-from pipelines.trading.brokers import BrokerSettings, PaperBroker
-from pipelines.trading.risk import RiskSettings
-from pipelines.trading.runtime import TradingRuntime, TradingSettings
+from pipelines.trading.brokers import PaperBroker
+from pipelines.trading.runtime import TradingRuntime
 from warehouse import Warehouse
-from warehouse.ledger import Ledger, LedgerSettings
+from warehouse.ledger import Ledger, LedgerConfig
+from pipelines.settings import BrokerConfig, RiskLimits, TradingConfig
 
 catalog, data_path, ledger_url, paper_url, at = sys.argv[1:6]
 original = PaperBroker.submit_order
@@ -23,6 +23,6 @@ def submit_then_hang(self, request):
 
 PaperBroker.submit_order = submit_then_hang
 with Warehouse.open(catalog, data_path, read_only=True) as warehouse:
-    runtime = TradingRuntime(warehouse, Ledger.open(LedgerSettings(url=ledger_url)),
-                             BrokerSettings(paper_url=paper_url), RiskSettings(), TradingSettings())
+    runtime = TradingRuntime(warehouse, Ledger.open(LedgerConfig(url=ledger_url)),
+                             BrokerConfig(paper_url=paper_url), RiskLimits(), TradingConfig())
     runtime.pairs(check_market=False).run_cycle(datetime.fromisoformat(at))

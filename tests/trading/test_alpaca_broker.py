@@ -12,7 +12,6 @@ from pipelines.trading.brokers import (
     AlpacaBroker,
     BrokerAuthError,
     BrokerMalformed,
-    BrokerSettings,
     BrokerUnavailable,
     OrderRejected,
     OrderRequest,
@@ -20,6 +19,7 @@ from pipelines.trading.brokers import (
 from pipelines.trading.execution import OrderIntent, place_order
 from tests.trading.alpaca_standin import AlpacaStandIn
 from warehouse import ledger as tables
+from pipelines.settings import AlpacaKeys, BrokerConfig
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
 pytestmark = pytest.mark.parametrize("ledger", ["sqlite"], indirect=True)
@@ -28,9 +28,9 @@ pytestmark = pytest.mark.parametrize("ledger", ["sqlite"], indirect=True)
 @pytest.fixture
 def alpaca():
     standin = AlpacaStandIn(prices={"KO": 100.25, "PEP": 150.0})
-    settings = BrokerSettings(name="alpaca", alpaca_api_key="key", alpaca_secret_key="secret", alpaca_url=standin.url,
+    settings = BrokerConfig(name="alpaca", alpaca_url=standin.url,
                               http_timeout_seconds=0.5, retry_wait_seconds=0)
-    yield standin, AlpacaBroker(settings)
+    yield standin, AlpacaBroker(settings, AlpacaKeys(api_key="key", secret_key="secret"))
     standin.stop()
 
 

@@ -23,14 +23,14 @@ from assets import AssetGraph, Check, default_graph
 from assets.sources import SampleSource
 from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
+from pipelines.settings import BrokerConfig, RiskLimits, Settings, TradingConfig
 from pipelines.trading import operations as ops
-from pipelines.trading.brokers import BrokerSettings, paper_engine, paper_orders
+from pipelines.trading.brokers import paper_engine, paper_orders
 from pipelines.trading.lifecycle import reconcile_trades
-from pipelines.trading.risk import RiskSettings
-from pipelines.trading.runtime import TradingRuntime, TradingSettings
+from pipelines.trading.runtime import TradingRuntime
 from tests.trading.conftest import START, build_lake
 from warehouse import ledger as tables
-from warehouse.ledger import Ledger, LedgerSettings
+from warehouse.ledger import Ledger, LedgerConfig
 
 pytestmark = pytest.mark.slow
 OPEN_AT = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)  # GS/MS enters long on the 13:00 bar
@@ -47,9 +47,9 @@ def lake(tmp_path_factory):
 
 def make_runtime(warehouse, tmp_path: Path, **risk) -> TradingRuntime:
     return TradingRuntime(
-        warehouse, Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
-        BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskSettings(**risk),
-        TradingSettings(check_market_clock=False),
+        warehouse, Ledger.open(LedgerConfig(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
+        BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskLimits(**risk),
+        TradingConfig(check_market_clock=False),
     )
 
 
@@ -69,7 +69,7 @@ def assert_blocked(runtime: TradingRuntime, report, reason: str) -> None:
     assert decision["verdict"] == "blocked" and reason in decision["reason"] and "pair_signals" in decision["reason"]
     [alert] = ledger.rows(tables.alerts)
     assert alert["level"] == "critical" and reason in alert["message"]
-    assert len(paper_engine(runtime.broker_settings.paper_url).connect().execute(paper_orders.select()).all()) == 0
+    assert len(paper_engine(runtime.broker_config.paper_url).connect().execute(paper_orders.select()).all()) == 0
 
 
 def test_stale_signals_place_no_order(lake, tmp_path):
@@ -98,13 +98,12 @@ def test_session_opens_and_closes_pair_trades_and_live_performance_reports_them(
     assert all("pair_signals" in d["asset_versions"] and "bars_hourly" in d["asset_versions"] for d in decisions)
     assert reconcile_trades(runtime.ledger, runtime.broker({}, CLOSE_AT), CLOSE_AT).discrepancies == []
 
-    monkeypatch.setenv("QUARRY_LEDGER_URL", f"sqlite:///{tmp_path}/ledger.sqlite")
     graph = default_graph()
     submit, shutdown = thread_submitter(2)
-    try:
+    try:  # the engine hands the asset the ledger: no setting, no variable
         summary = run_materialization(graph, warehouse, SampleSource(), selection="live_performance",
                                       window=RunWindow.between(START, date(2025, 9, 30)), run_id="live",
-                                      submit=submit)
+                                      submit=submit, resources={"ledger": runtime.ledger})
     finally:
         shutdown()
     assert summary.exit_code == 0
@@ -129,7 +128,7 @@ def test_dry_run_explains_each_pair_and_places_nothing(lake, tmp_path, monkeypat
     assert "GS +" in result.output and "MS -" in result.output  # both legs with their sizes
     signals_version = warehouse.current_versions(["pair_signals"]).filter(pl.col("partition_key") == "2025-09-04")
     assert signals_version["version_id"][0] in result.output
-    assert Ledger.open(LedgerSettings(url=env["QUARRY_LEDGER_URL"])).count(tables.orders) == 0
+    assert Ledger.open(LedgerConfig(url=env["QUARRY_LEDGER_URL"])).count(tables.orders) == 0
 
     killed = CliRunner().invoke(app, ["trade", "kill-switch", "on"], env=env)
     assert "kill switch: on" in killed.output
@@ -144,7 +143,7 @@ def test_killed_cycle_rerun_places_no_duplicate_and_leaves_a_consistent_ledger(l
     script = Path(__file__).with_name("kill_cycle.py")
     process = subprocess.Popen(
         [sys.executable, str(script), f"sqlite:{root}/catalog.sqlite", f"{root}/lake/",
-         runtime.ledger.engine.url.render_as_string(), runtime.broker_settings.paper_url, OPEN_AT.isoformat()],
+         runtime.ledger.engine.url.render_as_string(), runtime.broker_config.paper_url, OPEN_AT.isoformat()],
         cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
@@ -160,7 +159,7 @@ def test_killed_cycle_rerun_places_no_duplicate_and_leaves_a_consistent_ledger(l
     report = ops.run_pairs_cycle(runtime, OPEN_AT)  # the retry of the same cycle
     assert report.status == "done"
     orders = runtime.ledger.rows(tables.orders)
-    broker_orders = paper_engine(runtime.broker_settings.paper_url).connect().execute(paper_orders.select()).all()
+    broker_orders = paper_engine(runtime.broker_config.paper_url).connect().execute(paper_orders.select()).all()
     assert len(orders) == len(broker_orders) == 2 and len({o["client_order_id"] for o in orders}) == 2
     assert all(o["status"] == "filled" for o in orders) and runtime.ledger.count(tables.fills) == 2
     [trade] = runtime.ledger.rows(tables.pair_trades)
@@ -217,7 +216,7 @@ def test_trading_flows_run_under_prefect(prefect_harness, lake, tmp_path, monkey
     update_positions_flow(now=OPEN_AT + timedelta(minutes=5))
     reconcile_trades_flow(now=OPEN_AT + timedelta(minutes=10))
 
-    ledger = Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite"))
+    ledger = Ledger.open(LedgerConfig(url=f"sqlite:///{tmp_path}/ledger.sqlite"))
     orders = ledger.rows(tables.orders)
     assert orders and {o["strategy"] for o in orders} == {"pairs"}
     assert {t["pair_id"] for t in ledger.rows(tables.pair_trades)} >= {"GS/MS"}
@@ -256,7 +255,7 @@ def test_cycles_for_the_same_hour_on_a_fresh_ledger_one_trades_the_others_leave(
     for racer, (out, err) in zip(racers, outputs):
         assert racer.returncode == 0, out + err
         assert "Traceback" not in out + err and "IntegrityError" not in out + err, err
-    ledger = Ledger.open(LedgerSettings(url=f"sqlite:///{tmp_path}/ledger.sqlite"))
+    ledger = Ledger.open(LedgerConfig(url=f"sqlite:///{tmp_path}/ledger.sqlite"))
     orders = ledger.rows(tables.orders)
     broker_orders = paper_engine(f"sqlite:///{tmp_path}/paper.sqlite").connect().execute(paper_orders.select()).all()
     assert len(orders) == len(broker_orders) == 2 and len({o["client_order_id"] for o in orders}) == 2
@@ -314,7 +313,7 @@ def test_a_desk_day_through_the_flows_mails_each_fill_breach_blocked_cycle_and_f
     finally:
         relay.down()
 
-    ledger = Ledger.open(LedgerSettings())
+    ledger = Ledger.open(Settings().ledger)
     fills = ledger.rows(tables.fills)
     relayed = [a for a in ledger.rows(tables.alerts) if not a["source"].startswith("notify:")]
     breaches = [a for a in relayed if a["source"] == "monitor-portfolio-risk"]

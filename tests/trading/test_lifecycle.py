@@ -5,10 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.trading.brokers import BrokerSettings, OrderRequest, PaperBroker, paper_engine
+from pipelines.trading.brokers import OrderRequest, PaperBroker, paper_engine
 from pipelines.trading.execution import OrderIntent, place_order
 from pipelines.trading.lifecycle import manage_orders, reconcile_trades, resolve_unknown_orders, update_positions
 from warehouse import ledger as tables
+from pipelines.settings import BrokerConfig
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
 PRICES = {"KO": 60.0, "PEP": 150.0}
@@ -28,13 +29,13 @@ def open_pair(ledger, broker, y_qty=10.0, x_qty=-4.0):
 
 @pytest.mark.parametrize("rule, final_status, orders", [("unwind", "unwound", 4), ("complete", "open", 4)])
 def test_half_filled_pair_is_repaired_by_rule(ledger, tmp_path, rule, final_status, orders):
-    partial = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite", partial_fill_pct=1.0)
+    partial = BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite", partial_fill_pct=1.0)
     broker = PaperBroker(paper_engine(partial.paper_url), PRICES.get, NOW, partial)
     trade_id = open_pair(ledger, broker)
     assert {o["status"] for o in ledger.rows(tables.orders)} == {"partially_filled"}
     assert manage_orders(ledger, broker, NOW + timedelta(minutes=5), half_fill_rule=rule) == {"partially_filled": 2}
 
-    full = PaperBroker(broker.engine, PRICES.get, NOW, BrokerSettings(paper_url=partial.paper_url))
+    full = PaperBroker(broker.engine, PRICES.get, NOW, BrokerConfig(paper_url=partial.paper_url))
     later = NOW + timedelta(minutes=31)
     counts = manage_orders(ledger, full, later, half_fill_rule=rule)
     assert counts["cancelled_on_timeout"] == 2 and counts[{"unwind": "unwound", "complete": "completed"}[rule]] == 1
@@ -46,7 +47,7 @@ def test_half_filled_pair_is_repaired_by_rule(ledger, tmp_path, rule, final_stat
 
 
 def test_reconcile_records_and_repairs_a_ledger_behind_the_broker(ledger, tmp_path):
-    settings = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
+    settings = BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
     broker = PaperBroker(paper_engine(settings.paper_url), PRICES.get, NOW, settings)
     open_pair(ledger, broker)
     ledger.update_order("q-c1-KO.PEP-y-open", status="accepted", filled_qty=0.0, avg_fill_px=None)
@@ -62,7 +63,7 @@ def test_reconcile_records_and_repairs_a_ledger_behind_the_broker(ledger, tmp_pa
 
 def test_orders_with_unknown_outcome_are_adopted_or_marked_not_submitted_after_the_grace(ledger, tmp_path):
     """Two `new` rows as a crash leaves them: one reached the broker, one never did; the pair is settled from both."""
-    settings = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
+    settings = BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
     broker = PaperBroker(paper_engine(settings.paper_url), PRICES.get, NOW, settings)
     trade_id = "pairs:KO/PEP:c1"
     ledger.insert_pair_trade(dict(
@@ -91,7 +92,7 @@ def test_orders_with_unknown_outcome_are_adopted_or_marked_not_submitted_after_t
 
 def test_reconcile_reports_a_live_ledger_order_the_broker_does_not_know(ledger, tmp_path):
     """The other direction: the ledger says an order is working, the broker has never heard of it."""
-    settings = BrokerSettings(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
+    settings = BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")
     broker = PaperBroker(paper_engine(settings.paper_url), PRICES.get, NOW, settings)
     ledger.insert_order(dict(client_order_id="q-c9-KO-s-open", cycle_id="c9", strategy="momentum", pair_id="KO",
                              leg="s", action="open", symbol="KO", side="buy", qty=5.0, filled_qty=0.0,

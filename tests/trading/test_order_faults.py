@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from pipelines.trading import operations as ops
-from pipelines.trading.brokers import BrokerSettings
-from pipelines.trading.risk import RiskSettings
-from pipelines.trading.runtime import TradingRuntime, TradingSettings
+from pipelines.trading.runtime import TradingRuntime
 from tests.trading.alpaca_standin import AlpacaStandIn
 from tests.trading.conftest import build_lake
 from warehouse import ledger as tables
-from warehouse.ledger import Ledger, LedgerSettings
+from warehouse.ledger import Ledger, LedgerConfig
+from pipelines.settings import AlpacaKeys, BrokerConfig, RiskLimits, TradingConfig
 
 pytestmark = pytest.mark.slow
 OPEN_AT = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)  # GS/MS enters long on the 13:00 bar
@@ -57,10 +56,10 @@ def alpaca(lake):
 
 def make_runtime(warehouse, ledger_url: str, alpaca_url: str) -> TradingRuntime:
     return TradingRuntime(
-        warehouse, Ledger.open(LedgerSettings(url=ledger_url)),
-        BrokerSettings(name="alpaca", alpaca_api_key="key", alpaca_secret_key="secret", alpaca_url=alpaca_url,
+        warehouse, Ledger.open(LedgerConfig(url=ledger_url)),
+        BrokerConfig(name="alpaca", alpaca_url=alpaca_url,
                        http_timeout_seconds=0.5, retry_wait_seconds=0),
-        RiskSettings(), TradingSettings(check_market_clock=False))
+        RiskLimits(), TradingConfig(check_market_clock=False), AlpacaKeys(api_key="key", secret_key="secret"))
 
 
 def assert_books_agree(runtime: TradingRuntime, standin: AlpacaStandIn, now: datetime) -> None:
@@ -201,6 +200,6 @@ def test_the_cli_says_in_one_line_which_broker_call_failed_and_what_to_check(lak
     assert done.returncode == 1, output
     assert len(done.stdout.strip().splitlines()) == 1 and "Traceback" not in output, output
     assert all(text in done.stdout for text in says), output
-    ledger = Ledger.open(LedgerSettings(url=env["QUARRY_LEDGER_URL"]))
+    ledger = Ledger.open(LedgerConfig(url=env["QUARRY_LEDGER_URL"]))
     assert [c["status"] for c in ledger.rows(tables.cycles)] == ["failed"]
     assert [a["level"] for a in ledger.rows(tables.alerts)] == ["critical"]

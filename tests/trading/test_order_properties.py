@@ -14,12 +14,13 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipelines.trading.brokers import AlpacaBroker, BrokerError, BrokerSettings
+from pipelines.trading.brokers import AlpacaBroker, BrokerError
 from pipelines.trading.execution import OrderIntent, place_order
 from pipelines.trading.lifecycle import manage_orders, reconcile_trades
 from tests.trading.alpaca_standin import AlpacaStandIn
 from warehouse import ledger as tables
 from warehouse.ledger import Ledger, upgrade
+from pipelines.settings import AlpacaKeys, BrokerConfig
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)
 TRADE = "pairs:KO/PEP:c1"
@@ -54,9 +55,8 @@ def test_after_any_fault_script_every_order_is_known_and_the_books_agree(submit,
     try:
         upgrade(engine)
         ledger = Ledger(engine)
-        broker = AlpacaBroker(BrokerSettings(name="alpaca", alpaca_api_key="key", alpaca_secret_key="secret",
-                                             alpaca_url=standin.url, http_timeout_seconds=0.5, retry_wait_seconds=0,
-                                             request_attempts=2))  # two attempts: unknown outcomes are common
+        broker = AlpacaBroker(BrokerConfig(name="alpaca", alpaca_url=standin.url, http_timeout_seconds=0.5, retry_wait_seconds=0,
+                                             request_attempts=2), AlpacaKeys(api_key="key", secret_key="secret"))  # two attempts: unknown outcomes are common
         standin.fault("submit", *submit)
         standin.fault("lookup", *lookup)
         open_pair(ledger, broker)

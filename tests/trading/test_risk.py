@@ -25,8 +25,8 @@ def pair(y_qty: float, x_qty: float, y_px: float = 100.0, x_px: float = 100.0) -
 CASES = {
     "position_notional": ((pair(100, -79), BOOK, LIMITS), (pair(100.01, -79), BOOK, LIMITS)),
     "pair_notional": ((pair(90, -90), BOOK, LIMITS), (pair(90, -90.01), BOOK, LIMITS)),
-    "gross_exposure": ((pair(90, -90), BOOK, replace(LIMITS, max_gross_exposure_pct=0.20, max_pair_notional=20_000)),
-                       (pair(90, -90.01), BOOK, replace(LIMITS, max_gross_exposure_pct=0.20, max_pair_notional=20_000))),
+    "gross_exposure": ((pair(90, -90), BOOK, LIMITS.model_copy(update=dict(max_gross_exposure_pct=0.20, max_pair_notional=20_000))),
+                       (pair(90, -90.01), BOOK, LIMITS.model_copy(update=dict(max_gross_exposure_pct=0.20, max_pair_notional=20_000)))),
     "net_exposure": ((pair(40, -40), replace(BOOK, holdings={"XOM": (500.0, 10.0)}), LIMITS),
                      (pair(40.01, -40), replace(BOOK, holdings={"XOM": (500.0, 10.0)}), LIMITS)),
     "max_open_pairs": ((pair(10, -10), replace(BOOK, open_pairs=2), LIMITS),
@@ -35,7 +35,7 @@ CASES = {
                    (pair(10, -10), replace(BOOK, equity=97_999.0, peak_equity=None), LIMITS)),
     "max_drawdown": ((pair(10, -10), replace(BOOK, equity=95_000.0, day_start_equity=None), LIMITS),
                      (pair(10, -10), replace(BOOK, equity=94_999.0, day_start_equity=None), LIMITS)),
-    "kill_switch": ((pair(10, -10), BOOK, LIMITS), (pair(10, -10), BOOK, replace(LIMITS, kill_switch=True))),
+    "kill_switch": ((pair(10, -10), BOOK, LIMITS), (pair(10, -10), BOOK, LIMITS.model_copy(update=dict(kill_switch=True)))),
 }
 
 
@@ -50,7 +50,7 @@ def test_just_inside_passes_and_just_outside_is_rejected_with_the_reason(rule):
 
 def test_exits_are_never_blocked_even_by_the_kill_switch():
     exit_ = replace(pair(-10_000, 10_000), is_entry=False)
-    assert validate_risk_limits(exit_, BOOK, replace(LIMITS, kill_switch=True)).approved
+    assert validate_risk_limits(exit_, BOOK, LIMITS.model_copy(update=dict(kill_switch=True))).approved
 
 
 def test_book_monitor_finds_standing_breaches():
@@ -61,7 +61,7 @@ def test_book_monitor_finds_standing_breaches():
 
 
 def test_every_rejection_is_a_risk_event_and_an_alert(ledger):
-    verdict = validate_risk_limits(pair(200, -200), BOOK, replace(LIMITS, kill_switch=True))
+    verdict = validate_risk_limits(pair(200, -200), BOOK, LIMITS.model_copy(update=dict(kill_switch=True)))
     record_breaches(ledger, verdict.breaches, at=NOW, verdict="rejected", source="test", cycle_id="c",
                     subject="KO/PEP")
     events = ledger.rows(tables.risk_events)

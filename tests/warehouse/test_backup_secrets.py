@@ -104,7 +104,6 @@ def test_the_password_reaches_pg_dump_and_pg_restore_only_through_the_environmen
     lake, tmp_path, monkeypatch, password_cluster, recorded_argv,
 ):
     from pipelines.maintenance import take_backup
-    from pipelines.ops_settings import OpsSettings
     from pipelines.settings import Settings
 
     port = password_cluster
@@ -117,7 +116,7 @@ def test_the_password_reaches_pg_dump_and_pg_restore_only_through_the_environmen
                         "QUARRY_BACKUPS_DIR": str(tmp_path / "backups")}.items():
         monkeypatch.setenv(name, value)
 
-    taken = take_backup(Settings(), OpsSettings())
+    taken = take_backup(Settings())
     assert "ledger.dump" in {d.relative_path for d in taken.databases}
     restored = restore(taken.path, tmp_path / "restored",
                        target_ledger=f"postgresql://desk:{PASSWORD}@127.0.0.1:{port}/ledger_restored")
@@ -138,7 +137,6 @@ def test_the_password_reaches_pg_dump_and_pg_restore_only_through_the_environmen
 def test_a_wrong_password_fails_in_one_line_without_showing_it(lake, tmp_path, monkeypatch, password_cluster,
                                                              recorded_argv):
     from pipelines.maintenance import take_backup
-    from pipelines.ops_settings import OpsSettings
     from pipelines.settings import Settings
 
     wrong = "Not-the-desk-pw-77"
@@ -146,7 +144,7 @@ def test_a_wrong_password_fails_in_one_line_without_showing_it(lake, tmp_path, m
                         "QUARRY_BACKUPS_DIR": str(tmp_path / "backups")}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(BackupError, match="pg_dump failed.*password authentication failed") as failure:
-        take_backup(Settings(), OpsSettings())
+        take_backup(Settings())
     assert wrong not in str(failure.value) and "\n" not in str(failure.value).strip()
     [call] = [json.loads(line) for line in recorded_argv.read_text().splitlines()]
     assert not any(wrong in argument for argument in call["argv"]) and call["pgpassword_set"]

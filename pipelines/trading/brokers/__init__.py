@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from assets.sources.registry import AlpacaKeys
+from pipelines.settings import BrokerConfig
 from pipelines.trading.brokers.alpaca import AlpacaBroker
 from pipelines.trading.brokers.base import (
-    Broker, BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition, BrokerSettings,
+    Broker, BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition,
     BrokerUnavailable, MarketClock, OrderRejected, OrderRequest, Quote, Side, apply_fill,
 )
 from pipelines.trading.brokers.paper import PaperBroker, paper_engine, paper_orders
@@ -20,7 +22,6 @@ __all__ = [
     "BrokerMalformed",
     "BrokerOrder",
     "BrokerPosition",
-    "BrokerSettings",
     "BrokerUnavailable",
     "MarketClock",
     "OrderRejected",
@@ -35,8 +36,9 @@ __all__ = [
 ]
 
 
-def make_broker(settings: BrokerSettings, quote: Quote, now: datetime) -> Broker:
-    """The configured broker; `paper` needs nothing but the validated prices of the cycle."""
-    if settings.name == "alpaca":
-        return AlpacaBroker(settings)
-    return PaperBroker(paper_engine(settings.paper_url), quote, now, settings)
+def make_broker(config: BrokerConfig, alpaca: AlpacaKeys, quote: Quote, now: datetime) -> Broker:
+    """The configured broker (Alpaca's with the account's keys); `paper` needs nothing but the validated prices
+    of the cycle."""
+    if config.name == "alpaca":
+        return AlpacaBroker(config, alpaca)
+    return PaperBroker(paper_engine(config.paper_url), quote, now, config)

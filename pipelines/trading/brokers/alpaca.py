@@ -9,8 +9,10 @@ from datetime import datetime, timezone
 from loguru import logger
 
 from assets.retrying import RetryPolicy
+from assets.sources.registry import AlpacaKeys
+from pipelines.settings import BrokerConfig
 from pipelines.trading.brokers.base import (
-    BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition, BrokerSettings,
+    BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition,
     BrokerUnavailable, MarketClock, OrderRejected, OrderRequest,
 )
 
@@ -63,15 +65,15 @@ class AlpacaBroker:
 
     name = "alpaca"
 
-    def __init__(self, settings: BrokerSettings):
+    def __init__(self, settings: BrokerConfig, keys: AlpacaKeys):
         from alpaca.trading.client import TradingClient
         from requests.adapters import HTTPAdapter
 
-        if settings.alpaca_api_key is None or settings.alpaca_secret_key is None:
+        if keys.api_key is None or keys.secret_key is None:
             raise BrokerAuthError("the alpaca broker needs ALPACA_API_KEY and ALPACA_SECRET_KEY in the environment")
         self.settings = settings
         self.client = TradingClient(
-            settings.alpaca_api_key.get_secret_value(), settings.alpaca_secret_key.get_secret_value(),
+            keys.api_key.get_secret_value(), keys.secret_key.get_secret_value(),
             paper=True, url_override=settings.alpaca_url,
         )
         self.client._retry = 0  # one HTTP request per call: every retry is Quarry's, below

@@ -1,4 +1,4 @@
-"""The Broker protocol, its settings, order, position and account types and errors, and what a fill does to a position."""
+"""The Broker protocol, its order, position and account types and errors, and what a fill does to a position."""
 
 from __future__ import annotations
 
@@ -7,42 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
 from warehouse.ledger import TERMINAL_ORDER_STATUSES
 
 Side = Literal["buy", "sell"]
 Quote = Callable[[str], "float | None"]
-
-
-class BrokerSettings(BaseSettings):
-    """Which broker trades, and how the paper broker fills; env prefix QUARRY_BROKER_."""
-
-    model_config = SettingsConfigDict(env_prefix="QUARRY_BROKER_", env_file=".env", extra="ignore")
-
-    name: Literal["paper", "alpaca"] = "paper"
-    paper_url: str = Field("sqlite:///data/paper_broker.sqlite", description="Where the paper broker keeps its book.")
-    initial_cash: float = 1_000_000.0
-    slippage_bps: float = Field(2.0, ge=0)
-    partial_fill_pct: float = Field(0.0, ge=0, le=1, description="Share of orders that fill only partly.")
-    partial_fill_ratio: float = Field(0.5, gt=0, lt=1)
-    reject_pct: float = Field(0.0, ge=0, le=1, description="Share of orders the paper broker rejects.")
-    seed: int = 7
-    alpaca_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("ALPACA_API_KEY", "QUARRY_BROKER_ALPACA_API_KEY", "alpaca_api_key")
-    )
-    alpaca_secret_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("ALPACA_SECRET_KEY", "QUARRY_BROKER_ALPACA_SECRET_KEY", "alpaca_secret_key")
-    )
-    alpaca_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices("QUARRY_ALPACA_TRADING_URL", "QUARRY_BROKER_ALPACA_URL", "alpaca_url"),
-        description="Override of the Alpaca paper endpoint (a proxy or a stand-in).",
-    )
-    http_timeout_seconds: float = Field(10.0, gt=0)
-    request_attempts: int = Field(4, ge=1, description="Attempts per broker call before the cycle gives up.")
-    retry_wait_seconds: float = Field(1.0, ge=0, description="First backoff between attempts; doubles, capped at 30 s.")
 
 
 class BrokerError(RuntimeError):

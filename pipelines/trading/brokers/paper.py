@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from assets.calendar import sessions
+from pipelines.settings import BrokerConfig
 from pipelines.trading.brokers.base import (
-    BrokerAccount, BrokerOrder, BrokerPosition, BrokerSettings, MarketClock, OrderRejected, OrderRequest, Quote, Side,
+    BrokerAccount, BrokerOrder, BrokerPosition, MarketClock, OrderRejected, OrderRequest, Quote, Side,
     apply_fill,
 )
 from warehouse.ledger import UtcDateTime
@@ -53,9 +54,9 @@ class PaperBroker:
 
     name = "paper"
 
-    def __init__(self, engine: sa.Engine, quote: Quote, now: datetime, settings: BrokerSettings | None = None):
+    def __init__(self, engine: sa.Engine, quote: Quote, now: datetime, settings: BrokerConfig = BrokerConfig()):
         self.engine, self.quote, self.now = engine, quote, now
-        self.settings = settings or BrokerSettings()
+        self.settings = settings
 
     def clock(self, now: datetime) -> MarketClock:
         upcoming = sessions(now.date() - timedelta(days=1), now.date() + timedelta(days=10))

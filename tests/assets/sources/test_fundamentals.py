@@ -12,7 +12,7 @@ from assets import default_graph
 from assets.fundamentals.assets import FUNDAMENTALS_ASSETS
 from assets.graph import AssetGraph
 from assets.sources import SampleSource, SourceError
-from assets.sources.registry import SourceSettings, build_source
+from assets.sources.registry import build_source
 from assets.sources.resilience import RequestPolicy
 from assets.sources.sample_fundamentals import sample_fundamentals
 from assets.sources.universe_file import Member, read_universe
@@ -120,24 +120,28 @@ def test_registry_reads_provider_variables_and_names_a_missing_one(monkeypatch, 
     for name in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "POLYGON_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no .env
+    def configured(name: str):
+        settings = Settings()
+        return build_source(settings.source.model_copy(update={"name": name}), settings.alpaca)
+
     with pytest.raises(SourceError, match="QUARRY_SOURCE=alpaca needs ALPACA_API_KEY"):
-        build_source("alpaca", SourceSettings())
+        configured("alpaca")
     with pytest.raises(SourceError, match="needs POLYGON_API_KEY"):
-        build_source("polygon", SourceSettings())
+        configured("polygon")
     with pytest.raises(SourceError, match="unknown source"):
-        build_source("bloomberg", SourceSettings())
+        configured("bloomberg")
 
     monkeypatch.setenv("ALPACA_API_KEY", "AK-visible-nowhere")
     monkeypatch.setenv("ALPACA_SECRET_KEY", "secret-visible-nowhere")
     monkeypatch.setenv("QUARRY_ALPACA_DATA_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("QUARRY_ALPACA_FEED", "sip")
-    settings = SourceSettings()
-    source = build_source("alpaca", settings)
+    settings = Settings()
+    source = build_source(settings.source.model_copy(update={"name": "alpaca"}), settings.alpaca)
     assert source.data_url == "http://127.0.0.1:9" and source.feed == "sip"
     assert source.symbols()[:3] == ["KO", "PEP", "PG"] and len(source.symbols()) == 20
     for text in (repr(settings), repr(source), source.identity(), str(settings.model_dump())):
         assert "visible-nowhere" not in text
-    assert isinstance(build_source("sample", settings), SampleSource)
+    assert isinstance(build_source(settings.source), SampleSource)
 
 
 def test_universe_file_with_active_periods(tmp_path):
