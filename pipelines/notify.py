@@ -16,6 +16,7 @@ from typing import Literal
 
 import jinja2
 from loguru import logger
+
 from assets.retrying import RetryPolicy
 from pipelines.settings import Settings, SmtpConfig, redactor
 from warehouse.ledger import LedgerConfig

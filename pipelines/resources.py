@@ -8,7 +8,6 @@ Everything below the pipelines layer receives these objects; none builds them it
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from warehouse import Warehouse
 from warehouse.ledger import LedgerConfig
 
 if TYPE_CHECKING:
+    from assets.sources import Source
     from pipelines.notify import Alert, Notifier
     from warehouse.ledger import Ledger
 
@@ -92,13 +92,13 @@ class Resources:
             raise DeploymentError(f"QUARRY_DEPLOYMENT={settings.deployment}: " + "; ".join(problems))
         return cls(settings)
 
-    def warehouse(self, read_only: bool = False) -> AbstractContextManager[Warehouse]:
-        """The warehouse, opened now (a context manager that closes it)."""
+    def warehouse(self, read_only: bool = False) -> Warehouse:
+        """The warehouse, opened now; use it in a `with` block, which closes it."""
         return self.settings.warehouse.open(read_only=read_only)
 
     @cached_property
-    def source(self):
-        """The market-data source; `sample` needs no keys and no network."""
+    def source(self) -> Source:
+        """The market-data source, built on first use; `sample` needs no keys and no network."""
         from assets.sources.registry import build_source
 
         settings = self.settings

@@ -205,18 +205,21 @@ def _section(reader: type[BaseSettings], section: type[BaseModel]):
 SECTIONS = frozenset({"warehouse", "source", "alpaca", "ledger", "broker", "risk", "trading", "smtp", "ops"})
 
 
-class _RunLevelEnv(EnvSettingsSource):
+class _SkipSections:
+    """An environment source for the root's run-level fields only."""
+
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         if field_name in SECTIONS:
             return None, field_name, False
         return super().get_field_value(field, field_name)
 
 
-class _RunLevelDotEnv(DotEnvSettingsSource):
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        if field_name in SECTIONS:
-            return None, field_name, False
-        return super().get_field_value(field, field_name)
+class _RunLevelEnv(_SkipSections, EnvSettingsSource):
+    pass
+
+
+class _RunLevelDotEnv(_SkipSections, DotEnvSettingsSource):
+    pass
 
 
 # ---- the one settings object --------------------------------------------------------------------------

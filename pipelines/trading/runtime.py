@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -18,6 +19,9 @@ from warehouse import Warehouse
 from warehouse.ledger import Ledger
 from warehouse.validated import ValidatedReader
 
+if TYPE_CHECKING:
+    from pipelines.notify import Notifier
+
 __all__ = ["TradingRuntime", "open_runtime"]
 
 
@@ -29,8 +33,8 @@ class TradingRuntime:
     risk: RiskLimits
     trading: TradingConfig
     alpaca: AlpacaKeys = AlpacaKeys()
-    #: The notifier that emails what the ledger already holds (fills, alerts); None: email is not relayed.
-    relay_notifier: Callable[[], object] | None = None
+    #: Makes the notifier that emails what the ledger already holds (fills, alerts); None: a relay is handed one.
+    relay_notifier: Callable[[], Notifier] | None = None
 
     def limits(self) -> RiskLimits:
         """Risk limits with the kill switch on when either the setting or the ledger control says so."""

@@ -162,6 +162,16 @@ def test_every_documented_variable_and_every_field_has_a_row():
     assert fields == {v[2] for v in VARIABLES}
 
 
+def test_a_dotenv_file_feeds_sections_and_run_level_fields(clean_environment, tmp_path):
+    (tmp_path / ".env").write_text("QUARRY_SOURCE=yahoo\nQUARRY_LEDGER_URL=sqlite:////tmp/dotenv.sqlite\n"
+                                   "QUARRY_MAX_WORKERS=3\nALPACA_API_KEY=from-dotenv\n")
+    settings = Settings()
+    assert (settings.source.name, settings.ledger.url, settings.max_workers) == ("yahoo", "sqlite:////tmp/dotenv.sqlite", 3)
+    assert settings.alpaca.api_key == SecretStr("from-dotenv")
+    clean_environment.setenv("QUARRY_SOURCE", "polygon")  # the environment wins over the file, as before
+    assert Settings().source.name == "polygon"
+
+
 def test_sections_passed_in_are_used_as_given(clean_environment):
     clean_environment.setenv("QUARRY_LEDGER_URL", "sqlite:////nowhere/ledger.sqlite")
     clean_environment.setenv("ALPACA_API_KEY", "from-the-environment")
