@@ -12,7 +12,9 @@ contracts and checks, Parquet files; no versions, catalog, transactions or Prefe
 scenario then measures a one-session update (the build stops a session short; the update adds END
 and rebuilds what depends on it) and a no-op run.
 
-Overhead share = (Quarry CPU − plain CPU) / Quarry CPU. CPU seconds are user + system time from
+Overhead share = (Quarry CPU − plain CPU) / Quarry CPU. The Prefect floor is a flow with as many
+materializing tasks as the build recorded, each doing nothing, against the same server: the lowest
+overhead share any Prefect-orchestrated build of that shape can reach is floor / (plain + floor). CPU seconds are user + system time from
 getrusage (children included), not wall time: the machine may be shared. Progress goes to stderr as
 the phases run; the last line on stdout is one JSON object. A failing phase prints its output's tail,
 keeps the scratch directory and still ends with a JSON line (with "error"), exit status 1.
@@ -99,6 +101,35 @@ def phase_plain(start: date, end: date, out: Path) -> dict:
         cpu["write"] += time.process_time() - mark
         rows += output.height
     return {"rows": rows, "stage_cpu_s": {k: round(v, 2) for k, v in cpu.items()}}
+
+
+def phase_prefect_floor(tasks: int) -> dict:
+    """What Prefect alone costs for a build of `tasks` batches: the same flow and task machinery, no work.
+
+    Each task is a materializing task with an asset key and an upstream asset, run on the same
+    thread pool as `materialize_flow`, and returns at once. Its CPU is a floor under any build that
+    Prefect orchestrates with that many tasks, whatever the engine does around it.
+    """
+    from prefect import flow
+    from prefect.assets import Asset, materialize
+    from prefect.cache_policies import NO_CACHE
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    def nothing(batch: dict) -> int:
+        return 0
+
+    @flow(name="prefect-floor", task_runner=ThreadPoolTaskRunner(max_workers=4))
+    def floor(count: int) -> int:
+        futures = []
+        for index in range(count):
+            task = materialize(Asset(key=f"quarry://floor/asset-{index % 21}"),
+                               asset_deps=[f"quarry://floor/asset-{(index + 1) % 21}"],
+                               cache_policy=NO_CACHE, persist_result=False)(nothing)
+            futures.append(task.with_options(task_run_name=f"batch-{index}").submit({"batch": index}))
+        return sum(future.result() for future in futures)
+
+    floor(tasks)
+    return {"tasks": tasks}
 
 
 # ---- measuring processes -------------------------------------------------------------------
@@ -191,6 +222,14 @@ def stop_server(server: subprocess.Popen) -> None:
         server.kill()
 
 
+def task_run_count(api_url: str) -> int:
+    """Task runs the Prefect server has recorded so far."""
+    request = urllib.request.Request(f"{api_url}/task_runs/count", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return int(json.loads(answer.read()))
+
+
 def catalog_figures(workdir: Path) -> dict:
     """Rows and partitions published, and a digest of every (asset, partition, data version)."""
     from warehouse import Warehouse
@@ -231,7 +270,9 @@ def run_scenario(name: str, start: date, scratch: Path, base_env: dict[str, str]
     quarry = [sys.executable, "-c", "from pipelines.cli import main; main()", "materialize"]
     build_end = previous_session(END) if with_update else END
     say(f"{name}: {SYMBOLS} symbols, {start} .. {build_end}")
+    tasks_before = task_run_count(api_url)
     build = measured(f"{name} quarry build", [*quarry, "--to", build_end.isoformat()], env, workdir, server_pid)
+    build_tasks = task_run_count(api_url) - tasks_before
     published = catalog_figures(workdir)
     plain = measured(
         f"{name} plain script",
@@ -240,6 +281,10 @@ def run_scenario(name: str, start: date, scratch: Path, base_env: dict[str, str]
         env, workdir, None,
     )
     plain_figures = json.loads(plain["output"].strip().splitlines()[-1])
+    floor = measured(f"{name} prefect floor",
+                     [sys.executable, str(Path(__file__).resolve()), "--phase", "prefect-floor",
+                      "--tasks", str(build_tasks)], env, workdir, server_pid)
+    floor_cpu = floor["cpu_s"] + floor["server_cpu_s"]
     quarry_cpu = build["cpu_s"] + build["server_cpu_s"]
     result = {
         "window": f"{start}..{build_end}",
@@ -253,13 +298,19 @@ def run_scenario(name: str, start: date, scratch: Path, base_env: dict[str, str]
         "plain_stage_cpu_s": plain_figures["stage_cpu_s"],
         "plain_rows": plain_figures["rows"],
         "overhead_share": round((quarry_cpu - plain["cpu_s"]) / quarry_cpu, 3),
+        "prefect_tasks": build_tasks,
+        "prefect_floor_cpu_s": round(floor_cpu, 2),
+        "prefect_floor_server_cpu_s": floor["server_cpu_s"],
+        "overhead_share_floor": round(floor_cpu / (plain["cpu_s"] + floor_cpu), 3),
         "quarry_cpu_ms_per_row": round(1000 * quarry_cpu / max(published["rows"], 1), 4),
         "data_versions_sha256": published["data_versions_sha256"],
         "wall_s": {"quarry": build["wall_s"], "plain": plain["wall_s"]},
     }
     (scratch / f"{name}-data-versions.txt").write_text(published["data_versions"])
     say(f"{name}: overhead share {result['overhead_share']:.1%} "
-        f"(Quarry {quarry_cpu:.1f} CPU-s vs plain {plain['cpu_s']:.1f}); {published['rows']:,} rows published")
+        f"(Quarry {quarry_cpu:.1f} CPU-s vs plain {plain['cpu_s']:.1f}); {published['rows']:,} rows published; "
+        f"Prefect alone with {build_tasks} empty tasks {floor_cpu:.1f} CPU-s, a floor of "
+        f"{result['overhead_share_floor']:.1%}")
     if with_update:
         update = measured(f"{name} one-session update", [*quarry, "--to", END.isoformat()], env, workdir, server_pid)
         updated = catalog_figures(workdir)
@@ -278,13 +329,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", default="default,5y", help="comma list of: default, 5y")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (data-version lists)")
-    parser.add_argument("--phase", choices=["plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["plain", "prefect-floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--tasks", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--from", dest="start", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--to", dest="end", type=date.fromisoformat, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "plain":
         print(json.dumps(phase_plain(args.start, args.end, args.out)))
+        return
+    if args.phase == "prefect-floor":
+        print(json.dumps(phase_prefect_floor(args.tasks)))
         return
 
     scenarios = {"default": DEFAULT_START, "5y": date(END.year - 5, END.month, END.day)}
