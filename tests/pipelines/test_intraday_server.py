@@ -6,8 +6,8 @@ cycle reads the 18:00 bar of the same day. The worker's `QUARRY_CLOCK` plays the
 from __future__ import annotations
 
 import json
-import subprocess
 import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 
 import httpx
@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from pipelines.trading.strategy import cycle_id_at
-from tests.pipelines.test_server_worker import PREFECT, ROOT, UUID, _flow_run, _prefect, server  # noqa: F401
+from tests.pipelines.test_server_worker import (  # noqa: F401
+    ROOT, _api, _prefect, final_state, process_workers, server, start_run,
+)
 from tests.trading.conftest import START, build_lake
 from warehouse import Warehouse
 from warehouse import ledger as tables
@@ -36,10 +38,11 @@ def _deployment_id(env: dict, name: str) -> str:
     return httpx.get(f"{env['PREFECT_API_URL']}/deployments/name/{name}", timeout=10).json()["id"]
 
 
-def _work_once(env: dict, pool: str, clock: str) -> None:
-    done = subprocess.run([PREFECT, "worker", "start", "--pool", pool, "--run-once"], cwd=ROOT,
-                          env={**env, "QUARRY_CLOCK": clock}, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
+def _play_hour(env: dict, deployment_ids: list[str], clock: str) -> None:
+    """The next runs of these deployments see `clock` as the time (the workers start each run with it)."""
+    for deployment_id in deployment_ids:
+        _api("PATCH", f"{env['PREFECT_API_URL']}/deployments/{deployment_id}",
+             json={"job_variables": {"env": {"QUARRY_CLOCK": clock}}})
 
 
 def _wait_for(predicate, what: str, seconds: float = 90):
@@ -73,21 +76,23 @@ def test_a_simulated_day_ingests_each_hour_and_the_triggered_cycle_reads_the_las
         _prefect(env, "work-pool", "create", pool, "--type", "process")
     _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
     pairs = _deployment_id(env, "intraday-pairs-trading/intraday-pairs")
+    hourly = _deployment_id(env, "materialize/bars-hourly")
 
-    for hour in range(14, 20):
-        clock = f"{DAY}T{hour:02d}:00:00+00:00"
-        run_id = UUID.search(_prefect(env, "deployment", "run", "materialize/bars-hourly")).group(0)
-        _work_once(env, "ingestion", clock)
-        assert _flow_run(env, run_id)["state"]["type"] == "COMPLETED", _flow_run(env, run_id)["state"]
-        with Warehouse.open(env["QUARRY_CATALOG"], env["QUARRY_DATA_PATH"], read_only=True) as warehouse:
-            newest = warehouse.read("bars_hourly", [DAY])["bar_ts"].max()
-        assert newest == datetime(2025, 9, 30, hour - 1, tzinfo=timezone.utc)  # the hour that closed last
+    with ExitStack() as workers:
+        process_workers(workers, env, ["ingestion", "execution"], tmp_path)
+        for hour in range(14, 20):
+            clock = f"{DAY}T{hour:02d}:00:00+00:00"
+            _play_hour(env, [hourly, pairs], clock)
+            ingestion = final_state(env, start_run(env, "materialize", "bars-hourly"))
+            assert ingestion["type"] == "COMPLETED", ingestion
+            with Warehouse.open(env["QUARRY_CATALOG"], env["QUARRY_DATA_PATH"], read_only=True) as warehouse:
+                newest = warehouse.read("bars_hourly", [DAY])["bar_ts"].max()
+            assert newest == datetime(2025, 9, 30, hour - 1, tzinfo=timezone.utc)  # the hour that closed last
 
-        triggered = _wait_for(lambda: len(_runs_of(env, pairs)) == hour - 13 and _runs_of(env, pairs)[-1],
-                              f"the intraday-pairs run started by the {hour}:00 ingestion")
-        _work_once(env, "execution", clock)
-        cycle = _flow_run(env, triggered["id"])
-        assert cycle["state"]["type"] == "COMPLETED", cycle["state"]
+            triggered = _wait_for(lambda: len(_runs_of(env, pairs)) == hour - 13 and _runs_of(env, pairs)[-1],
+                                  f"the intraday-pairs run started by the {hour}:00 ingestion")
+            cycle = final_state(env, triggered["id"])
+            assert cycle["type"] == "COMPLETED", cycle
 
     with Warehouse.open(env["QUARRY_CATALOG"], env["QUARRY_DATA_PATH"], read_only=True) as warehouse:
         published = warehouse.current_versions(["bars_hourly", "pair_signals"]).filter(pl.col("partition_key") == DAY)

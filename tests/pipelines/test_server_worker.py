@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -75,6 +76,55 @@ def server(tmp_path):
 
 def _flow_run(env: dict, flow_run_id: str) -> dict:
     return httpx.get(f"{env['PREFECT_API_URL']}/flow_runs/{flow_run_id}", timeout=10).json()
+
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _api(method: str, url: str, **kwargs) -> dict | None:
+    """One API call, retried on 503 as Prefect's own client does (a busy SQLite-backed server answers it)."""
+    for _ in range(10):
+        answer = httpx.request(method, url, timeout=30, **kwargs)
+        if answer.status_code != 503:
+            break
+        time.sleep(1)
+    answer.raise_for_status()
+    return answer.json() if answer.content else None
+
+
+def start_run(env: dict, flow_name: str, deployment_name: str) -> str:
+    """A run of the deployment, created through the API as `prefect deployment run` does."""
+    api = env["PREFECT_API_URL"]
+    deployment = _api("GET", f"{api}/deployments/name/{flow_name}/{deployment_name}")
+    return _api("POST", f"{api}/deployments/{deployment['id']}/create_flow_run", json={})["id"]
+
+
+def final_state(env: dict, run_id: str, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = _flow_run(env, run_id)["state"]
+        if state["type"] in FINAL:
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {run_id} not finished after {timeout} s: {state}")
+
+
+def process_workers(stack: ExitStack, env: dict, pools: list[str], logs: Path) -> None:
+    """One process worker per pool for the whole test, polling every second, one run at a time."""
+    for pool in pools:
+        log = stack.enter_context((logs / f"worker-{pool}.log").open("w"))
+        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--limit", "1"], cwd=ROOT,
+                                  env={**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        stack.callback(_stop, worker)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def test_deployed_runs_complete_on_a_process_worker(server, lake, tmp_path):
