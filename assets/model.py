@@ -28,6 +28,15 @@ def imported(reference: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def empty_frame(contract: str) -> pl.DataFrame:
+    """No rows, with the columns and dtypes of the contract a `"module:Model"` reference names, in its order.
+
+    A transform with nothing to return answers with this, so an empty partition has the
+    published table's shape without a schema written out again beside the contract.
+    """
+    return imported(contract).empty()
+
+
 @dataclass(frozen=True)
 class Check:
     """A named cross-row check; `find_failures` returns the failing rows (empty when it passes).

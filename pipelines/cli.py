@@ -399,7 +399,7 @@ def backtest(
 
     from assets.backtests.simulation import BacktestParams
     from assets.pairs.spreads import SignalParams
-    from pipelines.pinned_backtest import run_backtest
+    from pipelines.pinned_backtest import run_pinned_backtest
 
     settings = Settings()
     configure_console(settings.log_level, quiet=True)
@@ -411,7 +411,7 @@ def backtest(
     pinned_at = parse_timestamp(at, "--at")
     with open_existing(settings) as warehouse:
         try:
-            run = run_backtest(
+            run = run_pinned_backtest(
                 warehouse, start=first, end=last,
                 signal_params=SignalParams(entry_z=entry_z, exit_z=exit_z, stop_z=stop_z, max_holding_bars=max_holding_bars),
                 backtest_params=BacktestParams(commission_bps=commission_bps, slippage_bps=slippage_bps, kelly_fraction=kelly_fraction),

@@ -9,8 +9,9 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
-from assets.backtests.simulation import BacktestParams, backtest_trades
-from assets.backtests.performance import pair_performance, strategy_performance
+from assets.backtests.assets import simulate_book
+from assets.backtests.performance import as_published, pair_performance, strategy_performance
+from assets.backtests.simulation import BacktestParams
 from assets.pairs.spreads import SignalParams, pair_signals
 from assets.calendar import HOURLY_BARS_PER_YEAR, session_of
 from warehouse import LAKE, Warehouse, WarehouseError
@@ -47,7 +48,7 @@ def pinned_versions(warehouse: Warehouse, at: datetime | None) -> pl.DataFrame:
         raise WarehouseError(f"no published version as of {at}: the warehouse has no snapshot that old ({error})") from None
 
 
-def run_backtest(
+def run_pinned_backtest(
     warehouse: Warehouse,
     *,
     start: date,
@@ -57,7 +58,11 @@ def run_backtest(
     pairs: list[str] | None = None,
     at: datetime | None = None,
 ) -> BacktestRun:
-    """Recompute signals from published spreads with `signal_params` and simulate them over [start, end]."""
+    """Recompute signals from published spreads with `signal_params` and simulate them over [start, end].
+
+    Signals, simulation and metrics are the backtests domain's own (`simulate_book`, the published
+    metrics), so a run with the assets' parameters reproduces the published tables over its window.
+    """
     versions = pinned_versions(warehouse, at)
     read = {}
     for name in INPUTS:
@@ -91,7 +96,7 @@ def run_backtest(
     signals = pair_signals(
         spreads, signal_params, through=date.fromisoformat(published_through), candidates=known_scans
     )
-    result = backtest_trades(signals, read["bars_hourly"].filter(in_window), backtest_params)
+    result = simulate_book(signals, read["bars_hourly"].filter(in_window), backtest_params)
     fingerprints = {
         name: {
             "partitions": versions.filter(pl.col("asset") == name).height,
@@ -103,7 +108,9 @@ def run_backtest(
     }
     return BacktestRun(
         versions=fingerprints,
-        strategy=strategy_performance(result.returns, result.trades, backtest_params.initial_capital, HOURLY_BARS_PER_YEAR),
-        pairs=pair_performance(result.returns, result.trades, HOURLY_BARS_PER_YEAR),
+        strategy=as_published(
+            strategy_performance(result.returns, result.trades, backtest_params.initial_capital, HOURLY_BARS_PER_YEAR)
+        ),
+        pairs=as_published(pair_performance(result.returns, result.trades, HOURLY_BARS_PER_YEAR)),
         trades=result.trades,
     )

@@ -39,6 +39,20 @@ def _schema_columns(model: type) -> tuple[tuple[str, str, bool], ...]:
     return tuple((name, str(column.dtype), bool(column.nullable)) for name, column in model.to_schema().columns.items())
 
 
+def contract_schema(asset: Asset):
+    """The asset's contract, unique on the asset's grain: the grain is declared once, on the asset, and enforced here."""
+    return _unique_on(asset.contract_model, asset.grain)
+
+
+@cache
+def _unique_on(model: type, grain: tuple[str, ...]):
+    import copy
+
+    schema = copy.deepcopy(model.to_schema())
+    schema.unique = list(grain) or None
+    return schema
+
+
 def failed_checks_by_partition(results: pl.DataFrame) -> dict[str, list[str]]:
     """The error-severity checks each failing partition failed: those partitions are quarantined."""
     failing = results.filter(~pl.col("passed") & (pl.col("severity") == "error"))
@@ -52,7 +66,7 @@ def _contract_results(asset: Asset, staged: pl.DataFrame, partition_keys: list[s
     import pandera.errors  # only a build validates; planning never loads pandera
 
     try:
-        asset.contract_model.validate(staged.drop("partition_key"), lazy=True)
+        contract_schema(asset).validate(staged.drop("partition_key"), lazy=True)
     except pandera.errors.SchemaErrors as errors:
         return _contract_failures(name, errors.failure_cases, staged, partition_keys, asset.grain)
     return _results_for(name, "error", staged.clear(), partition_keys, "")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from assets.calendar import HOURLY_BARS_PER_YEAR
-from assets.model import AssetOut, asset, multi_asset
+from assets.model import AssetOut, asset, empty_frame, multi_asset
+
+if TYPE_CHECKING:
+    from assets.backtests.simulation import BacktestParams, BacktestResult
 
 BACKTEST_PARAMS = {
     "initial_capital": 1_000_000.0, "commission_bps": 1.0, "slippage_bps": 2.0, "kelly_fraction": 0.25,
@@ -15,33 +20,22 @@ BACKTEST_PARAMS = {
 BARS_PER_YEAR = {"periods_per_year": HOURLY_BARS_PER_YEAR}
 
 
-UTC_TS = pl.Datetime("us", "UTC")
-EMPTY_TRADES = pl.Schema({
-    "pair_id": pl.String, "trade_id": pl.Int64, "side": pl.String, "signal_ts": UTC_TS, "entry_ts": UTC_TS,
-    "exit_ts": UTC_TS, "entry_y_px": pl.Float64, "entry_x_px": pl.Float64, "exit_y_px": pl.Float64,
-    "exit_x_px": pl.Float64, "hedge_ratio": pl.Float64, "intercept": pl.Float64,
-    "entry_spread": pl.Float64, "exit_spread": pl.Float64, "entry_zscore": pl.Float64, "exit_zscore": pl.Float64,
-    "y_qty": pl.Float64, "x_qty": pl.Float64, "kelly_weight_pct": pl.Float64, "weight_pct": pl.Float64,
-    "entry_notional": pl.Float64, "gross_pnl": pl.Float64, "cost": pl.Float64, "net_pnl": pl.Float64,
-    "return_pct": pl.Float64, "bars_held": pl.Int32, "exit_reason": pl.String, "is_open": pl.Boolean,
-})
-EMPTY_EQUITY = pl.Schema({
-    "pair_id": pl.String, "bar_ts": UTC_TS, "position": pl.Int8, "is_in_market": pl.Boolean,
-    "net_pnl": pl.Float64, "equity": pl.Float64, "return_pct": pl.Float64,
-})
+TRADES_CONTRACT = "quality.contracts:BacktestTrades"
+EQUITY_CONTRACT = "quality.contracts:BacktestEquity"
 
 
-def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params):
-    """The simulation both backtest assets publish a side of; pure, so running it twice gives the same frames.
+def simulate_book(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, params: BacktestParams) -> BacktestResult:
+    """The simulation both backtest assets publish a side of, and the one `quarry backtest` reruns; pure, so running it twice gives the same frames.
 
     Each trade uses the hedge ratio carried on the signal row that opened it, never a later scan.
-    With no signalled pair there is nothing to simulate: both sides come back empty.
+    With no signalled pair there is nothing to simulate: both sides come back empty, shaped by their contracts.
     """
-    from assets.backtests.simulation import BacktestParams, BacktestResult, backtest_trades as simulate
+    from assets.backtests.simulation import BacktestResult, backtest_trades as simulate
 
     if pair_signals.is_empty():
-        return BacktestResult(pl.DataFrame(schema=EMPTY_TRADES), pl.DataFrame(schema=EMPTY_EQUITY))
-    return simulate(pair_signals, bars_hourly, BacktestParams(**params))
+        return BacktestResult(empty_frame(TRADES_CONTRACT), empty_frame(EQUITY_CONTRACT))
+    result = simulate(pair_signals, bars_hourly, params)
+    return BacktestResult(result.trades.with_columns(pl.col("side", "exit_reason").cast(pl.String)), result.returns)
 
 
 @multi_asset(
@@ -49,11 +43,11 @@ def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params
         "backtest_trades": AssetOut(
             "One row per simulated round trip of a pair (open trades marked to the last bar), with fills one bar "
             "after the signal, the hedge ratio in force at entry, fractional-Kelly size, costs, P&L and the exit reason.",
-            contract="quality.contracts:BacktestTrades", grain=("pair_id", "trade_id"),
+            contract=TRADES_CONTRACT, grain=("pair_id", "trade_id"),
         ),
         "backtest_equity": AssetOut(
             "One row per pair and hourly bar of the backtest: position held, net P&L after costs, equity and return.",
-            contract="quality.contracts:BacktestEquity", grain=("pair_id", "bar_ts"),
+            contract=EQUITY_CONTRACT, grain=("pair_id", "bar_ts"),
         ),
     },
     tags=("backtest",),
@@ -61,11 +55,10 @@ def run_backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params
 )
 def backtest(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, **params) -> dict[str, pl.DataFrame]:
     """The pairs book simulated once: its round trips and its per-bar equity are two tables of one run."""
-    result = run_backtest(pair_signals, bars_hourly, **params)
-    return {
-        "backtest_trades": result.trades.with_columns(pl.col("side", "exit_reason").cast(pl.String)),
-        "backtest_equity": result.returns,
-    }
+    from assets.backtests.simulation import BacktestParams
+
+    result = simulate_book(pair_signals, bars_hourly, BacktestParams(**params))
+    return {"backtest_trades": result.trades, "backtest_equity": result.returns}
 
 
 backtest_trades, backtest_equity = backtest
@@ -74,11 +67,9 @@ backtest_trades, backtest_equity = backtest
 @asset(contract="quality.contracts:PairPerformance", grain=("pair_id",), tags=("backtest", "performance"), params=BARS_PER_YEAR)
 def pair_performance(backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float) -> pl.DataFrame:
     """One row per pair: total and annualized return, Sharpe, Sortino, max drawdown, Calmar, win rate, profit factor, holding time, exposure and trade count (empyrical definitions, annualized by 252 × 7 hourly bars)."""
-    from assets.backtests.performance import pair_performance as per_pair
+    from assets.backtests.performance import as_published, pair_performance as per_pair
 
-    return per_pair(backtest_equity, backtest_trades, periods_per_year).with_columns(
-        pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)
-    )
+    return as_published(per_pair(backtest_equity, backtest_trades, periods_per_year))
 
 
 @asset(
@@ -89,11 +80,9 @@ def strategy_performance(
     backtest_equity: pl.DataFrame, backtest_trades: pl.DataFrame, *, periods_per_year: float, initial_capital: float
 ) -> pl.DataFrame:
     """One row per strategy (the pairs book as a whole): the book's return metrics across all pairs and trade statistics over all trades."""
-    from assets.backtests.performance import strategy_performance as per_strategy
+    from assets.backtests.performance import as_published, strategy_performance as per_strategy
 
-    return per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year).with_columns(
-        pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)  # undefined metrics are null, not NaN
-    )
+    return as_published(per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year))
 
 
 @asset(contract="quality.contracts:TradeAnalysis", grain=("dimension", "bucket"), tags=("backtest", "performance"))

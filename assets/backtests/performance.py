@@ -148,6 +148,11 @@ def strategy_performance(
     ).select(*_RETURN_METRICS, *_TRADE_METRICS, "exposure_pct")
 
 
+def as_published(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Metrics as the performance tables publish them: the period count as Int64, an undefined metric null, not NaN."""
+    return metrics.with_columns(pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None))
+
+
 def equity_curve(returns: pl.DataFrame | pl.Series | np.ndarray) -> pl.DataFrame:
     """One row per period: the return and the equity after it, starting from 1.0.
 

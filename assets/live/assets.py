@@ -63,7 +63,7 @@ def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_
     Each trade's marks carry its cumulative net P&L; the bar-to-bar change is the bar's
     P&L, so live and backtest books are measured by one definition.
     """
-    from assets.backtests.performance import strategy_performance as per_strategy
+    from assets.backtests.performance import as_published, strategy_performance as per_strategy
 
     marks = fetched.sort("pair_trade_id", "bar_ts").with_columns(
         net_pnl=pl.col("pnl").diff().over("pair_trade_id").fill_null(pl.col("pnl"))
@@ -73,6 +73,4 @@ def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_
         net_pnl=pl.col("pnl").last(), is_open=pl.col("is_open").last(),
         bars_held=pl.col("is_in_market").sum().cast(pl.Int32),
     )
-    return per_strategy(pair_returns, trades, initial_capital, periods_per_year).with_columns(
-        pl.col("n_periods").cast(pl.Int64), pl.col(pl.Float64).fill_nan(None)  # an empty book has undefined metrics
-    )
+    return as_published(per_strategy(pair_returns, trades, initial_capital, periods_per_year))

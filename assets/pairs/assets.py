@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from assets.calendar import session_of
-from assets.model import asset
+from assets.model import asset, empty_frame
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 SCAN_LOOKBACK_SESSIONS = 120
 ZSCORE_WINDOW_BARS = 500
 ZSCORE_LOOKBACK_SESSIONS = 75  # 500 hourly bars at 7 a session, with room for half days
+SPREADS_CONTRACT = "quality.contracts:PairSpreads"
+SIGNALS_CONTRACT = "quality.contracts:PairSignals"
 
 
 #: The weekly scan's settings: the screen before Engle–Granger, the false-discovery control and the cap.
@@ -112,7 +114,7 @@ def _sectors(universe: pl.DataFrame) -> dict[str, str]:
 
 @asset(
     partitions="daily",
-    contract="quality.contracts:PairSpreads",
+    contract=SPREADS_CONTRACT,
     grain=("pair_id", "bar_ts"),
     time_column="bar_ts",
     tags=("hourly", "pairs"),
@@ -152,21 +154,13 @@ def pair_spreads(
             spread.filter(session_of_bar.is_in(group["day"].implode())).with_columns(hedge_week_end_date=pl.lit(week_end))
         )
     if not frames:
-        return _empty_spreads()
+        return empty_frame(SPREADS_CONTRACT)
     return pl.concat(frames).sort("pair_id", "bar_ts")
-
-
-def _empty_spreads() -> pl.DataFrame:
-    return pl.DataFrame(schema={
-        "pair_id": pl.String, "symbol_y": pl.String, "symbol_x": pl.String, "bar_ts": pl.Datetime("us", "UTC"),
-        "spread": pl.Float64, "spread_mean": pl.Float64, "spread_std": pl.Float64, "zscore": pl.Float64,
-        "hedge_ratio": pl.Float64, "intercept": pl.Float64, "hedge_week_end_date": pl.Date,
-    })
 
 
 @asset(
     partitions="daily",
-    contract="quality.contracts:PairSignals",
+    contract=SIGNALS_CONTRACT,
     grain=("pair_id", "bar_ts"),
     time_column="bar_ts",
     tags=("hourly", "pairs", "trading"),
@@ -192,21 +186,7 @@ def pair_signals(
     signals = run_signals(
         spreads, params, state=state, through=sessions[-1], candidates=pair_candidates, partitions=sessions
     )
+    published = empty_frame(SIGNALS_CONTRACT)
     if signals.is_empty():
-        return _empty_signals()
-    return (
-        signals.with_columns(pl.col("signal").cast(pl.String))
-        .select(*_SIGNAL_SCHEMA)
-        .sort("pair_id", "bar_ts")
-    )
-
-
-_SIGNAL_SCHEMA = {
-    "pair_id": pl.String, "symbol_y": pl.String, "symbol_x": pl.String, "bar_ts": pl.Datetime("us", "UTC"),
-    "spread": pl.Float64, "zscore": pl.Float64, "hedge_ratio": pl.Float64, "intercept": pl.Float64,
-    "position": pl.Int8, "signal": pl.String, "bars_held": pl.Int32, "is_stop_locked": pl.Boolean,
-}
-
-
-def _empty_signals() -> pl.DataFrame:
-    return pl.DataFrame(schema=_SIGNAL_SCHEMA)
+        return published
+    return signals.with_columns(pl.col("signal").cast(pl.String)).select(published.columns).sort("pair_id", "bar_ts")

@@ -11,23 +11,39 @@ from quality.contracts.types import UTC_TS
 
 
 class BacktestTrades(pa.DataFrameModel):
-    """Simulated round trips: one per pair and trade, the last one possibly still open."""
+    """Simulated round trips: one per pair and trade, the last one possibly still open (its exit fields null)."""
 
     pair_id: str = pa.Field(str_contains="/")
     trade_id: int = pa.Field(ge=0)
     side: str = pa.Field(isin=["long_spread", "short_spread"])
+    signal_ts: UTC_TS = pa.Field()
     entry_ts: UTC_TS = pa.Field()
     exit_ts: UTC_TS = pa.Field(nullable=True)
+    entry_y_px: float = pa.Field(gt=0)
+    entry_x_px: float = pa.Field(gt=0)
+    exit_y_px: float = pa.Field(nullable=True, gt=0)
+    exit_x_px: float = pa.Field(nullable=True, gt=0)
+    hedge_ratio: float = pa.Field()
+    intercept: float = pa.Field()
+    entry_spread: float = pa.Field()
+    exit_spread: float = pa.Field(nullable=True)
+    entry_zscore: float = pa.Field()
+    exit_zscore: float = pa.Field(nullable=True)
+    y_qty: float = pa.Field()
+    x_qty: float = pa.Field()
+    kelly_weight_pct: float = pa.Field(ge=0)
+    weight_pct: float = pa.Field(ge=0)
     entry_notional: float = pa.Field(ge=0)
+    gross_pnl: float = pa.Field()
     cost: float = pa.Field(ge=0)
     net_pnl: float = pa.Field()
+    return_pct: float = pa.Field()
     bars_held: pl.Int32 = pa.Field(ge=0)
     exit_reason: str = pa.Field(isin=["exit", "stop", "max_hold", "dropped", "gap", "open"])
     is_open: bool = pa.Field()
 
     class Config:
-        unique = ["pair_id", "trade_id"]
-        strict = False
+        strict = True
 
     @pa.dataframe_check(error="a closed trade exits after it enters; an open one has no exit")
     def exits_after_entry(cls, data: PolarsData) -> pl.LazyFrame:
@@ -50,7 +66,6 @@ class TradeAnalysis(pa.DataFrameModel):
     avg_bars_held: float = pa.Field(ge=0)
 
     class Config:
-        unique = ["dimension", "bucket"]
         strict = True
 
     @pa.dataframe_check(error="every dimension counts the same closed trades")
@@ -72,8 +87,7 @@ class BacktestEquity(pa.DataFrameModel):
     return_pct: float = pa.Field(nullable=True)
 
     class Config:
-        unique = ["pair_id", "bar_ts"]
-        strict = False
+        strict = True
 
 
 class _Performance(pa.DataFrameModel):
@@ -95,7 +109,7 @@ class _Performance(pa.DataFrameModel):
 
 
 class PairPerformance(_Performance):
-    pair_id: str = pa.Field(unique=True)
+    pair_id: str = pa.Field()
 
 
 class StrategyPerformance(_Performance):

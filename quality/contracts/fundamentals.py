@@ -24,7 +24,6 @@ class Universe(pa.DataFrameModel):
     active_to: pl.Date = pa.Field(nullable=True)
 
     class Config:
-        unique = ["symbol", "active_from"]
         strict = True
 
     @pa.dataframe_check(error="a period starts before it ends")
@@ -47,7 +46,6 @@ class CompanyInfo(pa.DataFrameModel):
     issue: str = pa.Field(**ISSUE)
 
     class Config:
-        unique = ["symbol"]
         strict = True
 
 
@@ -68,7 +66,6 @@ class KeyStatistics(pa.DataFrameModel):
     issue: str = pa.Field(**ISSUE)
 
     class Config:
-        unique = ["symbol"]
         strict = True
 
 
@@ -83,7 +80,6 @@ class FinancialStatements(pa.DataFrameModel):
     issue: str = pa.Field(**ISSUE)
 
     class Config:
-        unique = ["symbol", "statement", "period_end_date", "line_item"]
         strict = True
 
 
@@ -99,7 +95,6 @@ class InstitutionalHolders(pa.DataFrameModel):
     issue: str = pa.Field(**ISSUE)
 
     class Config:
-        unique = ["symbol", "holder"]
         strict = True
 
 
@@ -115,5 +110,4 @@ class CompanyOfficers(pa.DataFrameModel):
     issue: str = pa.Field(**ISSUE)
 
     class Config:
-        unique = ["symbol", "officer_name", "title"]
         strict = True

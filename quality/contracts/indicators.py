@@ -13,7 +13,7 @@ from quality.contracts.types import UTC_TS
 class MarketRegime(pa.DataFrameModel):
     """The daily market regime label from cross-sectional realized volatility."""
 
-    session_date: pl.Date = pa.Field(unique=True)
+    session_date: pl.Date = pa.Field()
     median_vol_pct: float = pa.Field(nullable=True, ge=0)
     n_symbols: int = pa.Field(ge=0)
     vol_threshold_pct: float = pa.Field(nullable=True, gt=0)
@@ -55,7 +55,6 @@ class IndicatorsHourly(_Indicators):
     bar_ts: UTC_TS = pa.Field()
 
     class Config:
-        unique = ["symbol", "bar_ts"]
         strict = True
 
 
@@ -63,5 +62,4 @@ class IndicatorsDaily(_Indicators):
     session_date: pl.Date = pa.Field()
 
     class Config:
-        unique = ["symbol", "session_date"]
         strict = True

@@ -32,7 +32,6 @@ class BarsRaw(pa.DataFrameModel):
     trade_count: int = pa.Field(ge=0, nullable=True)
 
     class Config:
-        unique = ["symbol", "bar_ts"]
         strict = False
 
     @pa.dataframe_check(error="low <= open, close <= high")
@@ -47,7 +46,6 @@ class BarsHourly(BarsRaw):
     is_repaired: bool = pa.Field()
 
     class Config:
-        unique = ["symbol", "bar_ts"]
         strict = True
 
 
@@ -65,7 +63,6 @@ class BarsDaily(pa.DataFrameModel):
     bar_count: int = pa.Field(ge=1, le=8)
 
     class Config:
-        unique = ["symbol", "session_date"]
         strict = True
 
     @pa.dataframe_check(error="low <= open, close <= high")
@@ -81,5 +78,4 @@ class Splits(pa.DataFrameModel):
     split_ratio: float = pa.Field(gt=0)
 
     class Config:
-        unique = ["symbol", "ex_date"]
         strict = True

@@ -32,7 +32,6 @@ class PairCandidates(pa.DataFrameModel):
     is_traded: bool = pa.Field()
 
     class Config:
-        unique = ["week_end_date", "symbol_y", "symbol_x"]
         strict = True
 
     @pa.dataframe_check(error="a cointegrated pair has a hedge ratio, a q-value, a half-life and a rank")
@@ -64,7 +63,6 @@ class PairSpreads(pa.DataFrameModel):
     hedge_week_end_date: pl.Date = pa.Field()
 
     class Config:
-        unique = ["pair_id", "bar_ts"]
         strict = True
 
 
@@ -85,7 +83,6 @@ class PairSignals(pa.DataFrameModel):
     is_stop_locked: bool = pa.Field()
 
     class Config:
-        unique = ["pair_id", "bar_ts"]
         strict = True
 
     @pa.dataframe_check(error="only a stream break's row (at the first bar of a session the pair missed) lacks a spread")

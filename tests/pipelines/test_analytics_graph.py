@@ -114,15 +114,15 @@ def test_signals_resumed_day_by_day_equal_one_pass(built, tmp_path):
     try:
         from assets.backtests.simulation import BacktestParams
         from assets.pairs.spreads import SignalParams
-        from pipelines.pinned_backtest import run_backtest
+        from pipelines.pinned_backtest import run_pinned_backtest
 
         build(stepwise, end=date(2025, 8, 29), selection="+pair_signals", run_id="first")
         past = {"start": date(2025, 6, 2), "end": date(2025, 8, 15), "signal_params": SignalParams(), "backtest_params": BacktestParams()}
-        before = run_backtest(stepwise, **past)
+        before = run_pinned_backtest(stepwise, **past)
         second = build(stepwise, selection="+pair_signals", run_id="second", batch_partitions=3)
         assert second.exit_code == 0
         # a closed past window gives the same result after later sessions are published
-        after = run_backtest(stepwise, **past)
+        after = run_pinned_backtest(stepwise, **past)
         assert after.result_digest == before.result_digest and after.trades.equals(before.trades)
         assert after.versions != before.versions  # it did read the newer catalog
         assert len(second.outcomes["pair_signals"].built) == RunWindow.between(date(2025, 9, 2), END).sessions.height
@@ -224,24 +224,24 @@ def test_backtest_is_reproducible_and_pinned_to_versions(built):
 
     from assets.backtests.simulation import BacktestParams
     from assets.pairs.spreads import SignalParams
-    from pipelines.pinned_backtest import run_backtest
+    from pipelines.pinned_backtest import run_pinned_backtest
     from warehouse import WarehouseError
 
     warehouse, *_ = built
     window = {"start": date(2025, 6, 2), "end": END, "backtest_params": BacktestParams()}
-    first = run_backtest(warehouse, signal_params=SignalParams(), **window)
-    again = run_backtest(warehouse, signal_params=SignalParams(), **window)
+    first = run_pinned_backtest(warehouse, signal_params=SignalParams(), **window)
+    again = run_pinned_backtest(warehouse, signal_params=SignalParams(), **window)
     assert first.result_digest == again.result_digest and first.versions == again.versions
     assert first.strategy["trade_count"][0] + first.strategy["open_trade_count"][0] == first.trades.height > 0
 
-    wider = run_backtest(warehouse, signal_params=SignalParams(entry_z=1.5), **window)
+    wider = run_pinned_backtest(warehouse, signal_params=SignalParams(entry_z=1.5), **window)
     assert wider.result_digest != first.result_digest
     assert wider.trades.height > first.trades.height
 
-    pinned_now = run_backtest(warehouse, signal_params=SignalParams(), at=datetime.now(timezone.utc), **window)
+    pinned_now = run_pinned_backtest(warehouse, signal_params=SignalParams(), at=datetime.now(timezone.utc), **window)
     assert pinned_now.result_digest == first.result_digest
     with pytest.raises(WarehouseError, match="no published version as of 2000"):
-        run_backtest(warehouse, signal_params=SignalParams(), at=datetime(2000, 1, 1, tzinfo=timezone.utc), **window)
+        run_pinned_backtest(warehouse, signal_params=SignalParams(), at=datetime(2000, 1, 1, tzinfo=timezone.utc), **window)
 
 
 def test_run_report_draws_equity_and_drawdown(built, tmp_path):

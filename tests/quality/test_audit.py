@@ -17,14 +17,13 @@ KEYS = ["2025-03-03", "2025-03-04", "2025-03-05"]
 
 
 class Prices(pa.DataFrameModel):
-    """A tiny contract: a symbol and a positive price, one row per symbol and day."""
+    """A tiny contract: a symbol and a positive price; one row per symbol and day is the asset's grain, not the contract's."""
 
     symbol: str = pa.Field()
     day: str = pa.Field()
     price_px: float = pa.Field(gt=0)
 
     class Config:
-        unique = ["symbol", "day"]
         strict = True
 
 
@@ -83,6 +82,7 @@ def test_a_contract_failure_is_charged_to_its_partition_and_names_the_row_by_its
 
 
 def test_a_duplicate_grain_key_fails_the_contract_of_its_partition_only():
+    """The contract declares no uniqueness: the asset's grain supplies it at audit."""
     staged = _staged([("KO", KEYS[0], 60.0), ("KO", KEYS[0], 60.5), ("KO", KEYS[2], 61.0)])
 
     results = audit(_asset(), staged, KEYS)
