@@ -78,8 +78,8 @@ def phase_plain(start: date, end: date, out: Path) -> dict:
         inputs = {dep: frames[dep] for dep in asset.deps}
         for name in asset.context_inputs:
             if name == "fetched":
-                inputs["fetched"] = asset.fetch(handed_resource(asset, resources.source, resources.engine_resources),
-                                                SourceWindow(sessions))
+                handed = handed_resource(asset, {"source": resources.source, **resources.engine_resources})
+                inputs["fetched"] = asset.fetch(handed, SourceWindow(sessions))
             elif name == "sessions":
                 inputs["sessions"] = sessions
             elif name == "partition_keys":

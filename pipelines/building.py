@@ -70,7 +70,7 @@ class BuildContext:
 
     def handed(self, asset: Asset) -> object:
         """What the asset's fetch is handed: see `handed_resource`."""
-        return handed_resource(asset, self.source, self.resources)
+        return handed_resource(asset, {"source": self.source, **self.resources})
 
 
 @dataclass(frozen=True)

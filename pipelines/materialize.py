@@ -215,7 +215,8 @@ def run_materialization(
         found = plan_asset(
             graph, asset, state, window,
             full_refresh=full_refresh, source_identity=identity,
-            watermark=watermark_of(asset, resources or {}), repair=repair, blocked_upstream=held,
+            watermark=watermark_of(asset, {"source": source, **(resources or {})}), repair=repair,
+            blocked_upstream=held,
         )
         held[asset.name] = {key for key, _ in found.blocked}
         outcome = summary.outcomes[asset.name]

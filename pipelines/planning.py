@@ -447,13 +447,12 @@ def watermark_of(asset: Asset, resources: Mapping[str, object]) -> str | None:
     """The asset's watermark, asked of the resource it reads; None for an asset without one."""
     if asset.watermark is None:
         return None
-    return asset.watermark(handed_resource(asset, None, resources))
+    return asset.watermark(handed_resource(asset, resources))
 
 
-def handed_resource(asset: Asset, source: object, resources: Mapping[str, object]) -> object:
-    """The resource an asset's fetch and watermark are handed: the market source, or the named one (`reads`)."""
-    if asset.reads == "source":
-        return source
+def handed_resource(asset: Asset, resources: Mapping[str, object]) -> object:
+    """The resource an asset's fetch and watermark are handed, by the name it `reads` (the market `source`,
+    the trading `ledger`); an asset whose resource the run was not given is an error, not a guess."""
     if asset.reads not in resources:
         raise MissingResource(f"{asset.name} reads the {asset.reads!r} resource, which this run was not given")
     return resources[asset.reads]

@@ -215,6 +215,16 @@ def test_resources_from_a_settings_object_build_assets_with_the_environment_else
     assert (tmp_path / "ledger.sqlite").exists() and not Path("/nonexistent").exists()
 
 
+def test_an_asset_is_handed_the_resource_it_reads_and_a_missing_one_is_named():
+    from pipelines.planning import MissingResource, handed_resource
+
+    graph, source, ledger = default_graph(), object(), object()
+    assert handed_resource(graph["bars_raw"], {"source": source, "ledger": ledger}) is source
+    assert handed_resource(graph["live_performance"], {"source": source, "ledger": ledger}) is ledger
+    with pytest.raises(MissingResource, match="live_performance reads the 'ledger' resource"):
+        handed_resource(graph["live_performance"], {"source": source})
+
+
 def test_the_team_deployment_names_each_missing_postgresql_setting(clean_environment):
     embedded = Settings(deployment="team")
     with pytest.raises(DeploymentError, match=r"QUARRY_DEPLOYMENT=team: QUARRY_CATALOG must name a PostgreSQL "
