@@ -66,7 +66,7 @@ def pair_candidates(
                      min_median_dollar_volume=min_median_dollar_volume),
         SelectParams(fdr_q=fdr_q, max_traded_pairs=max_traded_pairs, min_half_life_bars=min_half_life_bars,
                      max_half_life_bars=max_half_life_bars),
-        processes=usable_processes(),
+        processes=usable_processes(len(weeks) * len(panel.symbols) * (len(panel.symbols) - 1) // 2),
     )
 
 

@@ -31,6 +31,9 @@ __all__ = [
 
 #: Weeks below which a scan stays in one process: starting workers costs more than it saves.
 PARALLEL_MIN_WEEKS = 16
+#: Pairs × weeks below which the asset scans in its own process: a spawned worker imports NumPy, Polars
+#: and the scan (about a CPU-second) before it computes anything, more than 20 symbols' weeks take.
+PARALLEL_MIN_PAIR_WEEKS = 200_000
 # Pairs whose return correlations are summed at once: bounds the temporary T×P arrays.
 _PAIRS_PER_CHUNK = 2048
 
@@ -142,9 +145,11 @@ class PricePanel:
         return PricePanel(symbols, grid.get_column("session_date").to_numpy(), log_px, dollar_volume)
 
 
-def usable_processes() -> int:
-    """Cores this process may use for a scan; one inside a daemonic worker (a Dask worker), which cannot fork."""
-    if multiprocessing.current_process().daemon:
+def usable_processes(pair_weeks: int) -> int:
+    """Cores this process may use for a scan of `pair_weeks` (pairs × weeks); one for a small scan, which a
+    worker process's start would cost more CPU than it saves, and inside a daemonic worker (a Dask worker),
+    which cannot start processes."""
+    if pair_weeks < PARALLEL_MIN_PAIR_WEEKS or multiprocessing.current_process().daemon:
         return 1
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

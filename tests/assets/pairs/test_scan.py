@@ -17,6 +17,7 @@ from statsmodels.tsa.stattools import adfuller, coint
 
 from assets.pairs.cointegration import ScanParams
 from assets.pairs.scan import (
+    PARALLEL_MIN_PAIR_WEEKS,
     PARALLEL_MIN_WEEKS,
     WEEKLY_SCAN_SCHEMA,
     PricePanel,
@@ -29,6 +30,7 @@ from assets.pairs.scan import (
     return_correlations,
     scan_week,
     scan_weeks,
+    usable_processes,
 )
 from assets.sources import SampleSource
 
@@ -185,6 +187,13 @@ def test_weeks_in_worker_processes_equal_one_process(market):
     assert serial.schema == WEEKLY_SCAN_SCHEMA
     assert serial.get_column("week_end_date").n_unique() == PARALLEL_MIN_WEEKS + 1
     assert parallel.equals(serial)
+
+
+def test_a_small_scan_stays_in_this_process_and_a_large_one_uses_every_core(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert usable_processes(PARALLEL_MIN_PAIR_WEEKS - 1) == 1  # 20 symbols over two years: 190 pairs × ~100 weeks
+    assert usable_processes(PARALLEL_MIN_PAIR_WEEKS) == 3
 
 
 def test_a_week_before_any_bar_gives_no_rows(market):
