@@ -45,6 +45,8 @@ def _global_options(
     debug: Annotated[bool, typer.Option("--debug", help="on an error, show the traceback instead of one line")] = False,
 ) -> None:
     """Quarry: versioned, contract-checked market data assets on Prefect."""
+    if ctx.invoked_subcommand == "materialize":
+        return  # it applies them when it starts a flow: a run with nothing to do never imports Prefect
     from prefect.settings import temporary_settings
 
     from pipelines.settings import prefect_overrides
@@ -132,6 +134,7 @@ def _run_flow(selection, exclude, start, end, full_refresh, estimates: dict[str,
 
     from pipelines.flows import RunNotClean, materialize_flow, task_runner
     from pipelines.prefect_server import bind_temporary_server_to_this_process
+    from pipelines.settings import prefect_overrides
 
     bind_temporary_server_to_this_process()
 
@@ -153,7 +156,8 @@ def _run_flow(selection, exclude, start, end, full_refresh, estimates: dict[str,
 
     settings = Settings()
     startup = settings.prefect_startup_timeout_seconds
-    prefect_settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup}
+    prefect_settings = {**prefect_overrides(), PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup}
     sink = logger.add(advance, level="INFO", format="{message}")
     try:
         with progress, temporary_settings(prefect_settings):

@@ -1,4 +1,4 @@
-"""A run that only plans loads only what planning needs: no pandas, exchange-calendars, Pandera, requests or Alembic."""
+"""A run that only plans loads only what planning needs: no Prefect, pandas, exchange-calendars, Pandera, requests or Alembic."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from warehouse.ledger import upgrade
 pytestmark = pytest.mark.slow  # real quarry subprocesses
 
 #: Heavy libraries a no-op or planning run must not import (a build, a real source or a cold calendar cache may).
-NOT_FOR_PLANNING = ("pandas", "exchange_calendars", "pandera", "requests", "alembic")
+NOT_FOR_PLANNING = ("prefect", "pandas", "exchange_calendars", "pandera", "requests", "alembic")
 
 PROBE = """
 import json, sys
