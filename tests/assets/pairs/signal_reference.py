@@ -8,6 +8,29 @@ from datetime import date, datetime
 from assets.pairs.spreads import SignalParams
 
 
+def next_bar(state: str, held: int, z: float | None, params: SignalParams) -> tuple[str, str, int, int]:
+    """One bar of the documented rules: (signal, new state, bars_held shown, bars held carried on)."""
+    if state in ("long", "short"):
+        held += 1
+        if z is not None and ((state == "short" and z >= params.stop_z) or (state == "long" and z <= -params.stop_z)):
+            signal, state = "stop", "locked"
+        elif z is not None and ((state == "short" and z <= params.exit_z) or (state == "long" and z >= -params.exit_z)):
+            signal, state = "exit", "flat"
+        elif held >= params.max_holding_bars:
+            signal, state = "max_hold", "locked"
+        else:
+            signal = "hold"
+        return signal, state, held, held if state in ("long", "short") else 0
+    if state == "locked":
+        if z is not None and abs(z) < params.entry_z:
+            state = "flat"
+    elif z is not None and params.entry_z <= z < params.stop_z:
+        return "enter_short", "short", 0, held
+    elif z is not None and -params.stop_z < z <= -params.entry_z:
+        return "enter_long", "long", 0, held
+    return "none", state, 0, held
+
+
 def reference_pair_signals(
     rows: list[dict],
     sessions: list[date],
@@ -52,29 +75,7 @@ def reference_pair_signals(
             last_session = today
             z = row["zscore"]
             z = None if z is None or (isinstance(z, float) and math.isnan(z)) else z
-            if state in ("long", "short"):
-                held += 1
-                if z is not None and ((state == "short" and z >= params.stop_z) or (state == "long" and z <= -params.stop_z)):
-                    signal, state = "stop", "locked"
-                elif z is not None and ((state == "short" and z <= params.exit_z) or (state == "long" and z >= -params.exit_z)):
-                    signal, state = "exit", "flat"
-                elif held >= params.max_holding_bars:
-                    signal, state = "max_hold", "locked"
-                else:
-                    signal = "hold"
-                bars_held = held
-                if state not in ("long", "short"):
-                    held = 0
-            else:
-                signal = "none"
-                if state == "locked":
-                    if z is not None and abs(z) < params.entry_z:
-                        state = "flat"
-                elif z is not None and params.entry_z <= z < params.stop_z:
-                    signal, state = "enter_short", "short"
-                elif z is not None and -params.stop_z < z <= -params.entry_z:
-                    signal, state = "enter_long", "long"
-                bars_held = 0
+            signal, state, bars_held, held = next_bar(state, held, z, params)
             last_signal = signal
             out.append((pair_id, row["bar_ts"], position_of.get(state, 0), signal, bars_held, state == "locked"))
         if through is not None and last_session is not None and last_session < number[through]:

@@ -18,6 +18,7 @@ from assets.pairs.spreads import (
     pair_spreads,
     signal_state,
 )
+from tests.assets.pairs.signal_reference import next_bar
 
 START = datetime(2025, 3, 3, 14, tzinfo=UTC)
 
@@ -235,32 +236,7 @@ def reference_signals(
     """The documented rules, one bar at a time: (position, signal, bars_held, is_stop_locked) per bar."""
     rows = []
     for z in zscores:
-        if state in ("long", "short"):
-            held += 1
-            if z is not None and (
-                (state == "short" and z >= params.stop_z) or (state == "long" and z <= -params.stop_z)
-            ):
-                signal, state = "stop", "locked"
-            elif z is not None and (
-                (state == "short" and z <= params.exit_z) or (state == "long" and z >= -params.exit_z)
-            ):
-                signal, state = "exit", "flat"
-            elif held >= params.max_holding_bars:
-                signal, state = "max_hold", "locked"
-            else:
-                signal = "hold"
-            bars_held = held
-            held = held if state in ("long", "short") else 0
-        else:
-            signal = "none"
-            if state == "locked":
-                if z is not None and abs(z) < params.entry_z:
-                    state = "flat"
-            elif z is not None and params.entry_z <= z < params.stop_z:
-                signal, state = "enter_short", "short"
-            elif z is not None and -params.stop_z < z <= -params.entry_z:
-                signal, state = "enter_long", "long"
-            bars_held = 0
+        signal, state, bars_held, held = next_bar(state, held, z, params)
         position = {"long": 1, "short": -1}.get(state, 0)
         rows.append((position, signal, bars_held, state == "locked"))
     return rows
