@@ -19,7 +19,8 @@ START = np.datetime64("2020-01-02T14:00", "us")
 
 @dataclass(frozen=True)
 class SyntheticBook:
-    """Seeded inputs: AR(1) z-scores per pair, random-walk closes per symbol, one candidate row per pair."""
+    """Seeded inputs: AR(1) z-scores per pair with its legs, spread and hedge on every bar (as pair_spreads
+    publishes them), random-walk closes per symbol, one candidate row per pair."""
 
     spreads: pl.DataFrame
     bars_hourly: pl.DataFrame
@@ -60,8 +61,19 @@ def synthetic_book(n_pairs: int, n_bars: int, seed: int) -> SyntheticBook:
         }
     )
     pair_ids = (candidates["symbol_y"] + "/" + candidates["symbol_x"]).to_numpy()
+    hedge = candidates["hedge_ratio"].to_numpy()
+    spread = log_close[legs[:, 0]] - hedge[:, None] * log_close[legs[:, 1]]  # what pair_spreads would publish
     spreads = pl.DataFrame(
-        {"pair_id": np.repeat(pair_ids, n_bars), "bar_ts": np.tile(bar_ts, n_pairs), "zscore": zscore.ravel()}
+        {
+            "pair_id": np.repeat(pair_ids, n_bars),
+            "symbol_y": np.repeat(candidates["symbol_y"].to_numpy(), n_bars),
+            "symbol_x": np.repeat(candidates["symbol_x"].to_numpy(), n_bars),
+            "bar_ts": np.tile(bar_ts, n_pairs),
+            "spread": spread.ravel(),
+            "zscore": zscore.ravel(),
+            "hedge_ratio": np.repeat(hedge, n_bars),
+            "intercept": np.zeros(n_pairs * n_bars),
+        }
     ).with_columns(pl.col("bar_ts").dt.replace_time_zone("UTC"))
     return SyntheticBook(spreads=spreads, bars_hourly=bars_hourly, candidates=candidates)
 
@@ -154,7 +166,7 @@ def time_vectorized(book: SyntheticBook, signal_params: SignalParams, params: Ba
         started = time.perf_counter()
         signals = pair_signals(book.spreads, signal_params)
         signalled = time.perf_counter()
-        result = backtest_trades(signals, book.bars_hourly, book.candidates, params)
+        result = backtest_trades(signals, book.bars_hourly, params)
         timings.append((signalled - started, time.perf_counter() - signalled))
     return timings, signals, result
 
@@ -205,7 +217,7 @@ def main() -> None:
     args = parser.parse_args()
 
     signal_params = SignalParams()
-    params = BacktestParams()
+    params = BacktestParams(fill_lag_bars=0)  # the loop below fills at the signal bar's close
     book = synthetic_book(args.pairs, args.bars, args.seed)
     cells = args.pairs * args.bars
     print(f"book: {args.pairs} pairs x {args.bars} bars = {cells / 1e6:.1f} M bar-pairs, seed {args.seed}")
