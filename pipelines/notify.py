@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 import jinja2
+import sqlalchemy as sa
 from loguru import logger
 
 from assets.retrying import RetryPolicy
 from pipelines.settings import Settings, SmtpConfig, redactor
-from warehouse.ledger import LedgerConfig
+from warehouse.ledger import ALERT_STORE_HISTORY, LedgerConfig, upgrade
 
 AlertKind = Literal["trade", "risk", "failed-run", "health", "data"]
 Severity = Literal["info", "warning", "critical"]
@@ -288,32 +289,22 @@ def throttle_decision(
     return "send"
 
 
-ALERTS_DDL = (
-    """CREATE TABLE IF NOT EXISTS alerts (
-        alert_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT, severity TEXT, title TEXT, body TEXT,
-        dedup_key TEXT, details TEXT, created_at TEXT, delivery TEXT)""",
-    """CREATE TABLE IF NOT EXISTS alert_throttle (
-        dedup_key TEXT PRIMARY KEY, last_sent_at TEXT, held_back INTEGER NOT NULL DEFAULT 0)""",
-    "CREATE TABLE IF NOT EXISTS alert_sends (sent_at TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS alert_outbox (
-        dedup_key TEXT PRIMARY KEY, alert TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT, queued_at TEXT)""",
-    "CREATE TABLE IF NOT EXISTS reported_runs (flow_run_id TEXT PRIMARY KEY, reported_at TEXT NOT NULL)",
-)
-
-
 class AlertStore:
-    """A small SQLite file shared by every process: the throttle state, and alert rows where no ledger is given."""
+    """A small SQLite file shared by every process: the throttle state, and alert rows where no ledger is given.
+
+    Its tables are made and changed by the numbered migrations in `warehouse/migrations/alert_store/`.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")  # concurrent flows read the throttle while one writes
-            for ddl in ALERTS_DDL:
-                con.execute(ddl)
-            columns = {row[1] for row in con.execute("PRAGMA table_info(alert_throttle)")}
-            if "claimed_until" not in columns:  # stores made before sends were claimed
-                con.execute("ALTER TABLE alert_throttle ADD COLUMN claimed_until TEXT")
+        migrator = sa.create_engine(sa.URL.create("sqlite", database=str(self.path)), connect_args={"timeout": 30})
+        try:
+            upgrade(migrator, history=ALERT_STORE_HISTORY)
+        finally:
+            migrator.dispose()
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30, isolation_level=None)

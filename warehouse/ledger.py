@@ -16,10 +16,15 @@ from sqlalchemy.engine import Engine
 
 __all__ = [
     "ACTIVE_ORDER_STATUSES",
+    "ALERT_STORE_HISTORY",
+    "LEDGER_HISTORY",
     "Ledger",
     "LedgerConfig",
+    "MigrationHistory",
+    "PAPER_BOOK_HISTORY",
     "TERMINAL_ORDER_STATUSES",
     "ledger_engine",
+    "schema_revisions",
     "upgrade",
 ]
 
@@ -167,6 +172,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+@dataclass(frozen=True)
+class MigrationHistory:
+    """One SQL store's numbered Alembic scripts and the table in that store recording which have run.
+
+    Every store shares `migrations/env.py`; each keeps its scripts in its own folder and its
+    revision in its own table, so two stores on one database never mistake each other's history.
+    """
+
+    versions: Path
+    version_table: str = "alembic_version"
+
+
+LEDGER_HISTORY = MigrationHistory(MIGRATIONS / "versions")
+#: The paper broker's book (`pipelines/trading/brokers/paper.py`).
+PAPER_BOOK_HISTORY = MigrationHistory(MIGRATIONS / "paper_book", "paper_book_version")
+#: The alert store's throttle, outbox and alert rows (`pipelines/notify.py`).
+ALERT_STORE_HISTORY = MigrationHistory(MIGRATIONS / "alert_store", "alert_store_version")
+
+
 #: PostgreSQL advisory-lock keys (any fixed 64-bit numbers no other application on the database uses).
 MIGRATION_LOCK_KEY = 0x71_75_61_72_72_79_6D  # "quarrym"
 EXCLUSIVE_LOCK_NAMESPACE = 0x7175
@@ -201,10 +225,10 @@ def _heads(config) -> set[str]:
     return set(ScriptDirectory.from_config(config).get_heads())
 
 
-def _current(connection) -> set[str]:
+def _current(connection, version_table: str = "alembic_version") -> set[str]:
     from alembic.runtime.migration import MigrationContext
 
-    return set(MigrationContext.configure(connection).get_current_heads())
+    return set(MigrationContext.configure(connection, opts={"version_table": version_table}).get_current_heads())
 
 
 def _script_heads(versions: Path) -> frozenset[str]:
@@ -229,39 +253,47 @@ def _script_heads(versions: Path) -> frozenset[str]:
     return frozenset(revisions - replaced)
 
 
-def _recorded_revisions(engine: Engine) -> frozenset[str] | None:
-    """The revisions in the ledger's `alembic_version` table; None when it has none yet (a new ledger)."""
+def _recorded_revisions(engine: Engine, version_table: str = "alembic_version") -> frozenset[str] | None:
+    """The revisions in a store's version table; None when it has none yet (a new store, or one made before migrations)."""
     try:
         with engine.connect() as connection:
-            return frozenset(row[0] for row in connection.execute(sa.text("SELECT version_num FROM alembic_version")))
+            return frozenset(row[0] for row in connection.execute(sa.text(f"SELECT version_num FROM {version_table}")))
     except sa.exc.DBAPIError:
         return None
 
 
-def upgrade(engine: Engine, revision: str = "head") -> bool:
-    """Apply the ledger's Alembic migrations up to `revision`, once per database; True when any step ran.
+def schema_revisions(engine: Engine, history: MigrationHistory = LEDGER_HISTORY) -> frozenset[str] | None:
+    """The Alembic revisions this store records: its schema version, None before its first upgrade."""
+    return _recorded_revisions(engine, history.version_table)
 
-    Two processes opening a new ledger at once must not both create its tables: the
-    upgrade runs under a file lock beside a SQLite ledger or a PostgreSQL advisory lock
+
+def upgrade(engine: Engine, revision: str = "head", history: MigrationHistory = LEDGER_HISTORY) -> bool:
+    """Apply a store's Alembic migrations (the ledger's unless told) up to `revision`, once per database; True when any step ran.
+
+    Two processes opening a new store at once must not both create its tables: the
+    upgrade runs under a file lock beside a SQLite file or a PostgreSQL advisory lock
     (held by the migrating transaction), and re-reads the revision once it holds the lock.
     """
-    if revision == "head" and _recorded_revisions(engine) == _script_heads(MIGRATIONS / "versions"):
+    if revision == "head" and _recorded_revisions(engine, history.version_table) == _script_heads(history.versions):
         return False  # at head already, the answer of every run that finds nothing to migrate, without Alembic
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")  # a folder's path may hold spaces
+    config.set_main_option("version_locations", str(history.versions))
+    config.attributes["version_table"] = history.version_table
     target = _heads(config) if revision == "head" else {revision}
     with engine.connect() as connection:
-        if _current(connection) == target:
+        if _current(connection, history.version_table) == target:
             return False
     sqlite_file = _sqlite_file(engine)
     lock = _file_lock(sqlite_file.with_name(sqlite_file.name + ".migrate.lock")) if sqlite_file else nullcontext(True)
     with lock, engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        if _current(connection) == target:
+        if _current(connection, history.version_table) == target:
             return False
         config.attributes["connection"] = connection
         command.upgrade(config, revision)

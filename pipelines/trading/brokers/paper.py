@@ -16,8 +16,10 @@ from pipelines.trading.brokers.base import (
     BrokerAccount, BrokerOrder, BrokerPosition, MarketClock, OrderRejected, OrderRequest, Quote, Side,
     apply_fill,
 )
-from warehouse.ledger import UtcDateTime
+from warehouse.ledger import PAPER_BOOK_HISTORY, UtcDateTime, upgrade
 
+#: The book's shape as the code reads it; its schema is made and changed by the numbered
+#: migrations in `warehouse/migrations/paper_book/`.
 _paper_metadata = sa.MetaData()
 paper_orders = sa.Table(
     "paper_orders", _paper_metadata,
@@ -35,12 +37,12 @@ paper_orders = sa.Table(
 
 
 def paper_engine(url: str) -> sa.Engine:
-    """The paper broker's own database, apart from the ledger it is reconciled against."""
+    """The paper broker's own database, apart from the ledger it is reconciled against, migrated to this code's schema."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(parsed)
-    _paper_metadata.create_all(engine)
+    upgrade(engine, history=PAPER_BOOK_HISTORY)
     return engine
 
 
