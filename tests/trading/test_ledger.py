@@ -102,3 +102,23 @@ def test_the_migration_scripts_heads_match_alembics_and_a_current_ledger_needs_n
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert probe.stdout.split() == ["False", "False"], probe.stderr[-2000:]
+
+
+def test_a_paper_book_made_by_create_all_in_the_ledgers_database_keeps_its_own_history(ledger):
+    """On SQLite and PostgreSQL a book sharing the ledger's database is adopted in place, and each store's
+    version table holds only its own revision."""
+    from pipelines.trading.brokers import paper_orders
+    from warehouse.ledger import PAPER_BOOK_HISTORY, schema_revisions
+
+    paper_orders.metadata.create_all(ledger.engine)  # how the paper broker made its book before migrations
+    with ledger.engine.begin() as connection:
+        connection.execute(paper_orders.insert().values(
+            client_order_id="old-1", symbol="KO", side="buy", qty=5.0, filled_qty=5.0, avg_fill_px=60.0,
+            status="filled", reason=None, submitted_at=datetime(2025, 9, 4, 14, tzinfo=timezone.utc)))
+    assert upgrade(ledger.engine, history=PAPER_BOOK_HISTORY) is True
+    assert upgrade(ledger.engine, history=PAPER_BOOK_HISTORY) is False
+    assert schema_revisions(ledger.engine, PAPER_BOOK_HISTORY) == {"0001_paper_book"}
+    assert schema_revisions(ledger.engine) == tables._script_heads(tables.LEDGER_HISTORY.versions)
+    assert upgrade(ledger.engine) is False  # the ledger is still at its head
+    with ledger.engine.connect() as connection:
+        assert connection.execute(sa.select(paper_orders.c.client_order_id)).scalars().all() == ["old-1"]
