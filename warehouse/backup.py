@@ -8,6 +8,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -236,12 +239,15 @@ def backup(
     return result
 
 
-def pg_command_args(conninfo: str) -> tuple[str, dict[str, str]]:
-    """A libpq address without its password, and the environment that carries the password instead.
+@contextmanager
+def libpq_address(conninfo: str) -> Iterator[str]:
+    """A libpq address without its password, which waits instead in a password file of this process's own.
 
     A process's arguments are readable by every user of the machine (`ps`, /proc/PID/cmdline),
-    so `pg_dump` and `pg_restore` get the password as `PGPASSWORD`, never in `--dbname`.
-    Both libpq forms are accepted: `postgresql://user:secret@host/db` and `host=… password=…`.
+    so `pg_dump` and `pg_restore` get the password from a `passfile` (mode 0600, in a private
+    temporary directory, deleted when the command is done), never in `--dbname`; the command
+    inherits this process's environment unchanged. Both libpq forms are accepted:
+    `postgresql://user:secret@host/db` and `host=… password=…`.
     """
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -250,18 +256,26 @@ def pg_command_args(conninfo: str) -> tuple[str, dict[str, str]]:
     except Exception as error:
         raise BackupError(redact(f"not a PostgreSQL address: {conninfo!r} ({error})")) from None
     password = params.pop("password", None)
-    env = {**os.environ, "PGPASSWORD": str(password)} if password else dict(os.environ)
-    return make_conninfo(**params), env
+    if not password:
+        yield make_conninfo(**params)
+        return
+    with tempfile.TemporaryDirectory(prefix="quarry-pgpass-") as private:
+        passfile = Path(private) / "pgpass"
+        passfile.touch(mode=0o600)
+        escaped = str(password).replace("\\", "\\\\").replace(":", "\\:")
+        passfile.write_text(f"*:*:*:*:{escaped}\n")
+        yield make_conninfo(**params, passfile=str(passfile))
 
 
 def _pg_run(program: str, arguments: list[str], conninfo: str) -> None:
-    dbname, env = pg_command_args(conninfo)
-    try:
-        completed = subprocess.run([program, f"--dbname={dbname}", *arguments], capture_output=True, text=True, env=env)
-    except FileNotFoundError:
-        raise BackupError(f"{program} is not installed (a PostgreSQL database is backed up with it)") from None
+    with libpq_address(conninfo) as address:
+        try:
+            completed = subprocess.run([program, f"--dbname={address}", *arguments], capture_output=True, text=True)
+        except FileNotFoundError:
+            raise BackupError(f"{program} is not installed (a PostgreSQL database is backed up with it)") from None
     if completed.returncode:
-        raise BackupError(redact(f"{program} failed ({completed.returncode}): {completed.stderr.strip()}"))
+        reason = " ".join(completed.stderr.split())  # one line: libpq adds where the password came from
+        raise BackupError(redact(f"{program} failed ({completed.returncode}): {reason}"))
 
 
 def _pg_dump(conninfo: str, target: Path) -> None:

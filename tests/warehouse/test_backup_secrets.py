@@ -1,6 +1,6 @@
 """A PostgreSQL ledger behind a password is backed up and restored with the password out of every process's
 arguments: pg_dump and pg_restore (the real programs, on a PostgreSQL cluster of the test's own that asks for
-scram-sha-256 passwords over TCP) get it through PGPASSWORD, and a wrong password fails with nothing leaked.
+scram-sha-256 passwords over TCP) get it from a private password file, and a wrong password fails with nothing leaked.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from warehouse.backup import BackupError, pg_command_args, restore
+from warehouse.backup import BackupError, libpq_address, restore
 from warehouse.ledger import Ledger, upgrade
 
 PASSWORD = "Desk-s3cret-9f2c"
@@ -74,20 +75,31 @@ def password_cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
+#: What a shim writes down before it runs the real program: its arguments, whether PGPASSWORD was set, and
+#: whether the password file its --dbname names exists, is readable by its owner only and holds the password.
+RECORDER = f"""
+import json, os, stat, sys
+from psycopg.conninfo import conninfo_to_dict
+dbname = next((a[len("--dbname="):] for a in sys.argv[3:] if a.startswith("--dbname=")), "")
+passfile = conninfo_to_dict(dbname).get("passfile")
+private = bool(passfile) and os.path.exists(passfile) and not stat.S_IMODE(os.stat(passfile).st_mode) & 0o077
+holds = private and open(passfile).read().rstrip().endswith({PASSWORD!r})
+with open(sys.argv[1], "a") as log:
+    log.write(json.dumps({{"argv": sys.argv[2:], "pgpassword_set": "PGPASSWORD" in os.environ,
+                           "passfile": passfile, "passfile_private": private, "passfile_holds_password": holds}}) + "\\n")
+"""
+
+
 @pytest.fixture
 def recorded_argv(tmp_path, monkeypatch) -> Path:
     """pg_dump and pg_restore on PATH are the real programs behind a shim that records the arguments they got."""
     log, shims = tmp_path / "argv.jsonl", tmp_path / "shims"
     shims.mkdir()
+    recorder = shims / "record.py"
+    recorder.write_text(RECORDER)
     for program in ("pg_dump", "pg_restore"):
         shim = shims / program
-        shim.write_text(
-            "#!/bin/sh\n"
-            f"{sys.executable} -c 'import json, os, sys; open(sys.argv[1], \"a\").write(json.dumps("
-            "{\"argv\": sys.argv[2:], \"pgpassword_set\": \"PGPASSWORD\" in os.environ}) + \"\\n\")' "
-            f"{log} \"$0\" \"$@\"\n"
-            f"exec {_pg_bin(program)} \"$@\"\n"
-        )
+        shim.write_text(f"#!/bin/sh\n{sys.executable} {recorder} {log} \"$0\" \"$@\"\nexec {_pg_bin(program)} \"$@\"\n")
         shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("PGPASSWORD", raising=False)
@@ -100,7 +112,7 @@ def _url(port: int, database: str, password: str = PASSWORD) -> str:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_the_password_reaches_pg_dump_and_pg_restore_only_through_the_environment(
+def test_the_password_reaches_pg_dump_and_pg_restore_only_through_a_private_password_file(
     lake, tmp_path, monkeypatch, password_cluster, recorded_argv,
 ):
     from pipelines.maintenance import take_backup
@@ -128,7 +140,9 @@ def test_the_password_reaches_pg_dump_and_pg_restore_only_through_the_environmen
     assert [Path(c["argv"][0]).name for c in calls] == ["pg_dump", "pg_restore"]
     for call in calls:
         assert not any(PASSWORD in argument for argument in call["argv"]), call["argv"]
-        assert any(a.startswith("--dbname=") and "desk" in a for a in call["argv"]) and call["pgpassword_set"]
+        assert any(a.startswith("--dbname=") and "desk" in a for a in call["argv"]) and not call["pgpassword_set"]
+        assert call["passfile_private"] and call["passfile_holds_password"], call
+        assert not Path(call["passfile"]).exists()  # gone once the command is done
     assert PASSWORD not in (taken.path / "manifest.json").read_text()
 
 
@@ -147,7 +161,7 @@ def test_a_wrong_password_fails_in_one_line_without_showing_it(lake, tmp_path, m
         take_backup(Settings())
     assert wrong not in str(failure.value) and "\n" not in str(failure.value).strip()
     [call] = [json.loads(line) for line in recorded_argv.read_text().splitlines()]
-    assert not any(wrong in argument for argument in call["argv"]) and call["pgpassword_set"]
+    assert not any(wrong in argument for argument in call["argv"]) and call["passfile_private"]
     assert not list((tmp_path / "backups").iterdir())  # nothing half-written under a final name
 
 
@@ -196,19 +210,29 @@ def test_a_team_lake_behind_a_password_restores_with_pgpassword_and_prints_no_pa
 @pytest.mark.parametrize("conninfo", [
     f"postgresql://desk:{PASSWORD}@127.0.0.1:5432/ledger?sslmode=disable",
     f"host=127.0.0.1 port=5432 dbname=ledger user=desk password='{PASSWORD}'",
+    "host=127.0.0.1 dbname=ledger user=desk password='with:colon\\\\and back\\\\slash'",
 ])
-def test_both_libpq_address_forms_lose_their_password_to_the_environment(conninfo):
-    dbname, env = pg_command_args(conninfo)
-    assert PASSWORD not in dbname and "user=desk" in dbname and "dbname=ledger" in dbname
-    assert env["PGPASSWORD"] == PASSWORD
-
-
-def test_an_address_without_a_password_passes_the_environment_as_it_is(monkeypatch):
-    monkeypatch.delenv("PGPASSWORD", raising=False)
-    dbname, env = pg_command_args("host=127.0.0.1 dbname=ledger user=desk")
+def test_both_libpq_address_forms_lose_their_password_to_a_private_file_gone_afterwards(conninfo):
     from psycopg.conninfo import conninfo_to_dict
 
-    assert "PGPASSWORD" not in env
-    assert conninfo_to_dict(dbname) == {"host": "127.0.0.1", "dbname": "ledger", "user": "desk"}
+    password = conninfo_to_dict(conninfo)["password"]
+    with libpq_address(conninfo) as address:
+        params = conninfo_to_dict(address)
+        passfile = Path(params.pop("passfile"))
+        assert password not in address and params["user"] == "desk" and params["dbname"] == "ledger"
+        assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
+        [line] = passfile.read_text().splitlines()
+        # the pgpass format: host:port:database:user:password, backslash escaping ':' and '\\'
+        fields = re.split(r"(?<!\\):", line)
+        assert fields[:4] == ["*"] * 4 and re.sub(r"\\(.)", r"\1", fields[4]) == password
+    assert not passfile.exists() and not passfile.parent.exists()
+
+
+def test_an_address_without_a_password_gets_no_password_file():
+    from psycopg.conninfo import conninfo_to_dict
+
+    with libpq_address("host=127.0.0.1 dbname=ledger user=desk") as address:
+        assert conninfo_to_dict(address) == {"host": "127.0.0.1", "dbname": "ledger", "user": "desk"}
     with pytest.raises(BackupError, match="not a PostgreSQL address"):
-        pg_command_args("host=127.0.0.1 dbname='unterminated")
+        with libpq_address("host=127.0.0.1 dbname='unterminated"):
+            pass
