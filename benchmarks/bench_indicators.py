@@ -83,8 +83,8 @@ def pandas_symbol_indicators(group: pd.DataFrame, params: IndicatorParams) -> pd
     group["bb_lower_px"] = middle - params.bb_num_std * deviation
     high, low = group["high_px"], group["low_px"]
     true_range = pd.concat([high - low, (high - previous).abs(), (low - previous).abs()], axis=1).max(axis=1)
-    group["atr"] = true_range.ewm(alpha=1 / params.atr_period, adjust=False).mean()
-    group["volatility"] = group["log_return"].rolling(params.volatility_window).std()
+    group["atr_px"] = true_range.ewm(alpha=1 / params.atr_period, adjust=False).mean()
+    group["volatility_pct"] = group["log_return"].rolling(params.volatility_window).std()
     return group
 
 

@@ -36,14 +36,14 @@ INDICATOR_SCHEMA = pl.Schema(
         "bb_upper_px": pl.Float64,
         "bb_middle_px": pl.Float64,
         "bb_lower_px": pl.Float64,
-        "atr": pl.Float64,
-        "volatility": pl.Float64,
+        "atr_px": pl.Float64,
+        "volatility_pct": pl.Float64,
     }
 )
 
 _PRICE_COLUMNS = {"close": "close_px", "high": "high_px", "low": "low_px"}
 _VALUE_COLUMNS = tuple(INDICATOR_SCHEMA)[3:]
-_RECURSIVE_COLUMNS = ("ema", "rsi", "macd_line", "macd_signal", "macd_hist", "atr")
+_RECURSIVE_COLUMNS = ("ema", "rsi", "macd_line", "macd_signal", "macd_hist", "atr_px")
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,8 @@ def first_valid_bar(params: IndicatorParams = IndicatorParams()) -> dict[str, in
         "bb_upper_px": params.bb_period - 1,
         "bb_middle_px": params.bb_period - 1,
         "bb_lower_px": params.bb_period - 1,
-        "atr": params.atr_period,
-        "volatility": params.volatility_window,
+        "atr_px": params.atr_period,
+        "volatility_pct": params.volatility_window,
     }
 
 
@@ -114,7 +114,7 @@ def compute_indicators(
     """One row per symbol and bar_ts of `bars`, ordered by both, with every indicator column.
 
     return_pct is the simple return as a fraction (0.01 is one percent) and log_return its natural
-    log. volatility is the sample (ddof=1) standard deviation of log returns over the window, per
+    log. volatility_pct is the sample (ddof=1) standard deviation of log returns over the window, per
     bar, not annualized. The rest follow TA-Lib: SMA; EMA seeded with the SMA of its first n closes;
     RSI with Wilder's smoothing seeded by the mean of the first n gains and losses (0 while prices
     have not moved); MACD as talib.MACD, whose fast EMA starts late so that both EMAs begin on the
@@ -279,7 +279,7 @@ def _talib_segment(
         "macd_line": macd_line,
         "macd_signal": macd_signal,
         "macd_hist": macd_hist,
-        "atr": talib.ATR(high, low, close, params.atr_period),
+        "atr_px": talib.ATR(high, low, close, params.atr_period),
     }
 
 
@@ -303,7 +303,7 @@ def _window_columns(runs: _Runs, params: IndicatorParams) -> dict[str, np.ndarra
     return {
         "sma": sma, "bb_upper_px": middle + params.bb_num_std * deviation, "bb_middle_px": middle,
         "bb_lower_px": middle - params.bb_num_std * deviation,
-        "return_pct": return_pct, "log_return": log_return, "volatility": volatility,
+        "return_pct": return_pct, "log_return": log_return, "volatility_pct": volatility,
     }
 
 

@@ -40,8 +40,8 @@ class _Indicators(pa.DataFrameModel):
     bb_upper_px: float = pa.Field(nullable=True)
     bb_middle_px: float = pa.Field(nullable=True)
     bb_lower_px: float = pa.Field(nullable=True)
-    atr: float = pa.Field(nullable=True, ge=0)
-    volatility: float = pa.Field(nullable=True, ge=0)
+    atr_px: float = pa.Field(nullable=True, ge=0)
+    volatility_pct: float = pa.Field(nullable=True, ge=0)
 
     @pa.dataframe_check(error="Bollinger bands are ordered: lower <= middle <= upper")
     def bands_ordered(cls, data: PolarsData) -> pl.LazyFrame:

@@ -91,7 +91,7 @@ def test_indicators_built_day_by_day_match_talib_over_the_whole_history(built):
         b = bars.filter(pl.col("symbol") == symbol)
         close, high, low = (b[c].to_numpy() for c in ("close_px", "high_px", "low_px"))
         expected = {
-            "ema": talib.EMA(close, 20), "rsi": talib.RSI(close, 14), "atr": talib.ATR(high, low, close, 14),
+            "ema": talib.EMA(close, 20), "rsi": talib.RSI(close, 14), "atr_px": talib.ATR(high, low, close, 14),
             "macd_signal": talib.MACD(close, 12, 26, 9)[1], "bb_upper_px": talib.BBANDS(close, 20, 2.0, 2.0, 0)[0],
         }
         for column, reference in expected.items():

@@ -256,3 +256,39 @@ def test_a_schema_three_warehouse_gets_asset_metadata_from_its_latest_definition
     assert prices.freshness == timedelta(days=4) and prices.code_version == "c1"
     assert listing.partitions == "none" and not listing.is_partitioned and listing.partition_column is None
     assert listing.grain == ("symbol",) and listing.freshness is None and listing.contract_columns == ()
+
+
+def write_schema_four_warehouse_with_unitless_indicators(catalog: str, data_path: str) -> None:
+    """A warehouse at schema version 4 whose indicator tables still name `atr` and `volatility` without units."""
+    con = _attached(catalog, data_path)
+    for step in steps()[:4]:
+        step.migrate(con)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS lake.quarry.schema_version (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, ?, ?)", [step.number, step.name, WRITTEN_AT])
+    for schema, rows in (("main", "('KO', 1.25, 0.011, 'all'), ('PEP', 2.5, 0.02, 'all')"), ("quarantine", "('XX', -1.0, 0.5, 'all')")):
+        con.execute(
+            f"CREATE TABLE lake.{schema}.indicators_daily (symbol VARCHAR, atr DOUBLE, volatility DOUBLE, partition_key VARCHAR)"
+        )
+        con.execute(f"INSERT INTO lake.{schema}.indicators_daily VALUES {rows}")
+    columns = json.dumps([{"name": name, "dtype": "Float64", "nullable": True} for name in ("atr", "volatility", "atrium")])
+    con.execute(
+        "INSERT INTO lake.quarry.asset_metadata (asset, code_version, grain, partitions, contract, contract_columns, recorded_at) "
+        "VALUES ('indicators_daily', 'c1', ['symbol'], 'none', 'IndicatorsDaily', ?, ?)",
+        [columns, WRITTEN_AT],
+    )
+    con.close()
+
+
+def test_unitless_indicator_columns_are_renamed_in_place_with_their_rows(address):
+    catalog, data_path = address
+    write_schema_four_warehouse_with_unitless_indicators(catalog, data_path)
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        published = warehouse.query("SELECT symbol, atr_px, volatility_pct FROM lake.main.indicators_daily ORDER BY symbol")
+        quarantined = warehouse.query("SELECT symbol, atr_px, volatility_pct FROM lake.quarantine.indicators_daily")
+        recorded = warehouse.asset_metadata()["indicators_daily"]
+    assert published.rows() == [("KO", 1.25, 0.011), ("PEP", 2.5, 0.02)]
+    assert quarantined.rows() == [("XX", -1.0, 0.5)]
+    assert [c.name for c in recorded.contract_columns] == ["atr_px", "volatility_pct", "atrium"]

@@ -121,8 +121,8 @@ def talib_reference(bars: pl.DataFrame, params: IndicatorParams) -> pl.DataFrame
             "bb_upper_px": bands[0],
             "bb_middle_px": bands[1],
             "bb_lower_px": bands[2],
-            "atr": talib.ATR(high, low, close, params.atr_period),
-            "volatility": volatility,
+            "atr_px": talib.ATR(high, low, close, params.atr_period),
+            "volatility_pct": volatility,
         }
         frames.append(
             group.select(KEYS).with_columns(
@@ -164,7 +164,7 @@ def test_hand_traced_values() -> None:
         "sma": [None, None, 11.0, 34 / 3, 12.0, 38 / 3],
         "ema": [None, None, 11.0, 11.0, 12.0, 13.0],
         "rsi": [None, None, None, 200 / 3, 250 / 3, 2900 / 33],
-        "atr": [None, None, None, 2.0, 7 / 3, 20 / 9],
+        "atr_px": [None, None, None, 2.0, 7 / 3, 20 / 9],
         "return_pct": [None, 0.1, 1 / 11, -1 / 12, 2 / 11, 1 / 13],
     }
     for name, values in expected.items():
@@ -194,7 +194,7 @@ def test_constant_prices() -> None:
     assert_indicators_close(out, talib_reference(bars, IndicatorParams()))
     settled = out.slice(warmup_bars())
     assert settled["rsi"].to_list() == [0.0] * settled.height
-    for name in ("return_pct", "macd_line", "macd_hist", "atr", "volatility"):
+    for name in ("return_pct", "macd_line", "macd_hist", "atr_px", "volatility_pct"):
         assert settled[name].abs().max() == pytest.approx(0.0, abs=1e-12), name
     for name in ("sma", "ema", "bb_upper_px", "bb_middle_px", "bb_lower_px"):
         assert settled[name].to_list() == pytest.approx([50.0] * settled.height, rel=1e-12), name
