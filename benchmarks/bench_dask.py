@@ -76,8 +76,11 @@ def main() -> None:
         out = subprocess.run(
             [sys.executable, __file__, "--phase-workers", str(workers), "--start", args.start.isoformat(),
              "--end", args.end.isoformat()],
-            env=env, capture_output=True, text=True, check=True,
+            env=env, capture_output=True, text=True,
         )
+        if out.returncode:
+            tail = "\n".join((out.stdout + out.stderr).splitlines()[-40:])
+            sys.exit(f"the {workers}-worker backfill failed (exit status {out.returncode}); its last lines:\n{tail}")
         results[workers] = json.loads(out.stdout.strip().splitlines()[-1])
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
