@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import duckdb
 import polars as pl
 
 from warehouse.lake import LAKE, Warehouse, WarehouseError
@@ -96,12 +97,41 @@ def schema_change(before: pl.Schema, after: pl.Schema) -> SchemaChange:
     )
 
 
+def grain_key_sql(row_json: str, grain: str) -> str:
+    """A row's grain key as the diff matches rows: the grain's values as text, in grain order."""
+    return f"""list_transform({grain}, k -> json_extract_string({row_json}, '$."' || k || '"'))"""
+
+
+def row_diff_sql(before: str, after: str, grain: str) -> str:
+    """The one row diff, in DuckDB SQL: the `version_diff` macro runs it over two versions, `diff_rows` over two frames.
+
+    One row per grain key that differs: change (added/removed/changed), key (the grain's
+    values as text) and, for a changed key, the columns whose values differ. Rows compare
+    as JSON, so values compare exactly, nulls equal nulls and NaN equals NaN. Each side's
+    rows take an alias no column is likely to have, so a column cannot shadow the row.
+    """
+    return f"""WITH grain AS (SELECT {grain} AS grain),
+           before AS (SELECT to_json(before_row) AS row_json FROM {before} before_row),
+           after AS (SELECT to_json(after_row) AS row_json FROM {after} after_row),
+           keyed_before AS (SELECT {grain_key_sql("row_json", "g.grain")} AS key, row_json FROM before, grain g),
+           keyed_after AS (SELECT {grain_key_sql("row_json", "g.grain")} AS key, row_json FROM after, grain g)
+           SELECT CASE WHEN b.key IS NULL THEN 'added' WHEN a.key IS NULL THEN 'removed' ELSE 'changed' END AS change,
+                  coalesce(a.key, b.key) AS key,
+                  CASE WHEN a.key IS NOT NULL AND b.key IS NOT NULL THEN list_filter(
+                      list_distinct(list_concat(json_keys(b.row_json), json_keys(a.row_json))),
+                      k -> k <> 'partition_key' AND json_extract(b.row_json, '$."' || k || '"')
+                           IS DISTINCT FROM json_extract(a.row_json, '$."' || k || '"')) END AS changed_columns
+           FROM keyed_before b FULL OUTER JOIN keyed_after a ON a.key = b.key
+           WHERE a.key IS NULL OR b.key IS NULL OR a.row_json <> b.row_json"""
+
+
 def diff_rows(before: pl.DataFrame, after: pl.DataFrame, key: tuple[str, ...]) -> RowDiff:
     """Match rows by `key` and count, per column both sides share, the rows whose value differs.
 
-    Values compare exactly (a float that moved in the last bit has changed); nulls equal
-    nulls and NaN equals NaN. An empty key treats each side as one row. Columns whose type
-    changed compare as text.
+    The matching is `row_diff_sql`, the SQL of the `version_diff` macro, run over the
+    columns both sides share; this returns the typed rows it names. Values compare exactly
+    (a float that moved in the last bit has changed); nulls equal nulls and NaN equals NaN.
+    An empty key treats each side as one row. Columns whose type changed compare as text.
     """
     if not key:
         before, after = before.with_columns(pl.lit(1).alias(WHOLE_TABLE_KEY)), after.with_columns(pl.lit(1).alias(WHOLE_TABLE_KEY))
@@ -117,19 +147,20 @@ def diff_rows(before: pl.DataFrame, after: pl.DataFrame, key: tuple[str, ...]) -
     retyped = {c for c in shared if before.schema[c] != after.schema[c]}
     left = before.select(*key, *(pl.col(c).cast(pl.String) if c in retyped else pl.col(c) for c in shared))
     right = after.select(*key, *(pl.col(c).cast(pl.String) if c in retyped else pl.col(c) for c in shared))
-    joined = left.with_columns(__in_before=pl.lit(True)).join(
-        right.with_columns(__in_after=pl.lit(True)), on=list(key), how="full", suffix="__after",
-        coalesce=True, nulls_equal=True,
+    found, before_keys, after_keys = _run_row_diff(left, right, key)
+    flags = (
+        after.select(key).with_columns(key_text=after_keys)
+        .join(found.filter(pl.col("change") == "changed").select("key_text", "changed_columns"),
+              on="key_text", how="inner", maintain_order="left")
+        .select(*key, *(pl.col("changed_columns").list.contains(c).alias(c) for c in shared))
     )
-    both = joined.filter(pl.col("__in_before") & pl.col("__in_after"))
-    flags = both.select(*key, *(_differs(c, both.schema[c]).alias(c) for c in shared))
     column_changes = {c: int(flags[c].sum()) for c in shared}
-    changed = flags.filter(pl.any_horizontal(shared) if shared else pl.lit(False)).select(
+    changed = flags.select(
         *key, changed_columns=pl.concat_list(pl.when(pl.col(c)).then(pl.lit(c)) for c in shared).list.drop_nulls()
         if shared else pl.lit([], dtype=pl.List(pl.String)),
     )
-    added = after.join(before.select(key), on=list(key), how="anti", nulls_equal=True)
-    removed = before.join(after.select(key), on=list(key), how="anti", nulls_equal=True)
+    added = after.filter(after_keys.is_in(found.filter(pl.col("change") == "added")["key_text"].implode()))
+    removed = before.filter(before_keys.is_in(found.filter(pl.col("change") == "removed")["key_text"].implode()))
     drop = [WHOLE_TABLE_KEY] if WHOLE_TABLE_KEY in key else []
     return RowDiff(
         key=tuple(k for k in key if k != WHOLE_TABLE_KEY), before_rows=before.height, after_rows=after.height,
@@ -138,12 +169,27 @@ def diff_rows(before: pl.DataFrame, after: pl.DataFrame, key: tuple[str, ...]) -
     )
 
 
-def _differs(column: str, dtype: pl.DataType) -> pl.Expr:
-    before, after = pl.col(column), pl.col(f"{column}__after")
-    differs = before.ne_missing(after)
-    if dtype.is_float():
-        differs = differs & ~(before.is_nan() & after.is_nan()).fill_null(False)
-    return differs
+def _run_row_diff(
+    before: pl.DataFrame, after: pl.DataFrame, key: tuple[str, ...]
+) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """`row_diff_sql` over two frames in a DuckDB of its own, and each side's grain key as JSON text, row for row."""
+    grain = "[" + ", ".join("'" + k.replace("'", "''") + "'" for k in key) + "]"
+    con = duckdb.connect()
+    try:
+        con.register("before_side", before)
+        con.register("after_side", after)
+        found = con.sql(
+            "SELECT change, to_json(key)::VARCHAR AS key_text, changed_columns "
+            f"FROM ({row_diff_sql('before_side', 'after_side', grain)})"
+        ).pl()
+        before_keys, after_keys = (
+            con.sql(f"SELECT to_json({grain_key_sql('to_json(side_row)', grain)})::VARCHAR AS key_text "
+                    f"FROM {side} side_row").pl()["key_text"]
+            for side in ("before_side", "after_side")
+        )
+    finally:
+        con.close()
+    return found, before_keys, after_keys
 
 
 def diff_frames(before: pl.DataFrame, after: pl.DataFrame, key: tuple[str, ...]) -> tuple[SchemaChange, RowDiff]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from warehouse.diff import row_diff_sql
 from warehouse.lake import LAKE, LATEST_ASSET_METADATA_SQL, WarehouseError, locate_version
 
 
@@ -188,24 +189,8 @@ SURFACE: tuple[SqlObject, ...] = (
         "version_diff", "table macro", "version_diff(asset_name, from_version, to_version)",
         "One row per grain key that differs between two versions: change (added/removed/changed), "
         "key (grain values as text, by the grain `to_version` was published under), changed_columns.",
-        """WITH grain AS (SELECT version_grain(asset_name, to_version) AS grain),
-           before AS (SELECT to_json(b) AS row_json FROM asset_at_version(asset_name, from_version) b),
-           after AS (SELECT to_json(a) AS row_json FROM asset_at_version(asset_name, to_version) a),
-           keyed_before AS (
-               SELECT list_transform(g.grain, k -> json_extract_string(row_json, '$."' || k || '"')) AS key, row_json
-               FROM before, grain g),
-           keyed_after AS (
-               SELECT list_transform(g.grain, k -> json_extract_string(row_json, '$."' || k || '"')) AS key, row_json
-               FROM after, grain g)
-           SELECT CASE WHEN b.key IS NULL THEN 'added' WHEN a.key IS NULL THEN 'removed' ELSE 'changed' END AS change,
-                  coalesce(a.key, b.key) AS key,
-                  CASE WHEN a.key IS NOT NULL AND b.key IS NOT NULL THEN list_filter(
-                      list_distinct(list_concat(json_keys(b.row_json), json_keys(a.row_json))),
-                      k -> k <> 'partition_key' AND json_extract(b.row_json, '$."' || k || '"')
-                           IS DISTINCT FROM json_extract(a.row_json, '$."' || k || '"')) END AS changed_columns
-           FROM keyed_before b FULL OUTER JOIN keyed_after a ON a.key = b.key
-           WHERE a.key IS NULL OR b.key IS NULL OR a.row_json <> b.row_json
-           ORDER BY change, key""",
+        row_diff_sql("asset_at_version(asset_name, from_version)", "asset_at_version(asset_name, to_version)",
+                     "version_grain(asset_name, to_version)") + " ORDER BY change, key",
     ),
 )
 

@@ -26,6 +26,15 @@ def test_rows_are_matched_by_key_and_changes_counted_per_column():
     assert found.column_changes == {"n": 1, "px": 1}
 
 
+def test_a_null_key_and_columns_named_like_sql_aliases_match_like_any_other():
+    """The SQL matcher names each side's row; a column called `b`, `a` or `s` must not stand in for it."""
+    before = pl.DataFrame({"s": [None, "A", "B"], "x": [1.0, None, float("nan")], "a": [1, 2, 3], "b": [1, 2, 3]})
+    after = pl.DataFrame({"s": [None, "A", "B"], "x": [2.0, None, float("nan")], "a": [1, 2, 3], "b": [1, 2, 4]})
+    found = diff_rows(before, after, ("s",))
+    assert found.changed.rows() == [(None, ["x"]), ("B", ["b"])]
+    assert found.column_changes == {"x": 1, "b": 1} and found.added.is_empty() and found.removed.is_empty()
+
+
 def test_schema_changes_and_an_empty_grain():
     before = pl.DataFrame({"sharpe": [1.0], "trades": [3]})
     after = pl.DataFrame({"sharpe": [1.5], "trades": [3.0], "sortino": [2.0]})
