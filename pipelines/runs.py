@@ -41,7 +41,7 @@ def _strategy_equity(warehouse: Warehouse, summary: RunSummary):
 
     book = strategy_returns(warehouse.read("backtest_equity"), BACKTEST_PARAMS["initial_capital"])
     metrics = warehouse.read("strategy_performance").to_dicts()
-    return book.select("bar_ts", "equity"), (metrics[0] if metrics else None)
+    return book.select("bar_ts", "equity_usd"), (metrics[0] if metrics else None)
 
 
 def _trade_analysis(warehouse: Warehouse, summary: RunSummary):

@@ -30,7 +30,7 @@ def build_report(
 ) -> Report:
     """Render what a run built, what failed which check and why, from the run summary and `quarry.check_results`.
 
-    When the run built the backtest, `equity` (one row per bar: equity) and the strategy's
+    When the run built the backtest, `equity` (one row per bar: `equity_usd`) and the strategy's
     `metrics` add a performance section with equity-curve and drawdown charts. The lineage
     of what ran is drawn from `graph`, the caller's graph (none drawn without one). `trade_analysis` (the
     asset's rows) adds where the strategy wins and loses, one table per dimension.
@@ -81,8 +81,8 @@ def metric_text(name: str, value: object) -> str:
 
 def _performance(equity: pl.DataFrame, metrics: dict | None) -> dict:
     """Metrics rows, then the equity curve and its drawdown over the bars' dates (the book's equity per bar)."""
-    book = equity.group_by("bar_ts").agg(pl.col("equity").sum()).sort("bar_ts") if "pair_id" in equity.columns else equity.sort("bar_ts")
-    when, curve = book["bar_ts"].to_list(), book["equity"].to_list()
+    book = equity.group_by("bar_ts").agg(pl.col("equity_usd").sum()).sort("bar_ts") if "pair_id" in equity.columns else equity.sort("bar_ts")
+    when, curve = book["bar_ts"].to_list(), book["equity_usd"].to_list()
     peak, drawdowns = float("-inf"), []
     for value in curve:
         peak = max(peak, value)

@@ -122,9 +122,9 @@ def strategy_returns(pair_returns: pl.DataFrame, initial_capital: float) -> pl.D
         pair_returns.group_by("bar_ts")
         .agg(pl.col("net_pnl").sum(), is_in_market=pl.col("is_in_market").any())
         .sort("bar_ts")
-        .with_columns(equity=initial_capital + pl.col("net_pnl").cum_sum())
-        .with_columns(return_pct=pl.col("net_pnl") / (pl.col("equity") - pl.col("net_pnl")))
-        .select("bar_ts", "net_pnl", "equity", "return_pct", "is_in_market")
+        .with_columns(equity_usd=initial_capital + pl.col("net_pnl").cum_sum())
+        .with_columns(return_pct=pl.col("net_pnl") / (pl.col("equity_usd") - pl.col("net_pnl")))
+        .select("bar_ts", "net_pnl", "equity_usd", "return_pct", "is_in_market")
     )
 
 

@@ -208,7 +208,7 @@ def backtest_trades(signals: pl.DataFrame, bars_hourly: pl.DataFrame, params: Ba
             "weight_pct": weight,
             "entry_notional": notional,
             "gross_pnl": gross_pnl,
-            "cost": entry_cost + exit_cost,
+            "cost_usd": entry_cost + exit_cost,
             "net_pnl": gross_pnl - entry_cost - exit_cost,
             "return_pct": unit_return,
             "bars_held": (close_row - entry_row).astype(np.int32),
@@ -373,7 +373,7 @@ def _bar_returns(
             "position": position,
             "is_in_market": held_trade >= 0,
             "net_pnl": net_pnl,
-            "equity": equity,
+            "equity_usd": equity,
             "return_pct": return_pct,
         }
     )

@@ -35,7 +35,7 @@ class BacktestTrades(pa.DataFrameModel):
     weight_pct: float = pa.Field(ge=0)
     entry_notional: float = pa.Field(ge=0)
     gross_pnl: float = pa.Field()
-    cost: float = pa.Field(ge=0)
+    cost_usd: float = pa.Field(ge=0)
     net_pnl: float = pa.Field()
     return_pct: float = pa.Field()
     bars_held: pl.Int32 = pa.Field(ge=0)
@@ -83,7 +83,7 @@ class BacktestEquity(pa.DataFrameModel):
     position: pl.Int8 = pa.Field(isin=[-1, 0, 1])
     is_in_market: bool = pa.Field()
     net_pnl: float = pa.Field()
-    equity: float = pa.Field(gt=0)
+    equity_usd: float = pa.Field(gt=0)
     return_pct: float = pa.Field(nullable=True)
 
     class Config:

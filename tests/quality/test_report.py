@@ -57,7 +57,7 @@ def test_markup_in_run_values_arrives_escaped_and_the_charts_as_svg():
         "asset": "bars_raw", "partition_key": "2025-01-03", "check_name": "bad_ticks", "severity": "error", "passed": False,
         "failing_rows": 1, "message": "close < 0 & <i>odd</i>", "sample": json.dumps(sample), "version_id": "v1",
     }], schema=CHECK_SCHEMA)
-    equity = pl.DataFrame({"bar_ts": [started + timedelta(days=i) for i in range(5)], "equity": [100.0, 101.0, 99.0, 102.0, 103.0]})
+    equity = pl.DataFrame({"bar_ts": [started + timedelta(days=i) for i in range(5)], "equity_usd": [100.0, 101.0, 99.0, 102.0, 103.0]})
 
     page = build_report(summary, checks, equity, {"total_return_pct": 0.03}, graph=default_graph()).html
     parsed = _parse(page)

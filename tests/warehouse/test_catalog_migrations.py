@@ -292,3 +292,25 @@ def test_unitless_indicator_columns_are_renamed_in_place_with_their_rows(address
     assert published.rows() == [("KO", 1.25, 0.011), ("PEP", 2.5, 0.02)]
     assert quarantined.rows() == [("XX", -1.0, 0.5)]
     assert [c.name for c in recorded.contract_columns] == ["atr_px", "volatility_pct", "atrium"]
+
+
+def test_unitless_backtest_columns_are_renamed_in_place_with_their_rows(address):
+    catalog, data_path = address
+    con = _attached(catalog, data_path)
+    for step in steps()[:5]:
+        step.migrate(con)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS lake.quarry.schema_version (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
+        )
+        con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, ?, ?)", [step.number, step.name, WRITTEN_AT])
+    con.execute("CREATE TABLE lake.main.backtest_trades (pair_id VARCHAR, cost DOUBLE, partition_key VARCHAR)")
+    con.execute("INSERT INTO lake.main.backtest_trades VALUES ('KO/PEP', 101.5, 'all')")
+    con.execute("CREATE TABLE lake.main.backtest_equity (pair_id VARCHAR, equity DOUBLE, partition_key VARCHAR)")
+    con.execute("INSERT INTO lake.main.backtest_equity VALUES ('KO/PEP', 1000898.5, 'all')")
+    con.close()
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        trades = warehouse.query("SELECT pair_id, cost_usd FROM lake.main.backtest_trades")
+        equity = warehouse.query("SELECT pair_id, equity_usd FROM lake.main.backtest_equity")
+    assert trades.rows() == [("KO/PEP", 101.5)]
+    assert equity.rows() == [("KO/PEP", 1000898.5)]

@@ -13,7 +13,8 @@ has shipped. Give existing rows what the change needs (a column default, a backf
 UPDATE). Numbers run 1, 2, 3… with no gap or repeat (two branches adding the same number
 fail `tests/warehouse/test_catalog_migrations.py` until one renumbers). Use SQL DuckLake
 runs on SQLite and PostgreSQL catalogs alike (CREATE TABLE, ALTER TABLE … ADD COLUMN,
-UPDATE, INSERT); that test upgrades a warehouse written before migrations existed on both.
+UPDATE, INSERT; `rename_asset_columns` for a published asset's columns); that test upgrades a
+warehouse written before migrations existed on both.
 """
 
 from __future__ import annotations
@@ -101,3 +102,34 @@ def upgrade(cur: duckdb.DuckDBPyConnection) -> list[Step]:
         )
         cur.execute(f"INSERT INTO {SCHEMA_VERSION_TABLE} VALUES (?, ?, now())", [step.number, step.name])
     return pending
+
+
+# Published rows live in `main`, rows that failed their audit in `quarantine`; both hold the asset's columns.
+_ASSET_SCHEMAS = ("main", "quarantine")
+
+
+def rename_asset_columns(cur: duckdb.DuckDBPyConnection, renames: dict[str, dict[str, str]]) -> None:
+    """Rename columns of published assets (per asset, old name to new) in their tables and recorded contracts.
+
+    A table not yet written, or one already renamed, is left as it is, so a step using this runs
+    on any warehouse; the asset's earlier snapshots keep the old name for time travel.
+    """
+    for asset, columns in renames.items():
+        for schema in _ASSET_SCHEMAS:
+            present = {
+                row[0]
+                for row in cur.execute(
+                    "SELECT column_name FROM duckdb_columns() "
+                    "WHERE database_name = 'lake' AND schema_name = ? AND table_name = ?",
+                    [schema, asset],
+                ).fetchall()
+            }
+            for old, new in columns.items():
+                if old in present and new not in present:
+                    cur.execute(f'ALTER TABLE lake.{schema}."{asset}" RENAME COLUMN "{old}" TO "{new}"')
+        for old, new in columns.items():  # the recorded contracts describe the tables as they now are
+            cur.execute(
+                "UPDATE lake.quarry.asset_metadata SET contract_columns = replace(contract_columns, ?, ?) "
+                "WHERE asset = ? AND contract_columns IS NOT NULL",
+                [f'"name": "{old}"', f'"name": "{new}"', asset],
+            )

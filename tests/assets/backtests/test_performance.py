@@ -138,7 +138,7 @@ def pair_returns_frame() -> pl.DataFrame:
                     "bar_ts": hours(n),
                     "is_in_market": rng.random(n) < 0.4,
                     "net_pnl": net_pnl,
-                    "equity": equity,
+                    "equity_usd": equity,
                     "return_pct": net_pnl / (equity - net_pnl),
                 }
             )
@@ -176,7 +176,7 @@ def test_strategy_returns_compound_the_book_on_shared_capital():
     )
     book = strategy_returns(returns, initial_capital=100.0)
     assert book["net_pnl"].to_list() == [10.0, 15.0]
-    assert book["equity"].to_list() == [110.0, 125.0]
+    assert book["equity_usd"].to_list() == [110.0, 125.0]
     assert book["return_pct"].to_list() == pytest.approx([0.1, 15 / 110])
     assert book["is_in_market"].to_list() == [True, False]
 

@@ -98,7 +98,7 @@ def test_two_trades_priced_by_hand():
         ("short_spread", -500.0, 1000.0, 100_000.0),
     ]
     assert trades["gross_pnl"].to_list() == pytest.approx([1_000.0, -3_000.0], abs=1e-9)
-    assert trades["cost"].to_list() == pytest.approx([101.5, 101.5], abs=1e-9)
+    assert trades["cost_usd"].to_list() == pytest.approx([101.5, 101.5], abs=1e-9)
     assert trades["net_pnl"].to_list() == pytest.approx([898.5, -3_101.5], abs=1e-9)
     assert trades["return_pct"].to_list() == pytest.approx([0.008985, -0.031015], abs=1e-12)
     assert trades["bars_held"].to_list() == [2, 2]
@@ -121,8 +121,8 @@ def test_two_trades_bar_by_bar():
     assert returns["net_pnl"].to_list() == pytest.approx(
         [0, -50, 500, 448.5, 0, -50, -1500, -1551.5, 0], abs=1e-9
     )
-    assert returns["equity"][-1] == pytest.approx(1_000_000 + 898.5 - 3_101.5, abs=1e-6)
-    equity_before = np.concatenate([[1_000_000.0], returns["equity"].to_numpy()[:-1]])
+    assert returns["equity_usd"][-1] == pytest.approx(1_000_000 + 898.5 - 3_101.5, abs=1e-6)
+    equity_before = np.concatenate([[1_000_000.0], returns["equity_usd"].to_numpy()[:-1]])
     np.testing.assert_allclose(
         returns["return_pct"].to_numpy(), returns["net_pnl"].to_numpy() / equity_before, rtol=1e-15
     )
@@ -148,7 +148,7 @@ def test_legs_split_gross_notional_by_hedge_ratio():
     assert row["x_qty"] * 80.0 == pytest.approx(100_000 * 1.5 / 2.5)
     assert row["is_open"] and row["exit_ts"] is None and row["exit_reason"] == "open"
     assert row["gross_pnl"] == pytest.approx(row["y_qty"] * 1.0 + row["x_qty"] * -1.0)
-    assert row["cost"] == pytest.approx(50.0)  # only the entry fill so far
+    assert row["cost_usd"] == pytest.approx(50.0)  # only the entry fill so far
 
 
 def test_kelly_estimate_from_earlier_closed_trades():
@@ -266,12 +266,12 @@ def test_bar_pnl_adds_up_to_trade_pnl_on_a_random_book():
     result = backtest_trades(legged(signals, bars, pairs), bars, params)
 
     by_pair = result.returns.group_by("pair_id").agg(
-        pl.col("net_pnl").sum(), pl.col("is_in_market").sum(), pl.col("equity").last()
+        pl.col("net_pnl").sum(), pl.col("is_in_market").sum(), pl.col("equity_usd").last()
     )
     from_trades = result.trades.group_by("pair_id").agg(pl.col("net_pnl").sum(), pl.col("bars_held").sum())
     joined = by_pair.join(from_trades, on="pair_id", suffix="_trades").sort("pair_id")
     np.testing.assert_allclose(joined["net_pnl"], joined["net_pnl_trades"], atol=1e-6)
-    np.testing.assert_allclose(joined["equity"], params.initial_capital + joined["net_pnl"], atol=1e-6)
+    np.testing.assert_allclose(joined["equity_usd"], params.initial_capital + joined["net_pnl"], atol=1e-6)
     assert joined["is_in_market"].to_list() == joined["bars_held"].to_list()
     assert result.returns.height == signals.height
     open_gross = _open_gross_by_bar(result.trades)
@@ -326,7 +326,7 @@ def test_a_trade_keeps_its_entry_hedge_and_closes_at_a_stream_break():
     assert first["exit_y_px"] == closes["A"][7] and first["exit_x_px"] == closes["B"][6]  # B's last close before
     assert first["x_qty"] == pytest.approx(-first["y_qty"] * closes["A"][6] * 1.0 / closes["B"][6])
     exit_notional = abs(first["y_qty"]) * closes["A"][7] + abs(first["x_qty"]) * closes["B"][6]
-    assert first["cost"] == pytest.approx(BacktestParams().cost_rate * (first["entry_notional"] + exit_notional))
+    assert first["cost_usd"] == pytest.approx(BacktestParams().cost_rate * (first["entry_notional"] + exit_notional))
     assert second["is_open"] and second["exit_reason"] == "open" and second["hedge_ratio"] == 1.5
     assert second["entry_ts"] == day2[1] and second["entry_spread"] == -0.2
 
