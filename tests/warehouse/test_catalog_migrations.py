@@ -214,15 +214,21 @@ def test_a_new_warehouse_starts_at_the_latest_schema_version(lake):
     assert isinstance(lake.warehouse.current_versions(), pl.DataFrame)
 
 
-def write_schema_three_warehouse(catalog: str, data_path: str) -> None:
-    """A warehouse as Quarry left it at schema version 3: definitions recorded, no asset metadata kept at publish."""
+def _at_schema_version(catalog: str, data_path: str, version: int) -> duckdb.DuckDBPyConnection:
+    """A connection to a warehouse whose catalog ran the first `version` steps and recorded them, as that Quarry did."""
     con = _attached(catalog, data_path)
-    for step in steps()[:3]:
+    for step in steps()[:version]:
         step.migrate(con)
         con.execute(
             "CREATE TABLE IF NOT EXISTS lake.quarry.schema_version (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
         )
         con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, ?, ?)", [step.number, step.name, WRITTEN_AT])
+    return con
+
+
+def write_schema_three_warehouse(catalog: str, data_path: str) -> None:
+    """A warehouse as Quarry left it at schema version 3: definitions recorded, no asset metadata kept at publish."""
+    con = _at_schema_version(catalog, data_path, 3)
     metadata = {"grain": ["symbol", "bar_ts"], "time_column": "bar_ts", "freshness_seconds": 345600.0, "contract": "BarsRaw"}
     flat = {"grain": ["symbol"], "time_column": None, "freshness_seconds": None, "contract": None}
     for asset, described, at in (
@@ -260,13 +266,7 @@ def test_a_schema_three_warehouse_gets_asset_metadata_from_its_latest_definition
 
 def write_schema_four_warehouse_with_unitless_indicators(catalog: str, data_path: str) -> None:
     """A warehouse at schema version 4 whose indicator tables still name `atr` and `volatility` without units."""
-    con = _attached(catalog, data_path)
-    for step in steps()[:4]:
-        step.migrate(con)
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS lake.quarry.schema_version (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
-        )
-        con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, ?, ?)", [step.number, step.name, WRITTEN_AT])
+    con = _at_schema_version(catalog, data_path, 4)
     for schema, rows in (("main", "('KO', 1.25, 0.011, 'all'), ('PEP', 2.5, 0.02, 'all')"), ("quarantine", "('XX', -1.0, 0.5, 'all')")):
         con.execute(
             f"CREATE TABLE lake.{schema}.indicators_daily (symbol VARCHAR, atr DOUBLE, volatility DOUBLE, partition_key VARCHAR)"
@@ -296,13 +296,7 @@ def test_unitless_indicator_columns_are_renamed_in_place_with_their_rows(address
 
 def test_unitless_backtest_columns_are_renamed_in_place_with_their_rows(address):
     catalog, data_path = address
-    con = _attached(catalog, data_path)
-    for step in steps()[:5]:
-        step.migrate(con)
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS lake.quarry.schema_version (version INTEGER, step VARCHAR, applied_at TIMESTAMPTZ)"
-        )
-        con.execute("INSERT INTO lake.quarry.schema_version VALUES (?, ?, ?)", [step.number, step.name, WRITTEN_AT])
+    con = _at_schema_version(catalog, data_path, 5)
     con.execute("CREATE TABLE lake.main.backtest_trades (pair_id VARCHAR, cost DOUBLE, partition_key VARCHAR)")
     con.execute("INSERT INTO lake.main.backtest_trades VALUES ('KO/PEP', 101.5, 'all')")
     con.execute("CREATE TABLE lake.main.backtest_equity (pair_id VARCHAR, equity DOUBLE, partition_key VARCHAR)")
