@@ -37,6 +37,18 @@ def empty_frame(contract: str) -> pl.DataFrame:
     return imported(contract).empty()
 
 
+def conformed(frame: pl.DataFrame, contract: str) -> pl.DataFrame:
+    """`frame` with the columns of the contract a `"module:Model"` reference names, in its order and dtypes.
+
+    A maths module computes its columns under their published names and leaves their order
+    and dtypes to the contract, so its asset conforms the result here; no rows is `empty_frame`.
+    """
+    published = empty_frame(contract)
+    if frame.is_empty():
+        return published
+    return frame.select(published.columns).cast(published.schema)
+
+
 @dataclass(frozen=True)
 class Check:
     """A named cross-row check; `find_failures` returns the failing rows (empty when it passes).

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from assets.calendar import HOURLY_BARS_PER_YEAR
-from assets.model import AssetOut, asset, empty_frame, multi_asset
+from assets.model import AssetOut, asset, conformed, empty_frame, multi_asset
 
 if TYPE_CHECKING:
     from assets.backtests.simulation import BacktestParams, BacktestResult
@@ -22,6 +22,7 @@ BARS_PER_YEAR = {"periods_per_year": HOURLY_BARS_PER_YEAR}
 
 TRADES_CONTRACT = "quality.contracts:BacktestTrades"
 EQUITY_CONTRACT = "quality.contracts:BacktestEquity"
+ANALYSIS_CONTRACT = "quality.contracts:TradeAnalysis"
 
 
 def simulate_book(pair_signals: pl.DataFrame, bars_hourly: pl.DataFrame, params: BacktestParams) -> BacktestResult:
@@ -85,9 +86,9 @@ def strategy_performance(
     return as_published(per_strategy(backtest_equity, backtest_trades, initial_capital, periods_per_year))
 
 
-@asset(contract="quality.contracts:TradeAnalysis", grain=("dimension", "bucket"), tags=("backtest", "performance"))
+@asset(contract=ANALYSIS_CONTRACT, grain=("dimension", "bucket"), tags=("backtest", "performance"))
 def trade_analysis(backtest_trades: pl.DataFrame, market_regime: pl.DataFrame) -> pl.DataFrame:
     """One row per dimension and bucket of the backtest's closed trades (per pair, entry hour, holding time, market regime at entry and exit reason): count, win rate, average and median net P&L, profit factor and average bars held."""
     from assets.backtests.trade_analysis import trade_analysis as analyse
 
-    return analyse(backtest_trades, market_regime)
+    return conformed(analyse(backtest_trades, market_regime), ANALYSIS_CONTRACT)

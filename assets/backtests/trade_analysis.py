@@ -6,16 +6,11 @@ import polars as pl
 
 from assets.calendar import EXCHANGE_TIMEZONE
 
-__all__ = ["HOLDING_BUCKETS", "TRADE_ANALYSIS_SCHEMA", "trade_analysis"]
+__all__ = ["HOLDING_BUCKETS", "trade_analysis"]
 
 #: Upper bounds (bars held, inclusive) of the holding-time buckets; the last bucket is open-ended.
 HOLDING_BUCKETS = (7, 21, 49)
 DIMENSIONS = ("pair", "entry_hour", "holding_bars", "regime", "exit_reason")
-TRADE_ANALYSIS_SCHEMA = pl.Schema({
-    "dimension": pl.String, "bucket": pl.String, "n_trades": pl.Int64, "win_rate_pct": pl.Float64,
-    "avg_net_pnl": pl.Float64, "median_net_pnl": pl.Float64, "total_net_pnl": pl.Float64,
-    "profit_factor": pl.Float64, "avg_bars_held": pl.Float64,
-})
 
 
 def trade_analysis(trades: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
@@ -30,8 +25,6 @@ def trade_analysis(trades: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
     gross losses (null without a losing trade).
     """
     closed = trades.filter(~pl.col("is_open"))
-    if closed.is_empty():
-        return pl.DataFrame(schema=TRADE_ANALYSIS_SCHEMA)
     local_entry = pl.col("entry_ts").dt.convert_time_zone(EXCHANGE_TIMEZONE)
     labelled = closed.with_columns(
         entry_session=local_entry.dt.date(),
@@ -48,7 +41,7 @@ def trade_analysis(trades: pl.DataFrame, regimes: pl.DataFrame) -> pl.DataFrame:
         _summarize(labelled, dimension).with_columns(dimension=pl.lit(dimension))
         for dimension in DIMENSIONS
     ]
-    return pl.concat(groups).select(TRADE_ANALYSIS_SCHEMA.names()).cast(dict(TRADE_ANALYSIS_SCHEMA))
+    return pl.concat(groups).select("dimension", pl.exclude("dimension"))
 
 
 def _holding_bucket(bars_held: pl.Expr) -> pl.Expr:

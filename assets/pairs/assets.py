@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from assets.calendar import session_of
-from assets.model import asset, empty_frame
+from assets.model import asset, conformed, empty_frame
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 SCAN_LOOKBACK_SESSIONS = 120
 ZSCORE_WINDOW_BARS = 500
 ZSCORE_LOOKBACK_SESSIONS = 75  # 500 hourly bars at 7 a session, with room for half days
+CANDIDATES_CONTRACT = "quality.contracts:PairCandidates"
 SPREADS_CONTRACT = "quality.contracts:PairSpreads"
 SIGNALS_CONTRACT = "quality.contracts:PairSignals"
 
@@ -32,7 +33,7 @@ SCAN_PARAMS = {
 
 @asset(
     partitions="weekly",
-    contract="quality.contracts:PairCandidates",
+    contract=CANDIDATES_CONTRACT,
     grain=("week_end_date", "symbol_y", "symbol_x"),
     time_column="week_end_date",
     tags=("weekly", "pairs"),
@@ -60,7 +61,7 @@ def pair_candidates(
 
     panel = PricePanel.of(bars_hourly)
     weeks = _week_windows(panel, universe, partition_keys, lookback_sessions)
-    return scan_weeks(
+    scanned = scan_weeks(
         panel, weeks, _sectors(universe), ScanParams(min_obs=min_obs),
         ScreenParams(min_return_corr=min_return_corr, same_sector_only=same_sector_only,
                      min_median_dollar_volume=min_median_dollar_volume),
@@ -68,6 +69,7 @@ def pair_candidates(
                      max_half_life_bars=max_half_life_bars),
         processes=usable_processes(len(weeks) * len(panel.symbols) * (len(panel.symbols) - 1) // 2),
     )
+    return conformed(scanned, CANDIDATES_CONTRACT)
 
 
 def _week_windows(

@@ -12,10 +12,9 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from assets.pairs.cointegration import PAIR_SCAN_SCHEMA, ScanParams, scan_log_prices
+from assets.pairs.cointegration import ScanParams, scan_log_prices
 
 __all__ = [
-    "WEEKLY_SCAN_SCHEMA",
     "PricePanel",
     "ScreenParams",
     "SelectParams",
@@ -36,27 +35,6 @@ PARALLEL_MIN_WEEKS = 16
 PARALLEL_MIN_PAIR_WEEKS = 200_000
 # Pairs whose return correlations are summed at once: bounds the temporary T×P arrays.
 _PAIRS_PER_CHUNK = 2048
-
-# One row per week and screened pair. return_corr is the screen's statistic; n_tested
-# the week's number of Engle–Granger tests (the family Benjamini–Hochberg controls);
-# q_value the BH-adjusted p-value; selection_rank the pair's place among the week's
-# cointegrated pairs by score (null for the others).
-WEEKLY_SCAN_SCHEMA = pl.Schema(
-    {
-        "week_end_date": pl.Date,
-        "window_start_date": pl.Date,
-        "symbol_y": pl.String,
-        "symbol_x": pl.String,
-        "return_corr": pl.Float64,
-        **{name: dtype for name, dtype in PAIR_SCAN_SCHEMA.items() if name not in ("symbol_y", "symbol_x", "is_cointegrated")},
-        "n_tested": pl.Int64,
-        "q_value": pl.Float64,
-        "selection_rank": pl.Int64,
-        "is_cointegrated": pl.Boolean,
-        "is_traded": pl.Boolean,
-    }
-)
-
 
 @dataclass(frozen=True)
 class ScreenParams:
@@ -307,11 +285,12 @@ def scan_weeks(
     select: SelectParams,
     processes: int = 1,
 ) -> pl.DataFrame:
-    """One row per week and screened pair, weeks in the order given.
+    """One row per week and screened pair, weeks in the order given, under the columns of `PairCandidates`.
 
-    Every week is computed from its own window alone, so splitting the weeks over
-    `processes` worker processes (contiguous blocks, each shipped only the rows it
-    reads) gives exactly the rows a single process gives.
+    The asset puts them in the contract's order and dtypes; a scan without rows has no
+    columns either. Every week is computed from its own window alone, so splitting the
+    weeks over `processes` worker processes (contiguous blocks, each shipped only the rows
+    it reads) gives exactly the rows a single process gives.
     """
     codes = _sector_codes(panel.symbols, sectors)
     blocks = [
@@ -326,9 +305,7 @@ def scan_weeks(
             elsewhere = [pool.submit(_WeekBlock.scan, block) for block in blocks[1:]]
             frames = [blocks[0].scan(), *(future.result() for future in elsewhere)]  # this process takes the first
     frames = [frame for frame in frames if frame.height]
-    if not frames:
-        return pl.DataFrame(schema=WEEKLY_SCAN_SCHEMA)
-    return pl.concat(frames).select(WEEKLY_SCAN_SCHEMA.keys())
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
 
 def _sector_codes(symbols: Sequence[str], sectors: Mapping[str, str]) -> np.ndarray:
@@ -376,4 +353,4 @@ class _WeekBlock:
                               week.members, self.scan_params, self.screen, self.select)
             frames.append(frame.with_columns(week_end_date=pl.lit(week.week_end_date, pl.Date),
                                              window_start_date=pl.lit(week.window_start_date, pl.Date)))
-        return pl.concat(frames, how="vertical_relaxed").select(WEEKLY_SCAN_SCHEMA.keys()).cast(WEEKLY_SCAN_SCHEMA)
+        return pl.concat(frames, how="vertical_relaxed")

@@ -13,6 +13,10 @@ from quality.contracts.types import UTC_TS
 class PairCandidates(pa.DataFrameModel):
     """A weekly cointegration scan: one row per week and screened pair, statistics where the window allowed a test."""
 
+    # return_corr is the screen's statistic; n_tested the week's number of Engle–Granger tests (the
+    # family Benjamini–Hochberg controls); q_value the BH-adjusted p-value; selection_rank the pair's
+    # place among the week's cointegrated pairs by score (null for the others).
+
     week_end_date: pl.Date = pa.Field()
     window_start_date: pl.Date = pa.Field()
     symbol_y: str = pa.Field()

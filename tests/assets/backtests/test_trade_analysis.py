@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets.backtests.trade_analysis import trade_analysis
+from assets.backtests.assets import trade_analysis
 from quality.contracts import TradeAnalysis
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -49,7 +49,7 @@ def test_each_dimension_summarizes_the_closed_trades_like_a_plain_loop(trades):
         "exit_reason": [t["exit_reason"] for t in trades],
         "is_open": [t["is_open"] for t in trades],
     })
-    got = trade_analysis(frame, REGIMES)
+    got = trade_analysis.transform(frame, REGIMES)  # the maths, in the contract's columns and dtypes
     closed = [t for t in trades if not t["is_open"]]
     keys = {
         "pair": lambda t: t["pair_id"], "entry_hour": lambda t: f"{t['hour']:02d}",

@@ -19,7 +19,6 @@ from assets.pairs.cointegration import ScanParams
 from assets.pairs.scan import (
     PARALLEL_MIN_PAIR_WEEKS,
     PARALLEL_MIN_WEEKS,
-    WEEKLY_SCAN_SCHEMA,
     PricePanel,
     ScreenParams,
     SelectParams,
@@ -32,7 +31,9 @@ from assets.pairs.scan import (
     scan_weeks,
     usable_processes,
 )
+from assets.model import conformed
 from assets.sources import SampleSource
+from quality.contracts import PairCandidates
 
 LOOKBACK_SESSIONS = 120
 EVERY_PAIR = ScreenParams(min_return_corr=-1.0, same_sector_only=False)
@@ -184,7 +185,8 @@ def test_weeks_in_worker_processes_equal_one_process(market):
     args = (panel, weeks, source.sectors(), ScanParams(), ScreenParams(min_return_corr=0.3), SelectParams())
     serial = scan_weeks(*args, processes=1)
     parallel = scan_weeks(*args, processes=2)
-    assert serial.schema == WEEKLY_SCAN_SCHEMA
+    assert sorted(serial.columns) == sorted(PairCandidates.to_schema().columns)
+    PairCandidates.validate(conformed(serial, "quality.contracts:PairCandidates"))
     assert serial.get_column("week_end_date").n_unique() == PARALLEL_MIN_WEEKS + 1
     assert parallel.equals(serial)
 
@@ -200,4 +202,5 @@ def test_a_week_before_any_bar_gives_no_rows(market):
     panel, _ = market
     early = WeekWindow(date(2024, 12, 27), date(2024, 12, 27), 0, 0, np.ones(len(panel.symbols), dtype=bool))
     result = scan_weeks(panel, [early], {}, ScanParams(), EVERY_PAIR, SelectParams())
-    assert result.is_empty() and result.schema == WEEKLY_SCAN_SCHEMA
+    assert result.is_empty()
+    assert conformed(result, "quality.contracts:PairCandidates").schema == PairCandidates.empty().schema
