@@ -17,8 +17,8 @@ from rich.tree import Tree
 
 from assets import default_graph
 from pipelines.cli_common import (
-    ExcludeOption, InputError, SelectOption, open_existing, parse_timestamp, parse_window, run_reporting_user_errors,
-    selection_text,
+    ExcludeOption, InputError, SelectOption, open_existing, parse_timestamp, parse_window, quarry_prefect_settings,
+    run_reporting_user_errors, selection_text,
 )
 from pipelines.logs import configure_console
 from pipelines.materialize import RunSummary, catalog_state, plan_run, record_definitions
@@ -41,17 +41,9 @@ def _open(settings: Settings, read_only: bool = False) -> Warehouse:
 
 @app.callback()
 def _global_options(
-    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="on an error, show the traceback instead of one line")] = False,
 ) -> None:
     """Quarry: versioned, contract-checked market data assets on Prefect."""
-    if ctx.invoked_subcommand == "materialize":
-        return  # it applies them when it starts a flow: a run with nothing to do never imports Prefect
-    from prefect.settings import temporary_settings
-
-    from pipelines.settings import prefect_overrides
-
-    ctx.with_resource(temporary_settings(prefect_overrides()))  # for the whole command, then as it was
 
 
 @app.command()
@@ -129,12 +121,10 @@ def _run_flow(selection, exclude, start, end, full_refresh, estimates: dict[str,
     from prefect.settings import (
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
     )
 
     from pipelines.flows import RunNotClean, materialize_flow, task_runner
     from pipelines.prefect_server import bind_temporary_server_to_this_process
-    from pipelines.settings import prefect_overrides
 
     bind_temporary_server_to_this_process()
 
@@ -156,11 +146,10 @@ def _run_flow(selection, exclude, start, end, full_refresh, estimates: dict[str,
 
     settings = Settings()
     startup = settings.prefect_startup_timeout_seconds
-    prefect_settings = {**prefect_overrides(), PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
-                        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup}
+    prefect_settings = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup}
     sink = logger.add(advance, level="INFO", format="{message}")
     try:
-        with progress, temporary_settings(prefect_settings):
+        with progress, quarry_prefect_settings(prefect_settings):
             try:
                 flow = materialize_flow.with_options(task_runner=task_runner(settings))
                 return flow(selection=selection, exclude=exclude, start=start, end=end, full_refresh=full_refresh,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Annotated, Optional
 
@@ -85,6 +86,21 @@ def one_line(error: BaseException) -> str:
         if line.strip():
             lines.append(line.strip())
     return " ".join(lines) or type(error).__name__
+
+
+@contextmanager
+def quarry_prefect_settings(extra: dict | None = None):
+    """Prefect's settings as every Quarry process runs them (`prefect_overrides`), plus `extra` (setting to value).
+
+    Only a command whose work goes through Prefect (a flow, a server, the API, a block) enters it: the
+    others never import Prefect, which alone costs a command about a second of start-up.
+    """
+    from prefect.settings import temporary_settings
+
+    from pipelines.settings import prefect_overrides
+
+    with temporary_settings({**prefect_overrides(), **(extra or {})}):
+        yield
 
 
 def run_reporting_user_errors(app, argv: list[str], redact=lambda text: text) -> int:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from warehouse import require_warehouse
+from pipelines.cli_common import quarry_prefect_settings
 from pipelines.terminal import console
 
 
@@ -30,7 +31,8 @@ def register(app: typer.Typer) -> None:
         from pipelines.serving import ServeError, serve as serve_all
 
         try:
-            serve_all(only=only, limit=limit)
+            with quarry_prefect_settings():
+                serve_all(only=only, limit=limit)
         except ServeError as error:
             console.print(f"[red]error[/]: {error}")
             raise typer.Exit(2) from None
@@ -123,7 +125,8 @@ def register(app: typer.Typer) -> None:
         from pipelines.monitoring import system_health
         from pipelines.settings import Settings
 
-        rows = system_health(Settings())
+        with quarry_prefect_settings():  # it asks the Prefect API about runs
+            rows = system_health(Settings())
         table = Table(title="Quarry health")
         for column in ("check", "status", "detail"):
             table.add_column(column)

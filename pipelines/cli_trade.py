@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 from rich.table import Table
+from pipelines.cli_common import quarry_prefect_settings
 from pipelines.terminal import console
 
 if TYPE_CHECKING:
@@ -38,6 +39,11 @@ def register(app: typer.Typer) -> None:
     """Add the `trade` command group to the `quarry` app."""
     trade = typer.Typer(help="Trade the pairs book from validated assets; orders, positions, risk.", no_args_is_help=True)
     app.add_typer(trade, name="trade")
+
+    @trade.callback()
+    def _on_prefect(ctx: typer.Context) -> None:
+        """The ledger and the source may be Prefect blocks: every trade command runs under Quarry's Prefect settings."""
+        ctx.with_resource(quarry_prefect_settings())
 
     @trade.command("pairs")
     def pairs(

@@ -53,7 +53,9 @@ def refuse_writes(con: duckdb.DuckDBPyConnection, sql: str) -> None:
 
 def _refuse_writing_functions(con: duckdb.DuckDBPyConnection, query: str) -> None:
     """Walk the query's syntax tree; SQL handed to `query(...)` is checked the same way, and must be a literal."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()[0])
+    # the query as a literal, not a bound parameter: binding one makes DuckDB's Python client import pandas
+    literal = "'" + query.replace("'", "''") + "'"
+    tree = json.loads(con.execute(f"SELECT json_serialize_sql({literal}::VARCHAR)").fetchone()[0])
     if tree.get("error"):
         return  # a statement DuckDB cannot serialize still runs against the READ_ONLY attach, which refuses writes
     for call in _function_calls(tree):

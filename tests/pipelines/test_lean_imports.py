@@ -1,4 +1,5 @@
-"""A run that only plans loads only what planning needs: no Prefect, pandas, exchange-calendars, Pandera, requests or Alembic."""
+"""A run that only plans, and a command that only reads the catalog, load only what they need: no Prefect, pandas,
+exchange-calendars, Pandera, requests or Alembic."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import json, sys
 from pipelines.cli import app
 
 outputs = []
-for args in (["materialize", "bars_raw", "--from", DAY, "--to", DAY], ["materialize", "--plan", "--json", "--to", DAY]):
+for args in (["materialize", "bars_raw", "--from", DAY, "--to", DAY], ["materialize", "--plan", "--json", "--to", DAY],
+             ["assets", "--json"], ["sql", "SELECT count(*) AS n FROM bars_raw"]):
     try:
         app(args, standalone_mode=False)
     except SystemExit as stop:
@@ -33,7 +35,7 @@ print(json.dumps(outputs))
 """
 
 
-def test_a_noop_run_and_a_plan_import_no_pandas_calendar_pandera_requests_or_alembic(lake, tmp_path):
+def test_a_noop_run_a_plan_and_catalog_reads_import_no_prefect_pandas_calendar_pandera_requests_or_alembic(lake, tmp_path):
     day = WINDOW_START.isoformat()
     lake.materialize("bars_raw", start=WINDOW_START, end=WINDOW_START, run_id="built")  # also warms the session cache
     (tmp_path / "data").mkdir(exist_ok=True)
@@ -46,4 +48,4 @@ def test_a_noop_run_and_a_plan_import_no_pandas_calendar_pandera_requests_or_ale
     assert probe.returncode == 0, probe.stderr[-3000:]
     *printed, loaded = probe.stdout.strip().splitlines()
     assert "Everything up to date" in "\n".join(printed)
-    assert json.loads(loaded) == [[], []]
+    assert json.loads(loaded) == [[], [], [], []]
