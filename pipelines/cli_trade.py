@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
         @trade.command(name, help=help_text)
         def command(at: AtOption = None) -> None:
             from pipelines.trading import operations as ops
-            from pipelines.trading.brokers import BrokerError
+            from pipelines.brokers import BrokerError
             from pipelines.resources import Resources
             from pipelines.settings import Settings
             from pipelines.trading.runtime import open_runtime

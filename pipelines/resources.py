@@ -1,4 +1,5 @@
-"""The outside systems a process works with, built once from the settings: warehouse, source, ledger, notifier.
+"""The outside systems a process works with, built once from the settings: warehouse, source, ledger, broker,
+notifier.
 
 Two sets, chosen by `QUARRY_DEPLOYMENT` in the manner of resources by deployment: `embedded`
 (files on this machine, the default) and `team` (a PostgreSQL catalog and ledger, required).
@@ -18,6 +19,7 @@ from warehouse.ledger import LedgerConfig
 
 if TYPE_CHECKING:
     from assets.sources import Source
+    from pipelines.brokers import BrokerMaker
     from pipelines.notify import Alert, Notifier
     from warehouse.ledger import Ledger
 
@@ -108,6 +110,13 @@ class Resources:
     def ledger(self) -> Ledger:
         """The trading ledger, opened and migrated on first use."""
         return self.ledger_on_use.open()
+
+    @cached_property
+    def brokers(self) -> BrokerMaker:
+        """The configured broker, made per trading cycle (the paper book fills at that cycle's validated prices)."""
+        from pipelines.brokers import BrokerMaker
+
+        return BrokerMaker(self.settings.broker, self.settings.alpaca)
 
     @property
     def engine_resources(self) -> Mapping[str, object]:

@@ -185,7 +185,7 @@ class MigrationHistory:
 
 
 LEDGER_HISTORY = MigrationHistory(MIGRATIONS / "versions")
-#: The paper broker's book (`pipelines/trading/brokers/paper.py`).
+#: The paper broker's book (`pipelines/brokers/paper.py`).
 PAPER_BOOK_HISTORY = MigrationHistory(MIGRATIONS / "paper_book", "paper_book_version")
 #: The alert store's throttle, outbox and alert rows (`pipelines/notify.py`).
 ALERT_STORE_HISTORY = MigrationHistory(MIGRATIONS / "alert_store", "alert_store_version")

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from loguru import logger
 
-from pipelines.trading.brokers import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from pipelines.brokers import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
 from warehouse.ledger import Ledger
 
 __all__ = ["OrderIntent", "client_order_id", "place_order", "sync_order"]

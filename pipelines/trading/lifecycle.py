@@ -10,7 +10,7 @@ from typing import Literal
 import sqlalchemy as sa
 from loguru import logger
 
-from pipelines.trading.brokers import Broker, BrokerUnavailable, apply_fill
+from pipelines.brokers import Broker, BrokerUnavailable, apply_fill
 from pipelines.trading.execution import OrderIntent, client_order_id, place_order, sync_order
 from warehouse import ledger as tables
 from warehouse.ledger import ACTIVE_ORDER_STATUSES, TERMINAL_ORDER_STATUSES, Ledger

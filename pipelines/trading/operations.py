@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from loguru import logger
 
-from pipelines.trading.brokers import BrokerError
+from pipelines.brokers import BrokerError
 from pipelines.trading.lifecycle import ReconcileReport, manage_orders, reconcile_trades, update_positions
 from pipelines.trading.risk import Breach, monitor_portfolio_risk, record_breaches
 from pipelines.trading.runtime import TradingRuntime

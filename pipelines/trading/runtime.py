@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from assets.sources.registry import AlpacaKeys
 from pipelines.resources import Resources
-from pipelines.settings import BrokerConfig, RiskLimits, TradingConfig
-from pipelines.trading.brokers import Broker, make_broker
+from pipelines.settings import RiskLimits, TradingConfig
+from pipelines.brokers import Broker, BrokerMaker
 from pipelines.trading.strategy import DailyMomentumStrategy, PairsStrategy, known_at
 from warehouse import Warehouse
 from warehouse.ledger import Ledger
@@ -29,10 +28,9 @@ __all__ = ["TradingRuntime", "open_runtime"]
 class TradingRuntime:
     warehouse: Warehouse
     ledger: Ledger
-    broker_config: BrokerConfig
+    brokers: BrokerMaker
     risk: RiskLimits
     trading: TradingConfig
-    alpaca: AlpacaKeys = AlpacaKeys()
     #: Makes the notifier that emails what the ledger already holds (fills, alerts); None: a relay is handed one.
     relay_notifier: Callable[[], Notifier] | None = None
 
@@ -43,7 +41,9 @@ class TradingRuntime:
         return self.risk
 
     def broker(self, prices: dict[str, float], now: datetime) -> Broker:
-        return make_broker(self.broker_config, self.alpaca, prices.get, now)
+        """This cycle's broker; the paper book fills at `prices`."""
+        return self.brokers(prices.get, now)
+
     def pairs(self, check_market: bool | None = None) -> PairsStrategy:
         return PairsStrategy(self.warehouse, self.ledger, self.broker, self.limits(),
                              check_market=self.trading.check_market_clock if check_market is None else check_market)
@@ -65,10 +65,10 @@ class TradingRuntime:
 def open_runtime(resources: Resources, *, read_only: bool = True) -> Iterator[TradingRuntime]:
     """Open the warehouse (read-only: trading never writes assets); the ledger is the process's (migrated).
 
-    The broker is made per cycle from the settings' broker section and the account's keys (see `broker`);
-    the notifier relays what the ledger holds and records nothing itself.
+    The broker is the process's, made per cycle (see `broker`); the notifier relays what the ledger holds and
+    records nothing itself.
     """
     settings = resources.settings
     with resources.warehouse(read_only=read_only) as warehouse:
-        yield TradingRuntime(warehouse, resources.ledger, settings.broker, settings.risk,
-                             settings.trading, settings.alpaca, lambda: resources.notifier(record_alert=lambda alert: None))
+        yield TradingRuntime(warehouse, resources.ledger, resources.brokers, settings.risk, settings.trading,
+                             lambda: resources.notifier(record_alert=lambda alert: None))

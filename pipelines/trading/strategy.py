@@ -14,7 +14,7 @@ from loguru import logger
 from assets.backtests.simulation import fractional_kelly
 from assets.pairs.spreads import EXIT_SIGNALS
 
-from pipelines.trading.brokers import Broker
+from pipelines.brokers import Broker
 from pipelines.trading.execution import OrderIntent, place_order
 from pipelines.trading.lifecycle import holdings_from_fills, settle_pair_trade
 from pipelines.trading.risk import Leg, PortfolioState, RiskLimits, TradeProposal, record_breaches, validate_risk_limits

@@ -19,6 +19,7 @@ from pipelines.resources import Resources
 from pipelines.runs import default_window
 from pipelines.settings import Settings, WarehouseConfig
 from pipelines.trading import operations as ops
+from pipelines.brokers import BrokerMaker
 from pipelines.trading.runtime import TradingRuntime
 from tests.trading.conftest import START, build_lake
 from warehouse import Warehouse
@@ -65,7 +66,7 @@ def published(warehouse: Warehouse, asset: str) -> dict:
 def runtime(warehouse, tmp_path) -> TradingRuntime:
     return TradingRuntime(
         warehouse, Ledger.open(LedgerConfig(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
-        BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskLimits(), TradingConfig(),
+        BrokerMaker(BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")), RiskLimits(), TradingConfig(),
     )
 
 

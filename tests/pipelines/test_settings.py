@@ -236,6 +236,18 @@ def test_the_team_deployment_names_each_missing_postgresql_setting(clean_environ
     assert Resources.from_settings(Settings()).settings.deployment == "embedded"
 
 
+def test_the_resources_make_the_configured_broker_for_each_cycle(clean_environment, tmp_path):
+    from pipelines.brokers import AlpacaBroker, PaperBroker
+    from pipelines.settings import BrokerConfig
+
+    now = datetime(2025, 9, 29, 15, tzinfo=timezone.utc)
+    paper = Settings(broker=BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"))
+    broker = Resources.from_settings(paper).brokers({"KO": 61.5}.get, now)
+    assert isinstance(broker, PaperBroker) and broker.quote("KO") == 61.5
+    alpaca = Settings(broker=BrokerConfig(name="alpaca"), alpaca=AlpacaKeys(api_key="k", secret_key="s"))
+    assert isinstance(Resources.from_settings(alpaca).brokers({}.get, now), AlpacaBroker)
+
+
 def test_prefect_runs_without_telemetry_unless_the_environment_says_otherwise(monkeypatch):
     from prefect.settings import get_current_settings, temporary_settings
 

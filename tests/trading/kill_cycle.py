@@ -4,7 +4,7 @@ import sys
 import time
 from datetime import datetime
 
-from pipelines.trading.brokers import PaperBroker
+from pipelines.brokers import BrokerMaker, PaperBroker
 from pipelines.trading.runtime import TradingRuntime
 from warehouse import Warehouse
 from warehouse.ledger import Ledger, LedgerConfig
@@ -24,5 +24,5 @@ def submit_then_hang(self, request):
 PaperBroker.submit_order = submit_then_hang
 with Warehouse.open(catalog, data_path, read_only=True) as warehouse:
     runtime = TradingRuntime(warehouse, Ledger.open(LedgerConfig(url=ledger_url)),
-                             BrokerConfig(paper_url=paper_url), RiskLimits(), TradingConfig())
+                             BrokerMaker(BrokerConfig(paper_url=paper_url)), RiskLimits(), TradingConfig())
     runtime.pairs(check_market=False).run_cycle(datetime.fromisoformat(at))

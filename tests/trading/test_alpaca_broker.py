@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipelines.trading.brokers import (
+from pipelines.brokers import (
     AlpacaBroker,
     BrokerAuthError,
     BrokerMalformed,

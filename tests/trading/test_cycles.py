@@ -25,7 +25,7 @@ from pipelines.materialize import run_materialization, thread_submitter
 from pipelines.planning import RunWindow
 from pipelines.settings import BrokerConfig, RiskLimits, Settings, TradingConfig
 from pipelines.trading import operations as ops
-from pipelines.trading.brokers import paper_engine, paper_orders
+from pipelines.brokers import BrokerMaker, paper_engine, paper_orders
 from pipelines.trading.lifecycle import reconcile_trades
 from pipelines.trading.runtime import TradingRuntime
 from tests.trading.conftest import START, build_lake
@@ -48,7 +48,7 @@ def lake(tmp_path_factory):
 def make_runtime(warehouse, tmp_path: Path, **risk) -> TradingRuntime:
     return TradingRuntime(
         warehouse, Ledger.open(LedgerConfig(url=f"sqlite:///{tmp_path}/ledger.sqlite")),
-        BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite"), RiskLimits(**risk),
+        BrokerMaker(BrokerConfig(paper_url=f"sqlite:///{tmp_path}/paper.sqlite")), RiskLimits(**risk),
         TradingConfig(check_market_clock=False),
     )
 
@@ -69,7 +69,7 @@ def assert_blocked(runtime: TradingRuntime, report, reason: str) -> None:
     assert decision["verdict"] == "blocked" and reason in decision["reason"] and "pair_signals" in decision["reason"]
     [alert] = ledger.rows(tables.alerts)
     assert alert["level"] == "critical" and reason in alert["message"]
-    assert len(paper_engine(runtime.broker_config.paper_url).connect().execute(paper_orders.select()).all()) == 0
+    assert len(paper_engine(runtime.brokers.config.paper_url).connect().execute(paper_orders.select()).all()) == 0
 
 
 def test_stale_signals_place_no_order(lake, tmp_path):
@@ -143,7 +143,7 @@ def test_killed_cycle_rerun_places_no_duplicate_and_leaves_a_consistent_ledger(l
     script = Path(__file__).with_name("kill_cycle.py")
     process = subprocess.Popen(
         [sys.executable, str(script), f"sqlite:{root}/catalog.sqlite", f"{root}/lake/",
-         runtime.ledger.engine.url.render_as_string(), runtime.broker_config.paper_url, OPEN_AT.isoformat()],
+         runtime.ledger.engine.url.render_as_string(), runtime.brokers.config.paper_url, OPEN_AT.isoformat()],
         cwd=Path(__file__).parents[2], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
@@ -159,7 +159,7 @@ def test_killed_cycle_rerun_places_no_duplicate_and_leaves_a_consistent_ledger(l
     report = ops.run_pairs_cycle(runtime, OPEN_AT)  # the retry of the same cycle
     assert report.status == "done"
     orders = runtime.ledger.rows(tables.orders)
-    broker_orders = paper_engine(runtime.broker_config.paper_url).connect().execute(paper_orders.select()).all()
+    broker_orders = paper_engine(runtime.brokers.config.paper_url).connect().execute(paper_orders.select()).all()
     assert len(orders) == len(broker_orders) == 2 and len({o["client_order_id"] for o in orders}) == 2
     assert all(o["status"] == "filled" for o in orders) and runtime.ledger.count(tables.fills) == 2
     [trade] = runtime.ledger.rows(tables.pair_trades)

@@ -107,7 +107,7 @@ def test_the_migration_scripts_heads_match_alembics_and_a_current_ledger_needs_n
 def test_a_paper_book_made_by_create_all_in_the_ledgers_database_keeps_its_own_history(ledger):
     """On SQLite and PostgreSQL a book sharing the ledger's database is adopted in place, and each store's
     version table holds only its own revision."""
-    from pipelines.trading.brokers import paper_orders
+    from pipelines.brokers import paper_orders
     from warehouse.ledger import PAPER_BOOK_HISTORY, schema_revisions
 
     paper_orders.metadata.create_all(ledger.engine)  # how the paper broker made its book before migrations

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipelines.trading.brokers import OrderRequest, PaperBroker, paper_engine
+from pipelines.brokers import OrderRequest, PaperBroker, paper_engine
 from pipelines.trading.execution import OrderIntent, place_order
 from pipelines.trading.lifecycle import manage_orders, reconcile_trades, resolve_unknown_orders, update_positions
 from warehouse import ledger as tables

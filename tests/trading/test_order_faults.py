@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.trading import operations as ops
+from pipelines.brokers import BrokerMaker
 from pipelines.trading.runtime import TradingRuntime
 from tests.trading.alpaca_standin import AlpacaStandIn
 from tests.trading.conftest import build_lake
@@ -57,9 +58,9 @@ def alpaca(lake):
 def make_runtime(warehouse, ledger_url: str, alpaca_url: str) -> TradingRuntime:
     return TradingRuntime(
         warehouse, Ledger.open(LedgerConfig(url=ledger_url)),
-        BrokerConfig(name="alpaca", alpaca_url=alpaca_url,
-                       http_timeout_seconds=0.5, retry_wait_seconds=0),
-        RiskLimits(), TradingConfig(check_market_clock=False), AlpacaKeys(api_key="key", secret_key="secret"))
+        BrokerMaker(BrokerConfig(name="alpaca", alpaca_url=alpaca_url, http_timeout_seconds=0.5, retry_wait_seconds=0),
+                    AlpacaKeys(api_key="key", secret_key="secret")),
+        RiskLimits(), TradingConfig(check_market_clock=False))
 
 
 def assert_books_agree(runtime: TradingRuntime, standin: AlpacaStandIn, now: datetime) -> None:

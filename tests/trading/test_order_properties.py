@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pipelines.trading.brokers import AlpacaBroker, BrokerError
+from pipelines.brokers import AlpacaBroker, BrokerError
 from pipelines.trading.execution import OrderIntent, place_order
 from pipelines.trading.lifecycle import manage_orders, reconcile_trades
 from tests.trading.alpaca_standin import AlpacaStandIn

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipelines.trading.brokers import paper_engine, paper_orders
+from pipelines.brokers import paper_engine, paper_orders
 from warehouse import ledger as tables
 from warehouse.backup import BackupError, backup, restore
 from warehouse.ledger import Ledger, upgrade

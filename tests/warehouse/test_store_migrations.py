@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from pipelines.notify import AlertStore, ThrottlePolicy
 from pipelines.settings import BrokerConfig
-from pipelines.trading.brokers import OrderRequest, PaperBroker, paper_engine, paper_orders
+from pipelines.brokers import OrderRequest, PaperBroker, paper_engine, paper_orders
 from warehouse.ledger import ALERT_STORE_HISTORY, PAPER_BOOK_HISTORY, _script_heads, schema_revisions
 
 NOW = datetime(2025, 9, 4, 14, tzinfo=timezone.utc)

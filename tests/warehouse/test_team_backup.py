@@ -61,7 +61,7 @@ def test_a_team_backup_restores_catalog_ledger_and_book_and_the_drill_cleans_up(
     if not dsn:
         pytest.skip("QUARRY_TEST_PG_DSN is not set")
     from pipelines.maintenance import backup_databases_flow, restore_drill_flow
-    from pipelines.trading.brokers import paper_engine, paper_orders
+    from pipelines.brokers import paper_engine, paper_orders
 
     lake = make_lake("team", catalog_kind="postgres")
     assert lake.materialize("+bars_daily", start=date(2025, 3, 3), end=date(2025, 3, 5)).exit_code == 0

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from assets.sources.registry import AlpacaKeys
 from pipelines.settings import BrokerConfig
-from pipelines.trading.brokers.alpaca import AlpacaBroker
-from pipelines.trading.brokers.base import (
+from pipelines.brokers.alpaca import AlpacaBroker
+from pipelines.brokers.base import (
     Broker, BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition,
     BrokerUnavailable, MarketClock, OrderRejected, OrderRequest, Quote, Side, apply_fill,
 )
-from pipelines.trading.brokers.paper import PaperBroker, paper_engine, paper_orders
+from pipelines.brokers.paper import PaperBroker, paper_engine, paper_orders
 
 __all__ = [
     "AlpacaBroker",
@@ -19,6 +20,7 @@ __all__ = [
     "BrokerAccount",
     "BrokerAuthError",
     "BrokerError",
+    "BrokerMaker",
     "BrokerMalformed",
     "BrokerOrder",
     "BrokerPosition",
@@ -30,15 +32,20 @@ __all__ = [
     "Quote",
     "Side",
     "apply_fill",
-    "make_broker",
     "paper_engine",
     "paper_orders",
 ]
 
 
-def make_broker(config: BrokerConfig, alpaca: AlpacaKeys, quote: Quote, now: datetime) -> Broker:
-    """The configured broker (Alpaca's with the account's keys); `paper` needs nothing but the validated prices
-    of the cycle."""
-    if config.name == "alpaca":
-        return AlpacaBroker(config, alpaca)
-    return PaperBroker(paper_engine(config.paper_url), quote, now, config)
+@dataclass(frozen=True)
+class BrokerMaker:
+    """The configured broker, made once per trading cycle: Alpaca's with the account's keys, or the embedded
+    paper book, which fills at the cycle's validated prices (`quote`) as of `now`."""
+
+    config: BrokerConfig
+    alpaca: AlpacaKeys = field(default_factory=AlpacaKeys)
+
+    def __call__(self, quote: Quote, now: datetime) -> Broker:
+        if self.config.name == "alpaca":
+            return AlpacaBroker(self.config, self.alpaca)
+        return PaperBroker(paper_engine(self.config.paper_url), quote, now, self.config)

@@ -11,7 +11,7 @@ from loguru import logger
 from assets.retrying import RetryPolicy
 from assets.sources.registry import AlpacaKeys
 from pipelines.settings import BrokerConfig
-from pipelines.trading.brokers.base import (
+from pipelines.brokers.base import (
     BrokerAccount, BrokerAuthError, BrokerError, BrokerMalformed, BrokerOrder, BrokerPosition,
     BrokerUnavailable, MarketClock, OrderRejected, OrderRequest,
 )

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from assets.calendar import sessions
 from pipelines.settings import BrokerConfig
-from pipelines.trading.brokers.base import (
+from pipelines.brokers.base import (
     BrokerAccount, BrokerOrder, BrokerPosition, MarketClock, OrderRejected, OrderRequest, Quote, Side,
     apply_fill,
 )
