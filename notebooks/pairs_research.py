@@ -88,8 +88,8 @@ def _(explorer, mo, pair_picker, pl):
         mo.md(f"## {pair_picker.value}: backtest performance (percentages for `_pct` metrics)"),
         performance.with_columns((pl.col(c) * 100).round(2).cast(pl.String) + "%" for c in percent),
         mo.md(f"## {pair_picker.value}: backtest trades"),
-        trades.select("entry_ts", "exit_ts", "side", "entry_zscore", "exit_zscore", "net_pnl", "exit_reason").with_columns(
-            pl.col("net_pnl").round(2)
+        trades.select("entry_ts", "exit_ts", "side", "entry_zscore", "exit_zscore", "net_pnl_usd", "exit_reason").with_columns(
+            pl.col("net_pnl_usd").round(2)
         ),
     ])
     return performance, trades

@@ -58,7 +58,7 @@ _ANALYSIS_HEADERS = ["trades", "win rate", "avg P&L", "median P&L", "profit fact
 
 def _analysis_cells(row: dict) -> list:
     factor = "—" if row["profit_factor"] is None else f"{row['profit_factor']:.2f}"
-    return [row["n_trades"], f"{row['win_rate_pct']:.0%}", f"{row['avg_net_pnl']:,.0f}", f"{row['median_net_pnl']:,.0f}",
+    return [row["n_trades"], f"{row['win_rate_pct']:.0%}", f"{row['avg_net_pnl_usd']:,.0f}", f"{row['median_net_pnl_usd']:,.0f}",
             factor, f"{row['avg_bars_held']:.1f}"]
 
 

@@ -73,7 +73,7 @@ def performance_metrics(
 
     ``periods_per_year`` sets every annualization: ``assets.calendar.HOURLY_BARS_PER_YEAR``
     (1764) for regular-session hourly bars, ``DAILY_BARS_PER_YEAR`` (252) for
-    daily ones. ``trades`` (columns ``net_pnl``, ``bars_held``, ``is_open``)
+    daily ones. ``trades`` (columns ``net_pnl_usd``, ``bars_held``, ``is_open``)
     adds trade statistics; ``is_in_market`` (one flag per period) adds exposure.
     """
     frame = pl.DataFrame({"return_pct": pl.Series(returns, dtype=pl.Float64)})
@@ -120,11 +120,11 @@ def strategy_returns(pair_returns: pl.DataFrame, initial_capital: float) -> pl.D
     """
     return (
         pair_returns.group_by("bar_ts")
-        .agg(pl.col("net_pnl").sum(), is_in_market=pl.col("is_in_market").any())
+        .agg(pl.col("net_pnl_usd").sum(), is_in_market=pl.col("is_in_market").any())
         .sort("bar_ts")
-        .with_columns(equity_usd=initial_capital + pl.col("net_pnl").cum_sum())
-        .with_columns(return_pct=pl.col("net_pnl") / (pl.col("equity_usd") - pl.col("net_pnl")))
-        .select("bar_ts", "net_pnl", "equity_usd", "return_pct", "is_in_market")
+        .with_columns(equity_usd=initial_capital + pl.col("net_pnl_usd").cum_sum())
+        .with_columns(return_pct=pl.col("net_pnl_usd") / (pl.col("equity_usd") - pl.col("net_pnl_usd")))
+        .select("bar_ts", "net_pnl_usd", "equity_usd", "return_pct", "is_in_market")
     )
 
 
@@ -211,7 +211,7 @@ def _return_metric_exprs(column: str, periods_per_year: float) -> list[pl.Expr]:
 def _trade_metric_exprs() -> list[pl.Expr]:
     """Trade statistics over closed trades: count, win rate, profit factor, mean bars held."""
     closed = ~pl.col("is_open")
-    net_pnl = pl.col("net_pnl").filter(closed)
+    net_pnl = pl.col("net_pnl_usd").filter(closed)
     n_closed = closed.sum()
     gains = net_pnl.filter(net_pnl > 0.0).sum()
     losses = -net_pnl.filter(net_pnl < 0.0).sum()

@@ -106,8 +106,8 @@ def backtest_trades(signals: pl.DataFrame, bars_hourly: pl.DataFrame, params: Ba
 
     ``returns``: one row per pair_id and bar_ts. ``position`` is the position
     held after that close; ``is_in_market`` marks bars whose P&L came from a
-    held position; ``net_pnl`` is that P&L less the costs of fills at this
-    close; ``equity`` is initial capital plus the pair's cumulative net P&L,
+    held position; ``net_pnl_usd`` is that P&L less the costs of fills at this
+    close; ``equity_usd`` is initial capital plus the pair's cumulative net P&L,
     and ``return_pct`` is net P&L over the previous bar's equity, i.e. the pair
     traded alone on the strategy's capital.
 
@@ -206,10 +206,10 @@ def backtest_trades(signals: pl.DataFrame, bars_hourly: pl.DataFrame, params: Ba
             "x_qty": x_qty,
             "kelly_weight_pct": kelly_weight,
             "weight_pct": weight,
-            "entry_notional": notional,
-            "gross_pnl": gross_pnl,
+            "entry_notional_usd": notional,
+            "gross_pnl_usd": gross_pnl,
             "cost_usd": entry_cost + exit_cost,
-            "net_pnl": gross_pnl - entry_cost - exit_cost,
+            "net_pnl_usd": gross_pnl - entry_cost - exit_cost,
             "return_pct": unit_return,
             "bars_held": (close_row - entry_row).astype(np.int32),
             "exit_reason": _exit_reasons(frame["signal"].gather(exit_signal_row), is_open),
@@ -372,7 +372,7 @@ def _bar_returns(
             "bar_ts": frame["bar_ts"],
             "position": position,
             "is_in_market": held_trade >= 0,
-            "net_pnl": net_pnl,
+            "net_pnl_usd": net_pnl,
             "equity_usd": equity,
             "return_pct": return_pct,
         }

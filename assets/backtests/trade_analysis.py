@@ -55,16 +55,16 @@ def _holding_bucket(bars_held: pl.Expr) -> pl.Expr:
 
 
 def _summarize(trades: pl.DataFrame, dimension: str) -> pl.DataFrame:
-    pnl = pl.col("net_pnl")
+    pnl = pl.col("net_pnl_usd")
     wins, losses = pnl.filter(pnl > 0).sum(), -pnl.filter(pnl < 0).sum()
     return (
         trades.group_by(pl.col(dimension).cast(pl.String).alias("bucket"))
         .agg(
             n_trades=pl.len(),
             win_rate_pct=(pnl > 0).mean(),
-            avg_net_pnl=pnl.mean(),
-            median_net_pnl=pnl.median(),
-            total_net_pnl=pnl.sum(),
+            avg_net_pnl_usd=pnl.mean(),
+            median_net_pnl_usd=pnl.median(),
+            total_net_pnl_usd=pnl.sum(),
             profit_factor=pl.when(losses > 0).then(wins / losses).otherwise(None),
             avg_bars_held=pl.col("bars_held").mean(),
         )

@@ -41,6 +41,35 @@ FUNDAMENTALS_CHECKS = (
 )
 
 
+#: The unit of each statement line item whose value is not an amount of dollars, by Quarry's name
+#: for the item (Yahoo's key in snake case); every other item is dollars (the US listings Quarry
+#: follows file in dollars). Catalog step v0007 states this mapping as it stood when the `unit`
+#: column was added; an item added here needs a catalog step that labels the rows already stored.
+LINE_ITEM_UNITS: dict[str, str] = {
+    **dict.fromkeys((
+        "basic_eps", "diluted_eps", "normalized_basic_eps", "normalized_diluted_eps", "reported_normalized_basic_eps",
+        "reported_normalized_diluted_eps", "continuing_and_discontinued_basic_eps",
+        "continuing_and_discontinued_diluted_eps", "basic_continuous_operations", "diluted_continuous_operations",
+        "basic_discontinuous_operations", "diluted_discontinuous_operations", "basic_extraordinary",
+        "diluted_extraordinary", "basic_accounting_change", "diluted_accounting_change", "basic_epsother_gains_losses",
+        "diluted_epsother_gains_losses", "tax_loss_carryforward_basic_eps", "tax_loss_carryforward_diluted_eps",
+        "dividend_per_share",
+    ), "usd_per_share"),
+    **dict.fromkeys((
+        "basic_average_shares", "diluted_average_shares", "ordinary_shares_number", "preferred_shares_number",
+        "share_issued", "treasury_shares_number",
+    ), "shares"),
+    "tax_rate_for_calcs": "ratio",
+}
+DOLLARS = "usd"
+
+
+def line_item_unit(line_item: pl.Expr) -> pl.Expr:
+    """The unit of a line item's value: its entry in `LINE_ITEM_UNITS`, else dollars; null for no line item."""
+    unit = line_item.replace_strict(LINE_ITEM_UNITS, default=DOLLARS, return_dtype=pl.String)
+    return pl.when(line_item.is_not_null()).then(unit)
+
+
 def _as_schema(fetched: pl.DataFrame, dataset: str) -> pl.DataFrame:
     return fetched.select(pl.col(name).cast(dtype) for name, dtype in FUNDAMENTAL_SCHEMAS[dataset].items())
 
@@ -71,15 +100,15 @@ def key_statistics(fetched: pl.DataFrame) -> pl.DataFrame:
        time_column="period_end_date", tags=("quarterly", "fundamentals", "source"),
        fetch=fetch_fundamentals("financial_statements"), refresh_every=timedelta(days=91))
 def financial_statements(fetched: pl.DataFrame) -> pl.DataFrame:
-    """One row per symbol, statement (income, balance, cashflow), quarter end and line item; refreshed quarterly."""
-    return _as_schema(fetched, "financial_statements")
+    """One row per symbol, statement (income, balance, cashflow), quarter end and line item, with the unit of its value (usd, usd_per_share, shares or ratio); refreshed quarterly."""
+    return _as_schema(fetched, "financial_statements").with_columns(unit=line_item_unit(pl.col("line_item")))
 
 
 @asset(contract=CONTRACTS + ":InstitutionalHolders", checks=FUNDAMENTALS_CHECKS, grain=("symbol", "holder"),
        tags=("monthly", "fundamentals", "source"), fetch=fetch_fundamentals("institutional_holders"),
        refresh_every=timedelta(days=30))
 def institutional_holders(fetched: pl.DataFrame) -> pl.DataFrame:
-    """One row per symbol and institutional holder: shares, value and share of the float at the report date; monthly."""
+    """One row per symbol and institutional holder: shares, their market value in dollars and share of the float at the report date; monthly."""
     return _as_schema(fetched, "institutional_holders")
 
 

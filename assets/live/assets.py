@@ -66,11 +66,11 @@ def live_performance(fetched: pl.DataFrame, *, periods_per_year: float, initial_
     from assets.backtests.performance import as_published, strategy_performance as per_strategy
 
     marks = fetched.sort("pair_trade_id", "bar_ts").with_columns(
-        net_pnl=pl.col("pnl").diff().over("pair_trade_id").fill_null(pl.col("pnl"))
+        net_pnl_usd=pl.col("pnl").diff().over("pair_trade_id").fill_null(pl.col("pnl"))
     )
-    pair_returns = marks.group_by("pair_id", "bar_ts").agg(pl.col("net_pnl").sum(), pl.col("is_in_market").any())
+    pair_returns = marks.group_by("pair_id", "bar_ts").agg(pl.col("net_pnl_usd").sum(), pl.col("is_in_market").any())
     trades = marks.group_by("pair_trade_id").agg(
-        net_pnl=pl.col("pnl").last(), is_open=pl.col("is_open").last(),
+        net_pnl_usd=pl.col("pnl").last(), is_open=pl.col("is_open").last(),
         bars_held=pl.col("is_in_market").sum().cast(pl.Int32),
     )
     return as_published(per_strategy(pair_returns, trades, initial_capital, periods_per_year))

@@ -17,10 +17,10 @@ FUNDAMENTAL_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "employee_count": pl.Int64, "issue": pl.String,
     },
     "key_statistics": {
-        "symbol": pl.String, "market_cap": pl.Float64, "enterprise_value": pl.Float64, "trailing_pe": pl.Float64,
-        "forward_pe": pl.Float64, "price_to_book": pl.Float64, "beta": pl.Float64, "dividend_yield_pct": pl.Float64,
-        "profit_margin_pct": pl.Float64, "shares_outstanding_qty": pl.Int64, "float_shares_qty": pl.Int64,
-        "issue": pl.String,
+        "symbol": pl.String, "market_cap_usd": pl.Float64, "enterprise_value_usd": pl.Float64,
+        "trailing_pe": pl.Float64, "forward_pe": pl.Float64, "price_to_book": pl.Float64, "beta": pl.Float64,
+        "dividend_yield_pct": pl.Float64, "profit_margin_pct": pl.Float64, "shares_outstanding_qty": pl.Int64,
+        "float_shares_qty": pl.Int64, "issue": pl.String,
     },
     "financial_statements": {
         "symbol": pl.String, "statement": pl.String, "period_end_date": pl.Date, "line_item": pl.String,
@@ -28,7 +28,7 @@ FUNDAMENTAL_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     },
     "institutional_holders": {
         "symbol": pl.String, "holder": pl.String, "report_date": pl.Date, "shares_qty": pl.Int64,
-        "value": pl.Float64, "held_pct": pl.Float64, "issue": pl.String,
+        "market_value_usd": pl.Float64, "held_pct": pl.Float64, "issue": pl.String,
     },
     "company_officers": {
         "symbol": pl.String, "officer_name": pl.String, "title": pl.String, "age": pl.Int64,
@@ -38,9 +38,9 @@ FUNDAMENTAL_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
 #: The fields a provider is expected to send for each dataset; a row without one is flagged, not dropped.
 EXPECTED_FIELDS: dict[str, tuple[str, ...]] = {
     "company_info": ("short_name", "sector", "industry", "country", "exchange", "currency"),
-    "key_statistics": ("market_cap", "trailing_pe", "beta", "shares_outstanding_qty"),
+    "key_statistics": ("market_cap_usd", "trailing_pe", "beta", "shares_outstanding_qty"),
     "financial_statements": ("value",),
-    "institutional_holders": ("report_date", "shares_qty", "value"),
+    "institutional_holders": ("report_date", "shares_qty", "market_value_usd"),
     "company_officers": ("title",),
 }
 

@@ -38,8 +38,8 @@ def _company_info(symbol: str, sector: str) -> list[dict]:
 def _key_statistics(symbol: str, sector: str) -> list[dict]:
     shares = int(5e8 + 1e10 * _unit(symbol, "shares"))
     return [{
-        "symbol": symbol, "market_cap": shares * (20 + 300 * _unit(symbol, "px")),
-        "enterprise_value": shares * (25 + 300 * _unit(symbol, "ev")), "trailing_pe": 8 + 40 * _unit(symbol, "pe"),
+        "symbol": symbol, "market_cap_usd": shares * (20 + 300 * _unit(symbol, "px")),
+        "enterprise_value_usd": shares * (25 + 300 * _unit(symbol, "ev")), "trailing_pe": 8 + 40 * _unit(symbol, "pe"),
         "forward_pe": 8 + 35 * _unit(symbol, "fpe"), "price_to_book": 0.8 + 12 * _unit(symbol, "pb"),
         "beta": 0.4 + 1.4 * _unit(symbol, "beta"), "dividend_yield_pct": 0.04 * _unit(symbol, "dy"),
         "profit_margin_pct": 0.02 + 0.3 * _unit(symbol, "pm"), "shares_outstanding_qty": shares,
@@ -48,12 +48,17 @@ def _key_statistics(symbol: str, sector: str) -> list[dict]:
 
 
 def _financial_statements(symbol: str, sector: str) -> list[dict]:
+    """Dollar amounts, a per-share amount and a share count, as a filer's statements mix them."""
     rows = []
+    shares = int(5e8 + 1e10 * _unit(symbol, "shares"))
     for period in QUARTER_ENDS:
         revenue = 1e9 + 2e10 * _unit(symbol, "rev", period)
+        net_income = revenue * (0.02 + 0.25 * _unit(symbol, "ni", period))
         items = {
             ("income", "total_revenue"): revenue,
-            ("income", "net_income"): revenue * (0.02 + 0.25 * _unit(symbol, "ni", period)),
+            ("income", "net_income"): net_income,
+            ("income", "diluted_eps"): round(net_income / shares, 2),
+            ("balance", "ordinary_shares_number"): float(shares),
             ("balance", "total_assets"): revenue * (3 + 4 * _unit(symbol, "ta")),
             ("balance", "total_liabilities"): revenue * (1 + 2 * _unit(symbol, "tl")),
             ("cashflow", "operating_cash_flow"): revenue * (0.05 + 0.3 * _unit(symbol, "ocf", period)),
@@ -66,7 +71,7 @@ def _financial_statements(symbol: str, sector: str) -> list[dict]:
 def _institutional_holders(symbol: str, sector: str) -> list[dict]:
     return [{
         "symbol": symbol, "holder": holder, "report_date": QUARTER_ENDS[-1],
-        "shares_qty": int(1e7 + 4e8 * _unit(symbol, holder)), "value": 1e9 + 5e10 * _unit(symbol, holder, "v"),
+        "shares_qty": int(1e7 + 4e8 * _unit(symbol, holder)), "market_value_usd": 1e9 + 5e10 * _unit(symbol, holder, "v"),
         "held_pct": 0.02 + 0.07 * _unit(symbol, holder, "p"),
     } for holder in HOLDERS]
 

@@ -198,7 +198,8 @@ def _key_statistics(ticker, symbol: str) -> list[dict]:
     info = _info(ticker)
     if not info:
         return []
-    return [{"symbol": symbol, "market_cap": info.get("marketCap"), "enterprise_value": info.get("enterpriseValue"),
+    return [{"symbol": symbol, "market_cap_usd": info.get("marketCap"),
+             "enterprise_value_usd": info.get("enterpriseValue"),
              "trailing_pe": info.get("trailingPE"), "forward_pe": info.get("forwardPE"),
              "price_to_book": info.get("priceToBook"), "beta": info.get("beta"),
              "dividend_yield_pct": info.get("dividendYield"), "profit_margin_pct": info.get("profitMargins"),
@@ -221,7 +222,7 @@ def _institutional_holders(ticker, symbol: str) -> list[dict]:
     return [{"symbol": symbol, "holder": row.get("Holder"),
              "report_date": row["Date Reported"].date() if pd.notna(row.get("Date Reported")) else None,
              "shares_qty": int(row["Shares"]) if pd.notna(row.get("Shares")) else None,
-             "value": float(row["Value"]) if pd.notna(row.get("Value")) else None,
+             "market_value_usd": float(row["Value"]) if pd.notna(row.get("Value")) else None,
              "held_pct": float(row["pctHeld"]) if pd.notna(row.get("pctHeld")) else None}
             for row in holders.to_dict("records")]
 

@@ -53,8 +53,8 @@ class KeyStatistics(pa.DataFrameModel):
     """Valuation and share statistics per symbol."""
 
     symbol: str = pa.Field(str_length={"min_value": 1, "max_value": 16})
-    market_cap: float = pa.Field(nullable=True, ge=0)
-    enterprise_value: float = pa.Field(nullable=True)
+    market_cap_usd: float = pa.Field(nullable=True, ge=0)
+    enterprise_value_usd: float = pa.Field(nullable=True)
     trailing_pe: float = pa.Field(nullable=True)
     forward_pe: float = pa.Field(nullable=True)
     price_to_book: float = pa.Field(nullable=True)
@@ -70,7 +70,7 @@ class KeyStatistics(pa.DataFrameModel):
 
 
 class FinancialStatements(pa.DataFrameModel):
-    """Quarterly statement line items in long form."""
+    """Quarterly statement line items in long form; `unit` says what `value` counts (dollars, dollars per share, shares or a ratio)."""
 
     symbol: str = pa.Field(str_length={"min_value": 1, "max_value": 16})
     statement: str = pa.Field(nullable=True, isin=["income", "balance", "cashflow"])
@@ -78,9 +78,15 @@ class FinancialStatements(pa.DataFrameModel):
     line_item: str = pa.Field(nullable=True)
     value: float = pa.Field(nullable=True)
     issue: str = pa.Field(**ISSUE)
+    # Last, where catalog step 7 added it to stored tables: a partition's data version hashes its columns in order.
+    unit: str = pa.Field(nullable=True, isin=["usd", "usd_per_share", "shares", "ratio"])
 
     class Config:
         strict = True
+
+    @pa.dataframe_check(error="a line item has a unit, and a row without a line item has none")
+    def line_items_have_units(cls, data: PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("line_item").is_null() == pl.col("unit").is_null())
 
 
 class InstitutionalHolders(pa.DataFrameModel):
@@ -90,7 +96,7 @@ class InstitutionalHolders(pa.DataFrameModel):
     holder: str = pa.Field(nullable=True)
     report_date: pl.Date = pa.Field(nullable=True)
     shares_qty: int = pa.Field(nullable=True, ge=0)
-    value: float = pa.Field(nullable=True, ge=0)
+    market_value_usd: float = pa.Field(nullable=True, ge=0)
     held_pct: float = pa.Field(nullable=True, ge=0, le=1)
     issue: str = pa.Field(**ISSUE)
 

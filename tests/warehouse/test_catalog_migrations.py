@@ -308,3 +308,81 @@ def test_unitless_backtest_columns_are_renamed_in_place_with_their_rows(address)
         equity = warehouse.query("SELECT pair_id, equity_usd FROM lake.main.backtest_equity")
     assert trades.rows() == [("KO/PEP", 101.5)]
     assert equity.rows() == [("KO/PEP", 1000898.5)]
+
+
+def write_schema_six_warehouse_with_unitless_dollars(catalog: str, data_path: str) -> None:
+    """A warehouse at schema version 6: dollar columns without `_usd`, statement values without a unit."""
+    con = _at_schema_version(catalog, data_path, 6)
+    for statement in (
+        "CREATE TABLE lake.main.backtest_trades (pair_id VARCHAR, entry_notional DOUBLE, gross_pnl DOUBLE, "
+        "cost_usd DOUBLE, net_pnl DOUBLE, partition_key VARCHAR)",
+        "INSERT INTO lake.main.backtest_trades VALUES ('KO/PEP', 20000.0, 1000.0, 101.5, 898.5, 'all')",
+        "CREATE TABLE lake.main.backtest_equity (pair_id VARCHAR, net_pnl DOUBLE, equity_usd DOUBLE, partition_key VARCHAR)",
+        "INSERT INTO lake.main.backtest_equity VALUES ('KO/PEP', 898.5, 1000898.5, 'all')",
+        "CREATE TABLE lake.main.trade_analysis (dimension VARCHAR, bucket VARCHAR, avg_net_pnl DOUBLE, "
+        "median_net_pnl DOUBLE, total_net_pnl DOUBLE, partition_key VARCHAR)",
+        "INSERT INTO lake.main.trade_analysis VALUES ('pair', 'KO/PEP', 898.5, 898.5, 898.5, 'all')",
+        "CREATE TABLE lake.main.key_statistics (symbol VARCHAR, market_cap DOUBLE, enterprise_value DOUBLE, partition_key VARCHAR)",
+        "INSERT INTO lake.main.key_statistics VALUES ('KO', 2.6e11, 3.0e11, 'all')",
+        "CREATE TABLE lake.main.institutional_holders (symbol VARCHAR, holder VARCHAR, value DOUBLE, partition_key VARCHAR)",
+        "INSERT INTO lake.main.institutional_holders VALUES ('KO', 'Vanguard Group Inc', 2.4e10, 'all')",
+    ):
+        con.execute(statement)
+    for schema, rows in (
+        ("main", "('KO', 'total_revenue', 1.2e10, NULL, 'all'), ('KO', 'diluted_eps', 0.71, NULL, 'all'), "
+                 "('KO', 'ordinary_shares_number', 4.3e9, NULL, 'all'), ('KO', 'tax_rate_for_calcs', 0.19, NULL, 'all'), "
+                 "('XX', NULL, NULL, 'unknown symbol', 'all')"),
+        ("quarantine", "('KO', 'basic_eps', -1.0, NULL, 'all')"),
+    ):
+        con.execute(
+            f"CREATE TABLE lake.{schema}.financial_statements "
+            "(symbol VARCHAR, line_item VARCHAR, value DOUBLE, issue VARCHAR, partition_key VARCHAR)"
+        )
+        con.execute(f"INSERT INTO lake.{schema}.financial_statements VALUES {rows}")
+    for asset, names in (
+        ("financial_statements", ("symbol", "line_item", "value", "issue")),
+        ("institutional_holders", ("symbol", "holder", "value")),
+    ):
+        columns = json.dumps([{"name": name, "dtype": "String", "nullable": True} for name in names])
+        con.execute(
+            "INSERT INTO lake.quarry.asset_metadata (asset, code_version, grain, partitions, contract, contract_columns, "
+            "recorded_at) VALUES (?, 'c1', ['symbol'], 'none', 'Contract', ?, ?)",
+            [asset, columns, WRITTEN_AT],
+        )
+    con.close()
+
+
+def test_unitless_dollar_columns_are_renamed_and_statement_values_get_their_unit(address):
+    catalog, data_path = address
+    write_schema_six_warehouse_with_unitless_dollars(catalog, data_path)
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        trades = warehouse.query("SELECT entry_notional_usd, gross_pnl_usd, net_pnl_usd FROM lake.main.backtest_trades")
+        equity = warehouse.query("SELECT net_pnl_usd FROM lake.main.backtest_equity")
+        analysis = warehouse.query(
+            "SELECT avg_net_pnl_usd, median_net_pnl_usd, total_net_pnl_usd FROM lake.main.trade_analysis"
+        )
+        statistics = warehouse.query("SELECT market_cap_usd, enterprise_value_usd FROM lake.main.key_statistics")
+        holders = warehouse.query("SELECT holder, market_value_usd FROM lake.main.institutional_holders")
+        statements = warehouse.query("SELECT symbol, line_item, value, unit FROM lake.main.financial_statements ORDER BY value NULLS FIRST")
+        quarantined = warehouse.query("SELECT line_item, unit FROM lake.quarantine.financial_statements")
+        recorded = warehouse.asset_metadata()
+    assert trades.rows() == [(20000.0, 1000.0, 898.5)] and equity.rows() == [(898.5,)]
+    assert analysis.rows() == [(898.5, 898.5, 898.5)]
+    assert statistics.rows() == [(2.6e11, 3.0e11)] and holders.rows() == [("Vanguard Group Inc", 2.4e10)]
+    assert statements.rows() == [
+        ("XX", None, None, None), ("KO", "tax_rate_for_calcs", 0.19, "ratio"), ("KO", "diluted_eps", 0.71, "usd_per_share"),
+        ("KO", "ordinary_shares_number", 4.3e9, "shares"), ("KO", "total_revenue", 1.2e10, "usd"),
+    ]
+    assert quarantined.rows() == [("basic_eps", "usd_per_share")]
+    assert [c.name for c in recorded["financial_statements"].contract_columns] == ["symbol", "line_item", "value", "issue", "unit"]
+    assert [c.name for c in recorded["institutional_holders"].contract_columns] == ["symbol", "holder", "market_value_usd"]
+
+
+def test_the_unit_step_labels_line_items_as_the_financial_statements_asset_does():
+    """Step 7 states the line-item units as they stood when it shipped; the asset must label new rows the same way."""
+    from assets.fundamentals.assets import DOLLARS, LINE_ITEM_UNITS
+    from warehouse.catalog_migrations import v0007_dollar_units as step
+
+    assert step.LINE_ITEM_UNITS == LINE_ITEM_UNITS, "a line item whose unit changed needs a catalog step for the stored rows"
+    assert step.DOLLARS == DOLLARS

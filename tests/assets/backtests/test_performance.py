@@ -104,7 +104,7 @@ def test_agrees_with_quantstats(seed):
 def make_trades(rows: list[tuple[str, float, int, bool]]) -> pl.DataFrame:
     return pl.DataFrame(
         rows,
-        schema={"pair_id": pl.String, "net_pnl": pl.Float64, "bars_held": pl.Int32, "is_open": pl.Boolean},
+        schema={"pair_id": pl.String, "net_pnl_usd": pl.Float64, "bars_held": pl.Int32, "is_open": pl.Boolean},
         orient="row",
     )
 
@@ -129,17 +129,17 @@ def pair_returns_frame() -> pl.DataFrame:
     rng = np.random.default_rng(4)
     frames = []
     for pair_id, n in (("A/B", 300), ("C/D", 250)):
-        net_pnl = rng.normal(10.0, 200.0, n)
-        equity = 1_000_000.0 + np.cumsum(net_pnl)
+        net_pnl_usd = rng.normal(10.0, 200.0, n)
+        equity = 1_000_000.0 + np.cumsum(net_pnl_usd)
         frames.append(
             pl.DataFrame(
                 {
                     "pair_id": pair_id,
                     "bar_ts": hours(n),
                     "is_in_market": rng.random(n) < 0.4,
-                    "net_pnl": net_pnl,
+                    "net_pnl_usd": net_pnl_usd,
                     "equity_usd": equity,
-                    "return_pct": net_pnl / (equity - net_pnl),
+                    "return_pct": net_pnl_usd / (equity - net_pnl_usd),
                 }
             )
         )
@@ -170,12 +170,12 @@ def test_strategy_returns_compound_the_book_on_shared_capital():
         {
             "pair_id": ["A", "A", "B", "B"],
             "bar_ts": hours(2) * 2,
-            "net_pnl": [10.0, -5.0, 0.0, 20.0],
+            "net_pnl_usd": [10.0, -5.0, 0.0, 20.0],
             "is_in_market": [True, False, False, False],
         }
     )
     book = strategy_returns(returns, initial_capital=100.0)
-    assert book["net_pnl"].to_list() == [10.0, 15.0]
+    assert book["net_pnl_usd"].to_list() == [10.0, 15.0]
     assert book["equity_usd"].to_list() == [110.0, 125.0]
     assert book["return_pct"].to_list() == pytest.approx([0.1, 15 / 110])
     assert book["is_in_market"].to_list() == [True, False]

@@ -93,13 +93,13 @@ def test_two_trades_priced_by_hand():
     #        costs 0.0005 * 100,000 + 0.0005 * (500*104 + 1000*51) = 50 + 51.5.
     # Short: -500 Y @100, +1000 X @50 -> Y 106, X 50: -3,000 gross; costs 50 + 0.0005 * 103,000.
     trades = two_trade_run().trades
-    assert trades.select("side", "y_qty", "x_qty", "entry_notional").rows() == [
+    assert trades.select("side", "y_qty", "x_qty", "entry_notional_usd").rows() == [
         ("long_spread", 500.0, -1000.0, 100_000.0),
         ("short_spread", -500.0, 1000.0, 100_000.0),
     ]
-    assert trades["gross_pnl"].to_list() == pytest.approx([1_000.0, -3_000.0], abs=1e-9)
+    assert trades["gross_pnl_usd"].to_list() == pytest.approx([1_000.0, -3_000.0], abs=1e-9)
     assert trades["cost_usd"].to_list() == pytest.approx([101.5, 101.5], abs=1e-9)
-    assert trades["net_pnl"].to_list() == pytest.approx([898.5, -3_101.5], abs=1e-9)
+    assert trades["net_pnl_usd"].to_list() == pytest.approx([898.5, -3_101.5], abs=1e-9)
     assert trades["return_pct"].to_list() == pytest.approx([0.008985, -0.031015], abs=1e-12)
     assert trades["bars_held"].to_list() == [2, 2]
     assert trades["exit_reason"].cast(pl.String).to_list() == ["exit", "stop"]
@@ -118,13 +118,13 @@ def test_two_trades_bar_by_bar():
     assert returns["position"].to_list() == [0, 1, 1, 0, 0, -1, -1, 0, 0]
     assert returns["is_in_market"].to_list() == [False, False, True, True, False, False, True, True, False]
     # Fill bars pay 50 at entry and 51.5 at exit; bar 2: 500 * 2 - 1000 * 0.5; bar 6: -500 * 3; bar 7: -500 * 3 - 51.5.
-    assert returns["net_pnl"].to_list() == pytest.approx(
+    assert returns["net_pnl_usd"].to_list() == pytest.approx(
         [0, -50, 500, 448.5, 0, -50, -1500, -1551.5, 0], abs=1e-9
     )
     assert returns["equity_usd"][-1] == pytest.approx(1_000_000 + 898.5 - 3_101.5, abs=1e-6)
     equity_before = np.concatenate([[1_000_000.0], returns["equity_usd"].to_numpy()[:-1]])
     np.testing.assert_allclose(
-        returns["return_pct"].to_numpy(), returns["net_pnl"].to_numpy() / equity_before, rtol=1e-15
+        returns["return_pct"].to_numpy(), returns["net_pnl_usd"].to_numpy() / equity_before, rtol=1e-15
     )
 
 
@@ -147,7 +147,7 @@ def test_legs_split_gross_notional_by_hedge_ratio():
     assert row["y_qty"] * 40.0 == pytest.approx(-100_000 / 2.5)
     assert row["x_qty"] * 80.0 == pytest.approx(100_000 * 1.5 / 2.5)
     assert row["is_open"] and row["exit_ts"] is None and row["exit_reason"] == "open"
-    assert row["gross_pnl"] == pytest.approx(row["y_qty"] * 1.0 + row["x_qty"] * -1.0)
+    assert row["gross_pnl_usd"] == pytest.approx(row["y_qty"] * 1.0 + row["x_qty"] * -1.0)
     assert row["cost_usd"] == pytest.approx(50.0)  # only the entry fill so far
 
 
@@ -266,12 +266,12 @@ def test_bar_pnl_adds_up_to_trade_pnl_on_a_random_book():
     result = backtest_trades(legged(signals, bars, pairs), bars, params)
 
     by_pair = result.returns.group_by("pair_id").agg(
-        pl.col("net_pnl").sum(), pl.col("is_in_market").sum(), pl.col("equity_usd").last()
+        pl.col("net_pnl_usd").sum(), pl.col("is_in_market").sum(), pl.col("equity_usd").last()
     )
-    from_trades = result.trades.group_by("pair_id").agg(pl.col("net_pnl").sum(), pl.col("bars_held").sum())
+    from_trades = result.trades.group_by("pair_id").agg(pl.col("net_pnl_usd").sum(), pl.col("bars_held").sum())
     joined = by_pair.join(from_trades, on="pair_id", suffix="_trades").sort("pair_id")
-    np.testing.assert_allclose(joined["net_pnl"], joined["net_pnl_trades"], atol=1e-6)
-    np.testing.assert_allclose(joined["equity_usd"], params.initial_capital + joined["net_pnl"], atol=1e-6)
+    np.testing.assert_allclose(joined["net_pnl_usd"], joined["net_pnl_usd_trades"], atol=1e-6)
+    np.testing.assert_allclose(joined["equity_usd"], params.initial_capital + joined["net_pnl_usd"], atol=1e-6)
     assert joined["is_in_market"].to_list() == joined["bars_held"].to_list()
     assert result.returns.height == signals.height
     open_gross = _open_gross_by_bar(result.trades)
@@ -326,7 +326,7 @@ def test_a_trade_keeps_its_entry_hedge_and_closes_at_a_stream_break():
     assert first["exit_y_px"] == closes["A"][7] and first["exit_x_px"] == closes["B"][6]  # B's last close before
     assert first["x_qty"] == pytest.approx(-first["y_qty"] * closes["A"][6] * 1.0 / closes["B"][6])
     exit_notional = abs(first["y_qty"]) * closes["A"][7] + abs(first["x_qty"]) * closes["B"][6]
-    assert first["cost_usd"] == pytest.approx(BacktestParams().cost_rate * (first["entry_notional"] + exit_notional))
+    assert first["cost_usd"] == pytest.approx(BacktestParams().cost_rate * (first["entry_notional_usd"] + exit_notional))
     assert second["is_open"] and second["exit_reason"] == "open" and second["hedge_ratio"] == 1.5
     assert second["entry_ts"] == day2[1] and second["entry_spread"] == -0.2
 
@@ -354,4 +354,4 @@ def test_signals_without_an_entry_give_no_trades_and_flat_equity():
     signals = make_signals("Y/X", [0, 0, 0], ["none", "none", "none"])
     bars = make_bars({"Y": [10.0, 11.0, 12.0], "X": [5.0, 5.0, 5.0]})
     result = backtest_trades(legged(signals, bars, [("Y", "X", 1.0)]), bars, BacktestParams())
-    assert result.trades.is_empty() and result.returns["net_pnl"].to_list() == [0.0, 0.0, 0.0]
+    assert result.trades.is_empty() and result.returns["net_pnl_usd"].to_list() == [0.0, 0.0, 0.0]

@@ -23,7 +23,7 @@ trade = st.fixed_dictionaries({
     "day": st.sampled_from(DAYS),
     "hour": st.integers(9, 15),
     "bars_held": st.integers(1, 90),
-    "net_pnl": st.one_of(st.floats(-500, 500, allow_nan=False), st.just(0.0)),
+    "net_pnl_usd": st.one_of(st.floats(-500, 500, allow_nan=False), st.just(0.0)),
     "exit_reason": st.sampled_from(["exit", "stop", "max_hold", "dropped", "gap"]),
     "is_open": st.booleans(),
 })
@@ -45,7 +45,7 @@ def test_each_dimension_summarizes_the_closed_trades_like_a_plain_loop(trades):
         "pair_id": [t["pair_id"] for t in trades],
         "entry_ts": [datetime(t["day"].year, t["day"].month, t["day"].day, t["hour"], 30, tzinfo=NEW_YORK).astimezone(UTC) for t in trades],
         "bars_held": pl.Series([t["bars_held"] for t in trades], dtype=pl.Int32),
-        "net_pnl": [t["net_pnl"] for t in trades],
+        "net_pnl_usd": [t["net_pnl_usd"] for t in trades],
         "exit_reason": [t["exit_reason"] for t in trades],
         "is_open": [t["is_open"] for t in trades],
     })
@@ -60,7 +60,7 @@ def test_each_dimension_summarizes_the_closed_trades_like_a_plain_loop(trades):
     for dimension, key in keys.items():
         for bucket in {key(t) for t in closed}:
             group = [t for t in closed if key(t) == bucket]
-            pnl = [t["net_pnl"] for t in group]
+            pnl = [t["net_pnl_usd"] for t in group]
             losses = -sum(p for p in pnl if p < 0)
             expected[(dimension, bucket)] = (
                 len(group), sum(p > 0 for p in pnl) / len(group), statistics.fmean(pnl), statistics.median(pnl),
@@ -68,7 +68,7 @@ def test_each_dimension_summarizes_the_closed_trades_like_a_plain_loop(trades):
                 statistics.fmean(t["bars_held"] for t in group),
             )
     rows = {
-        (r["dimension"], r["bucket"]): (r["n_trades"], r["win_rate_pct"], r["avg_net_pnl"], r["median_net_pnl"], r["profit_factor"], r["avg_bars_held"])
+        (r["dimension"], r["bucket"]): (r["n_trades"], r["win_rate_pct"], r["avg_net_pnl_usd"], r["median_net_pnl_usd"], r["profit_factor"], r["avg_bars_held"])
         for r in got.iter_rows(named=True)
     }
     assert rows.keys() == expected.keys()

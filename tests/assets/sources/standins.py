@@ -141,7 +141,8 @@ def frames_equal_ignoring_order(a: pl.DataFrame, b: pl.DataFrame) -> bool:
 
 
 #: The sample's statement items under the names Yahoo's fundamentals-timeseries API uses.
-YAHOO_LINE_ITEMS = {"total_revenue": "TotalRevenue", "net_income": "NetIncome", "total_assets": "TotalAssets",
+YAHOO_LINE_ITEMS = {"total_revenue": "TotalRevenue", "net_income": "NetIncome", "diluted_eps": "DilutedEPS",
+                    "ordinary_shares_number": "OrdinarySharesNumber", "total_assets": "TotalAssets",
                     "total_liabilities": "TotalLiabilitiesNetMinorityInterest", "operating_cash_flow": "OperatingCashFlow"}
 
 
@@ -214,10 +215,10 @@ class SampleYahoo:
         result = {
             "assetProfile": profile,
             "quoteType": {"exchange": info["exchange"], "shortName": info["short_name"], "symbol": symbol},
-            "summaryDetail": {"currency": info["currency"], "marketCap": stats["market_cap"], "beta": stats["beta"],
+            "summaryDetail": {"currency": info["currency"], "marketCap": stats["market_cap_usd"], "beta": stats["beta"],
                               "trailingPE": stats["trailing_pe"], "forwardPE": stats["forward_pe"],
                               "dividendYield": stats["dividend_yield_pct"]},
-            "defaultKeyStatistics": {"enterpriseValue": stats["enterprise_value"], "priceToBook": stats["price_to_book"],
+            "defaultKeyStatistics": {"enterpriseValue": stats["enterprise_value_usd"], "priceToBook": stats["price_to_book"],
                                      "profitMargins": stats["profit_margin_pct"],
                                      "sharesOutstanding": stats["shares_outstanding_qty"],
                                      "floatShares": stats["float_shares_qty"]},
@@ -226,7 +227,7 @@ class SampleYahoo:
                 {"maxAge": 1, "reportDate": {"raw": int(datetime(h["report_date"].year, h["report_date"].month,
                                                                  h["report_date"].day, tzinfo=timezone.utc).timestamp())},
                  "organization": h["holder"], "pctHeld": {"raw": h["held_pct"]}, "position": {"raw": h["shares_qty"]},
-                 "value": {"raw": h["value"]}, "pctChange": {"raw": 0.01}} for h in holders]},
+                 "value": {"raw": h["market_value_usd"]}, "pctChange": {"raw": 0.01}} for h in holders]},
         }
         return Response(json.dumps({"quoteSummary": {"result": [result], "error": None}}), content_type="application/json")
 

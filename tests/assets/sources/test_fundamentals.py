@@ -9,16 +9,18 @@ import polars as pl
 import pytest
 
 from assets import default_graph
-from assets.fundamentals.assets import FUNDAMENTALS_ASSETS
+from assets.fundamentals.assets import FUNDAMENTALS_ASSETS, financial_statements
 from assets.graph import AssetGraph
 from assets.sources import SampleSource, SourceError
 from assets.sources.registry import build_source
+from assets.sources.fundamentals_schema import fundamentals_frame
 from assets.sources.resilience import RequestPolicy
 from assets.sources.sample_fundamentals import sample_fundamentals
 from assets.sources.universe_file import Member, read_universe
 from assets.sources.yahoo import YahooSource
 from pipelines.runs import record_and_report
 from pipelines.settings import Settings
+from quality.contracts import FinancialStatements
 from tests.assets.sources.standins import SampleYahoo
 
 NAMES = [a.name for a in FUNDAMENTALS_ASSETS]
@@ -56,6 +58,10 @@ def test_offline_fundamentals_publish_and_an_unknown_symbol_is_a_warning(lake, t
     info = lake.warehouse.read("company_info")
     assert info.height == 21 and info.filter(pl.col("symbol") == "ZZZZ")["issue"].to_list() == ["unknown symbol"]
     assert lake.warehouse.read("universe").height == 20
+    units = lake.warehouse.read("financial_statements").group_by("line_item").agg(pl.col("unit").unique())
+    assert {item: unit for item, (unit,) in units.filter(pl.col("line_item").is_in(["net_income", "diluted_eps",
+            "ordinary_shares_number"])).iter_rows()} == {"net_income": "usd", "diluted_eps": "usd_per_share",
+                                                         "ordinary_shares_number": "shares"}
     checks = lake.warehouse.check_results("test-run")
     warned = checks.filter(~pl.col("passed"))
     assert set(warned["check_name"]) == {"unknown_symbols"} and set(warned["severity"]) == {"warn"}
@@ -66,6 +72,20 @@ def test_offline_fundamentals_publish_and_an_unknown_symbol_is_a_warning(lake, t
 
     again = lake.materialize(SELECTION, source=SampleWithFundamentals(), graph=graph(), run_id="again")
     assert all(again.outcomes[n].up_to_date == ["all"] for n in NAMES)
+
+
+@pytest.mark.parametrize(("line_item", "unit"), [
+    ("total_revenue", "usd"), ("free_cash_flow", "usd"), ("diluted_eps", "usd_per_share"),
+    ("dividend_per_share", "usd_per_share"), ("ordinary_shares_number", "shares"),
+    ("diluted_average_shares", "shares"), ("tax_rate_for_calcs", "ratio"), (None, None),
+])
+def test_a_statement_value_carries_the_unit_of_its_line_item(line_item, unit):
+    fetched = fundamentals_frame("financial_statements", [
+        {"symbol": "KO", "statement": "income", "period_end_date": date(2024, 12, 31), "line_item": line_item, "value": 1.0},
+    ], [])
+    published = financial_statements.transform(fetched)
+    assert published["unit"].to_list() == [unit]
+    FinancialStatements.validate(published)
 
 
 class BarsOnly:
