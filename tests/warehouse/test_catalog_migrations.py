@@ -386,3 +386,44 @@ def test_the_unit_step_labels_line_items_as_the_financial_statements_asset_does(
 
     assert step.LINE_ITEM_UNITS == LINE_ITEM_UNITS, "a line item whose unit changed needs a catalog step for the stored rows"
     assert step.DOLLARS == DOLLARS
+
+
+def test_partitions_whose_columns_were_renamed_keep_verifying_as_intact(address):
+    """A data version hashes column names: step 8 re-records it for intact rows, so verify finds no false damage."""
+    from warehouse.catalog_migrations.v0008_renamed_data_versions import as_published
+    from warehouse.verify import verify
+    from warehouse.versions import data_versions_by_partition
+
+    catalog, data_path = address
+    con = _at_schema_version(catalog, data_path, 7)
+    con.execute(
+        "CREATE TABLE lake.main.key_statistics (symbol VARCHAR, market_cap_usd DOUBLE, partition_key VARCHAR); "
+        "INSERT INTO lake.main.key_statistics VALUES ('KO', 2.6e11, 'all')"
+    )
+    con.execute(
+        "CREATE TABLE lake.main.indicators_daily (symbol VARCHAR, atr_px DOUBLE, partition_key VARCHAR); "
+        "INSERT INTO lake.main.indicators_daily VALUES ('KO', 1.25, '2026-01-02'), ('KO', 1.5, '2026-01-05')"
+    )
+    con.execute(
+        "CREATE TABLE lake.main.financial_statements (symbol VARCHAR, line_item VARCHAR, value DOUBLE, "
+        "partition_key VARCHAR, unit VARCHAR); "
+        "INSERT INTO lake.main.financial_statements VALUES ('KO', 'diluted_eps', 0.71, 'all', 'usd_per_share')"
+    )
+    published = []
+    for asset in ("key_statistics", "indicators_daily", "financial_statements"):
+        rows = con.execute(f"SELECT * FROM lake.main.{asset}").pl()
+        for key, version in data_versions_by_partition(as_published(rows, asset)).items():  # as the old names hashed
+            published.append((f"v-{asset}-{key}", asset, key, version))
+    for version_id, asset, key, version in published:
+        if (asset, key) == ("indicators_daily", "2026-01-02"):
+            version = "d-something-else"  # its rows really changed since they were published
+        con.execute(
+            "INSERT INTO lake.quarry.versions (version_id, asset, partition_key, status, code_version, data_version, "
+            "row_count, created_at, published_at) VALUES (?, ?, ?, 'published', 'c1', ?, 1, ?, ?)",
+            [version_id, asset, key, version, WRITTEN_AT, WRITTEN_AT],
+        )
+    con.close()
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        damaged = {(c.asset, c.partition_key) for c in verify(warehouse) if c.is_damaged}
+    assert damaged == {("indicators_daily", "2026-01-02")}
