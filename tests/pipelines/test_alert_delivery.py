@@ -18,7 +18,7 @@ from pipelines.notify import AlertStore, Notifier, ThrottlePolicy, trade_alert
 from pipelines.settings import Settings, SmtpConfig
 from pipelines.trading.operations import relay_alerts
 from pipelines.trading.risk import Breach, record_breaches
-from tests.pipelines.test_server_worker import PREFECT, ROOT, UUID, _prefect, server  # noqa: F401
+from tests.pipelines.prefect_server import PREFECT, ROOT, UUID, prefect_cli
 from warehouse import ledger as tables
 from warehouse.ledger import Ledger, upgrade
 
@@ -204,10 +204,10 @@ def test_a_deployed_run_that_fails_is_reported_once_by_its_hook_and_not_again_by
     document["deployments"] = [bars]
     prefect_file = tmp_path / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    _prefect(env, "work-pool", "create", bars["work_pool"]["name"], "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", "bars-daily", timeout=120)
+    prefect_cli(env, "work-pool", "create", bars["work_pool"]["name"], "--type", "process")
+    prefect_cli(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", "bars-daily", timeout=120)
     since = datetime.now(timezone.utc) - timedelta(seconds=5)
-    run_id = UUID.search(_prefect(env, "deployment", "run", "materialize/bars-daily")).group(0)
+    run_id = UUID.search(prefect_cli(env, "deployment", "run", "materialize/bars-daily")).group(0)
     worker = subprocess.run([PREFECT, "worker", "start", "--pool", bars["work_pool"]["name"], "--run-once"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert worker.returncode == 0, worker.stdout + worker.stderr

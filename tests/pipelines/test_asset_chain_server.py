@@ -12,8 +12,9 @@ import time
 import pytest
 import yaml
 
-from tests.pipelines.test_intraday_server import _deployment_id, _runs_of
-from tests.pipelines.test_server_worker import PREFECT, ROOT, UUID, _flow_run, _prefect, server  # noqa: F401
+from tests.pipelines.prefect_server import (
+    PREFECT, ROOT, UUID, deployment_id, flow_run, prefect_cli, runs_of,
+)
 from warehouse import Warehouse
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
@@ -26,17 +27,17 @@ def _work_once(env: dict, pool: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _runs_appear(env: dict, deployment_id: str, count: int, seconds: float = 90) -> list[dict]:
+def _runs_appear(env: dict, deployment: str, count: int, seconds: float = 90) -> list[dict]:
     deadline = time.time() + seconds
     while time.time() < deadline:
-        runs = _runs_of(env, deployment_id)
+        runs = runs_of(env, deployment)
         if len(runs) >= count:
             return runs
         time.sleep(1)
-    pytest.fail(f"no run {count} of deployment {deployment_id} within {seconds:.0f} s")
+    pytest.fail(f"no run {count} of deployment {deployment} within {seconds:.0f} s")
 
 
-def test_bars_daily_starts_indicators_which_start_analytics_through_asset_events(server, lake, tmp_path):  # noqa: F811
+def test_bars_daily_starts_indicators_which_start_analytics_through_asset_events(server, lake, tmp_path):
     env = {**server, **lake.env(), "QUARRY_CLOCK": CLOCK, "QUARRY_LEDGER_URL": f"sqlite:///{tmp_path}/ledger.sqlite",
            "QUARRY_ALERTS_DB": str(tmp_path / "alerts.sqlite")}
     document = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -48,28 +49,28 @@ def test_bars_daily_starts_indicators_which_start_analytics_through_asset_events
     prefect_file = tmp_path / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(document, sort_keys=False))
     for pool in ("ingestion", "strategy"):
-        _prefect(env, "work-pool", "create", pool, "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
-    indicators = _deployment_id(env, "materialize/indicators")
-    analytics = _deployment_id(env, "materialize/analytics")
+        prefect_cli(env, "work-pool", "create", pool, "--type", "process")
+    prefect_cli(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
+    indicators = deployment_id(env, "materialize/indicators")
+    analytics = deployment_id(env, "materialize/analytics")
 
-    bars = UUID.search(_prefect(env, "deployment", "run", "materialize/bars-daily")).group(0)
+    bars = UUID.search(prefect_cli(env, "deployment", "run", "materialize/bars-daily")).group(0)
     _work_once(env, "ingestion")
-    assert _flow_run(env, bars)["state"]["type"] == "COMPLETED", _flow_run(env, bars)["state"]
+    assert flow_run(env, bars)["state"]["type"] == "COMPLETED", flow_run(env, bars)["state"]
     [started] = _runs_appear(env, indicators, 1)
-    assert _runs_of(env, analytics) == []  # nothing downstream of the indicators before they ran
+    assert runs_of(env, analytics) == []  # nothing downstream of the indicators before they ran
 
     _work_once(env, "strategy")
-    assert _flow_run(env, started["id"])["state"]["type"] == "COMPLETED", _flow_run(env, started["id"])["state"]
+    assert flow_run(env, started["id"])["state"]["type"] == "COMPLETED", flow_run(env, started["id"])["state"]
     with Warehouse.open(env["QUARRY_CATALOG"], env["QUARRY_DATA_PATH"], read_only=True) as warehouse:
         assert {"indicators_daily", "market_regime"} <= set(warehouse.current_versions()["asset"].to_list())
     [follows] = _runs_appear(env, analytics, 1)
     assert follows["parameters"] == {"selection": "pair_spreads+"}
 
     # the same bars again: nothing new is published, so no asset event and no second indicators run
-    again = UUID.search(_prefect(env, "deployment", "run", "materialize/bars-daily")).group(0)
+    again = UUID.search(prefect_cli(env, "deployment", "run", "materialize/bars-daily")).group(0)
     _work_once(env, "ingestion")
-    assert _flow_run(env, again)["state"]["type"] == "COMPLETED"
+    assert flow_run(env, again)["state"]["type"] == "COMPLETED"
     time.sleep(15)  # an event, had one been emitted, would have started a run by now
-    assert len(_runs_of(env, indicators)) == 1 and len(_runs_of(env, analytics)) == 1
+    assert len(runs_of(env, indicators)) == 1 and len(runs_of(env, analytics)) == 1
 

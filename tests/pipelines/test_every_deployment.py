@@ -12,14 +12,14 @@ import pytest
 import yaml
 
 from pipelines.serving import load_deployments
-from tests.pipelines.test_server_worker import ROOT, _prefect, final_state, process_workers, server, start_run  # noqa: F401
+from tests.pipelines.prefect_server import ROOT, final_state, prefect_cli, process_workers, start_run
 from warehouse import Warehouse
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 CLOCK = "2025-03-07T23:00:00+00:00"  # a Friday evening: the week's sessions have closed, the market is shut
 
 
-def test_every_deployment_completes_on_a_worker_of_its_pool(server, lake, tmp_path):  # noqa: F811
+def test_every_deployment_completes_on_a_worker_of_its_pool(server, lake, tmp_path):
     env = {
         **server, **lake.env(), "QUARRY_CLOCK": CLOCK,
         "QUARRY_LEDGER_URL": f"sqlite:///{tmp_path}/ledger.sqlite",
@@ -35,8 +35,8 @@ def test_every_deployment_completes_on_a_worker_of_its_pool(server, lake, tmp_pa
     prefect_file = tmp_path / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(document, sort_keys=False))
     for pool in ("ingestion", "strategy", "execution"):
-        _prefect(env, "work-pool", "create", pool, "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=300)
+        prefect_cli(env, "work-pool", "create", pool, "--type", "process")
+    prefect_cli(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=300)
 
     specs = load_deployments()
     specs.sort(key=lambda s: s.name != "backfill")  # the whole graph first; then prefect.yaml's order
@@ -44,7 +44,7 @@ def test_every_deployment_completes_on_a_worker_of_its_pool(server, lake, tmp_pa
     with ExitStack() as workers:
         process_workers(workers, env, ["ingestion", "strategy", "execution"], tmp_path)
         for spec in specs:  # one at a time: each run sees what the ones before it published
-            state = final_state(env, start_run(env, spec.load_flow().name, spec.name))
+            state = final_state(env, start_run(env, f"{spec.load_flow().name}/{spec.name}"))
             outcomes[spec.name] = (state["type"], state.get("message") or "")
     failed = {name: outcome for name, outcome in outcomes.items() if outcome[0] != "COMPLETED"}
     assert not failed, failed

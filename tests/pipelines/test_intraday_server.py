@@ -10,14 +10,13 @@ import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
 
-import httpx
 import polars as pl
 import pytest
 import yaml
 
 from pipelines.trading.strategy import cycle_id_at
-from tests.pipelines.test_server_worker import (  # noqa: F401
-    ROOT, _api, _prefect, final_state, process_workers, server, start_run,
+from tests.pipelines.prefect_server import (
+    ROOT, api, deployment_id, final_state, prefect_cli, process_workers, runs_of, start_run,
 )
 from tests.trading.conftest import START, build_lake
 from warehouse import Warehouse
@@ -28,21 +27,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.server]
 DAY = "2025-09-30"  # EDT: the session opens 13:30 UTC and closes 20:00 UTC
 
 
-def _runs_of(env: dict, deployment_id: str) -> list[dict]:
-    response = httpx.post(f"{env['PREFECT_API_URL']}/flow_runs/filter", timeout=10,
-                          json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"})
-    return response.json()
-
-
-def _deployment_id(env: dict, name: str) -> str:
-    return httpx.get(f"{env['PREFECT_API_URL']}/deployments/name/{name}", timeout=10).json()["id"]
-
-
-def _play_hour(env: dict, deployment_ids: list[str], clock: str) -> None:
-    """The next runs of these deployments see `clock` as the time (the workers start each run with it)."""
-    for deployment_id in deployment_ids:
-        _api("PATCH", f"{env['PREFECT_API_URL']}/deployments/{deployment_id}",
-             json={"job_variables": {"env": {"QUARRY_CLOCK": clock}}})
+def _play_hour(env: dict, deployments: list[str], clock: str) -> None:
+    """The next runs of these deployments (by id) see `clock` as the time (the workers start each run with it)."""
+    for deployment in deployments:
+        api(env, "PATCH", f"/deployments/{deployment}", json={"job_variables": {"env": {"QUARRY_CLOCK": clock}}})
 
 
 def _wait_for(predicate, what: str, seconds: float = 90):
@@ -55,7 +43,7 @@ def _wait_for(predicate, what: str, seconds: float = 90):
     pytest.fail(f"timed out waiting for {what}")
 
 
-def test_a_simulated_day_ingests_each_hour_and_the_triggered_cycle_reads_the_last_one(server, tmp_path):  # noqa: F811
+def test_a_simulated_day_ingests_each_hour_and_the_triggered_cycle_reads_the_last_one(server, tmp_path):
     lake_root = tmp_path / "lake"
     build_lake(lake_root, end=datetime(2025, 9, 29).date()).close()
     env = {
@@ -73,23 +61,23 @@ def test_a_simulated_day_ingests_each_hour_and_the_triggered_cycle_reads_the_las
     prefect_file = tmp_path / "prefect.yaml"
     prefect_file.write_text(yaml.safe_dump(document, sort_keys=False))
     for pool in ("ingestion", "execution"):  # bars-hourly ingests, intraday-pairs trades: two pools, two workers
-        _prefect(env, "work-pool", "create", pool, "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
-    pairs = _deployment_id(env, "intraday-pairs-trading/intraday-pairs")
-    hourly = _deployment_id(env, "materialize/bars-hourly")
+        prefect_cli(env, "work-pool", "create", pool, "--type", "process")
+    prefect_cli(env, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
+    pairs = deployment_id(env, "intraday-pairs-trading/intraday-pairs")
+    hourly = deployment_id(env, "materialize/bars-hourly")
 
     with ExitStack() as workers:
         process_workers(workers, env, ["ingestion", "execution"], tmp_path)
         for hour in range(14, 20):
             clock = f"{DAY}T{hour:02d}:00:00+00:00"
             _play_hour(env, [hourly, pairs], clock)
-            ingestion = final_state(env, start_run(env, "materialize", "bars-hourly"))
+            ingestion = final_state(env, start_run(env, "materialize/bars-hourly"))
             assert ingestion["type"] == "COMPLETED", ingestion
             with Warehouse.open(env["QUARRY_CATALOG"], env["QUARRY_DATA_PATH"], read_only=True) as warehouse:
                 newest = warehouse.read("bars_hourly", [DAY])["bar_ts"].max()
             assert newest == datetime(2025, 9, 30, hour - 1, tzinfo=timezone.utc)  # the hour that closed last
 
-            triggered = _wait_for(lambda: len(_runs_of(env, pairs)) == hour - 13 and _runs_of(env, pairs)[-1],
+            triggered = _wait_for(lambda: len(runs_of(env, pairs)) == hour - 13 and runs_of(env, pairs)[-1],
                                   f"the intraday-pairs run started by the {hour}:00 ingestion")
             cycle = final_state(env, triggered["id"])
             assert cycle["type"] == "COMPLETED", cycle

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipelines.monitoring import check_orchestration, health_alert
-from tests.pipelines.test_server_worker import PREFECT, ROOT, _prefect, server  # noqa: F401
+from tests.pipelines.prefect_server import PREFECT, ROOT, prefect_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
 
@@ -33,7 +33,7 @@ def _until(predicate, seconds: float = 90):
     return predicate()
 
 
-def test_late_runs_idle_pools_and_stalled_runs_raise_alerts(server, tmp_path):  # noqa: F811
+def test_late_runs_idle_pools_and_stalled_runs_raise_alerts(server, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.states import Running, Scheduled
@@ -43,8 +43,8 @@ def test_late_runs_idle_pools_and_stalled_runs_raise_alerts(server, tmp_path):  
     prefect_file.write_text(yaml.safe_dump({"name": "ticks", "deployments": [{
         "name": "tick", "entrypoint": "tests/pipelines/tick_flow.py:tick", "tags": ["quarry", "test"],
         "parameters": {"marker": str(tmp_path / "ticks")}, "work_pool": {"name": "quarry"}}]}))
-    _prefect(server, "work-pool", "create", "quarry", "--type", "process")
-    _prefect(server, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
+    prefect_cli(server, "work-pool", "create", "quarry", "--type", "process")
+    prefect_cli(server, "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--all", timeout=180)
 
     with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("tick/tick")

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipelines.test_server_worker import server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 QUARRY = str(Path(sys.executable).with_name("quarry"))
@@ -76,15 +75,15 @@ def test_serve_without_a_server_runs_a_scheduled_run_of_a_per_minute_deployment(
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_against_a_team_server_serve_leaves_the_workers_deployments_alone(server, tmp_path):  # noqa: F811
+def test_against_a_team_server_serve_leaves_the_workers_deployments_alone(server, tmp_path):
     import httpx
 
-    from tests.pipelines.test_server_worker import _prefect
+    from tests.pipelines.prefect_server import prefect_cli
 
     project = _project(tmp_path, tmp_path / "ticks")
     env = {**_env(tmp_path), "PREFECT_API_URL": server["PREFECT_API_URL"]}
-    _prefect(env, "work-pool", "create", "quarry", "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--prefect-file", str(project / "prefect.yaml"), "--all", timeout=180)
+    prefect_cli(env, "work-pool", "create", "quarry", "--type", "process")
+    prefect_cli(env, "--no-prompt", "deploy", "--prefect-file", str(project / "prefect.yaml"), "--all", timeout=180)
     api = server["PREFECT_API_URL"]
     before = httpx.get(f"{api}/deployments/name/tick/tick-every-minute", timeout=10).json()
 
