@@ -91,6 +91,7 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     """Plain `pytest` is the everyday loop: the slow suites are left out unless `--all` is given or a test path is
     named on the command line (naming a file means wanting its tests)."""
+    _one_worker_per_file_and_for_the_machine_suites(items)
     if config.getoption("run_everything") or config.args_source != pytest.Config.ArgsSource.TESTPATHS:
         _files_with_slow_tests_first(items)
         return
@@ -98,6 +99,19 @@ def pytest_collection_modifyitems(config, items):
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+#: Under `pytest-xdist --dist loadgroup`, the group holding every suite that runs several processes at once.
+MACHINE_GROUP = "machine"
+
+
+def _one_worker_per_file_and_for_the_machine_suites(items) -> None:
+    """Each file's tests share a worker (module fixtures are built once); the files marked `server` or `machine`
+    (Prefect servers, workers, racing writers, CPU hogs) all share one worker, so two of them never compete for
+    the cores while the in-process files run beside them on the others."""
+    for item in items:
+        exclusive = item.get_closest_marker("server") or item.get_closest_marker("machine")
+        item.add_marker(pytest.mark.xdist_group(MACHINE_GROUP if exclusive else str(item.path)))
 
 
 def _files_with_slow_tests_first(items) -> None:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).parents[1]
 
 
 def collected(*args: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0", "-p", "no:cacheprovider", *args],
                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
     return {line for line in out.splitlines() if "::" in line}
 

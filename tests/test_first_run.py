@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.machine]
 QUARRY = str(Path(sys.executable).with_name("quarry"))
 COMPETING_PROCESSES = 4  # twice the cores of the machine the issue was measured on
 
