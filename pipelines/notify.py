@@ -7,6 +7,7 @@ import json
 import smtplib
 import sqlite3
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
@@ -327,10 +328,21 @@ class AlertStore:
             con.row_factory = sqlite3.Row
             return [dict(r) for r in con.execute("SELECT * FROM alerts ORDER BY alert_id")]
 
+    @contextmanager
     def _transaction(self):
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so concurrent senders queue instead of failing
+        mid-way; committed if the block ends normally, rolled back otherwise."""
         con = self._connect()
-        con.execute("BEGIN IMMEDIATE")
-        return con
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
 
     def reserve(self, policy: ThrottlePolicy, key: str, now: datetime) -> tuple[str, int]:
         """Decide and, for a send, claim the key for a while in one transaction, so concurrent processes never both send.
@@ -340,8 +352,7 @@ class AlertStore:
         outbox is a repeat. Returns the decision and how many repeats were held back since
         the key's last email.
         """
-        con = self._transaction()
-        try:
+        with self._transaction() as con:
             found = con.execute(
                 "SELECT last_sent_at, held_back, claimed_until FROM alert_throttle WHERE dedup_key = ?", (key,)
             ).fetchone()
@@ -364,18 +375,11 @@ class AlertStore:
                     " ON CONFLICT (dedup_key) DO UPDATE SET held_back = held_back + 1",
                     (key,),
                 )
-            con.execute("COMMIT")
-            return decision, (held if decision == "send" else held + 1)
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        return decision, (held if decision == "send" else held + 1)
 
     def mark_sent(self, key: str, now: datetime) -> None:
         """The relay took the email: the key is sent now, its held-back count restarts, the outbox forgets it."""
-        con = self._transaction()
-        try:
+        with self._transaction() as con:
             con.execute(
                 "INSERT INTO alert_throttle (dedup_key, last_sent_at, held_back, claimed_until) VALUES (?, ?, 0, NULL)"
                 " ON CONFLICT (dedup_key) DO UPDATE SET last_sent_at = excluded.last_sent_at, held_back = 0,"
@@ -385,34 +389,20 @@ class AlertStore:
             con.execute("INSERT INTO alert_sends (sent_at) VALUES (?)", (now.isoformat(),))
             con.execute("DELETE FROM alert_sends WHERE sent_at <= ?", ((now - timedelta(hours=1)).isoformat(),))
             con.execute("DELETE FROM alert_outbox WHERE dedup_key = ?", (key,))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
 
     def queue(self, alert: Alert, error: str, now: datetime) -> None:
         """A send that failed every attempt waits in the outbox (and its claim is released) for the next flush."""
-        con = self._transaction()
-        try:
+        with self._transaction() as con:
             con.execute(
                 "INSERT INTO alert_outbox (dedup_key, alert, attempts, last_error, queued_at) VALUES (?, ?, 1, ?, ?)"
                 " ON CONFLICT (dedup_key) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error",
                 (alert.dedup_key, alert.to_json(), error[:500], now.isoformat()),
             )
             con.execute("UPDATE alert_throttle SET claimed_until = NULL WHERE dedup_key = ?", (alert.dedup_key,))
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
 
     def claim_queued(self, policy: ThrottlePolicy, now: datetime) -> list[Alert]:
         """Queued alerts nobody else is sending right now, claimed for this sender."""
-        con = self._transaction()
-        try:
+        with self._transaction() as con:
             rows = con.execute(
                 "SELECT o.dedup_key, o.alert FROM alert_outbox o LEFT JOIN alert_throttle t USING (dedup_key)"
                 " WHERE t.claimed_until IS NULL OR t.claimed_until <= ? ORDER BY o.queued_at",
@@ -424,13 +414,7 @@ class AlertStore:
                     " ON CONFLICT (dedup_key) DO UPDATE SET claimed_until = excluded.claimed_until",
                     (key, (now + policy.claim).isoformat()),
                 )
-            con.execute("COMMIT")
-            return [Alert.from_json(text) for _, text in rows]
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        return [Alert.from_json(text) for _, text in rows]
 
     def release(self, keys: list[str]) -> None:
         """Give up claims not used (a flush that stopped early)."""

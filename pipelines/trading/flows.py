@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from loguru import logger
 from prefect import flow
@@ -13,7 +15,9 @@ from pipelines.monitoring import REPORT_FAILURE
 from pipelines.resources import Resources
 from pipelines.settings import Settings
 from pipelines.trading import operations as ops
-from pipelines.trading.runtime import open_runtime
+from pipelines.trading.runtime import TradingRuntime, open_runtime
+
+T = TypeVar("T")
 
 __all__ = [
     "execute_trades",
@@ -86,48 +90,38 @@ def execute_trades(strategy: str = "pairs", now: datetime | None = None, dry_run
     return report
 
 
-@flow(name="manage-orders", log_prints=True, **REPORT_FAILURE)
-def manage_orders_flow(now: datetime | None = None):
-    """Refresh live orders, cancel timed-out remainders, settle or repair half-filled pairs."""
+def _ledger_operation(operation: Callable[[TradingRuntime, datetime], T], now: datetime | None) -> T:
+    """One operation on the book in a runtime of its own, then the alerts it raised relayed."""
     settings = Settings()
     route_run_logs(settings)
     with open_runtime(Resources.from_settings(settings)) as runtime:
-        result = ops.run_manage_orders(runtime, _now(now, settings))
+        result = operation(runtime, _now(now, settings))
         _relay_alerts(runtime)
-        return result
+    return result
+
+
+@flow(name="manage-orders", log_prints=True, **REPORT_FAILURE)
+def manage_orders_flow(now: datetime | None = None):
+    """Refresh live orders, cancel timed-out remainders, settle or repair half-filled pairs."""
+    return _ledger_operation(ops.run_manage_orders, now)
 
 
 @flow(name="update-positions", log_prints=True, **REPORT_FAILURE)
 def update_positions_flow(now: datetime | None = None):
     """Positions and P&L from fills, marked at validated prices."""
-    settings = Settings()
-    route_run_logs(settings)
-    with open_runtime(Resources.from_settings(settings)) as runtime:
-        result = ops.run_update_positions(runtime, _now(now, settings))
-        _relay_alerts(runtime)
-        return result
+    return _ledger_operation(ops.run_update_positions, now)
 
 
 @flow(name="reconcile-trades", log_prints=True, **REPORT_FAILURE)
 def reconcile_trades_flow(now: datetime | None = None):
     """Ledger against broker: every discrepancy recorded and alerted, safe ones repaired."""
-    settings = Settings()
-    route_run_logs(settings)
-    with open_runtime(Resources.from_settings(settings)) as runtime:
-        result = ops.run_reconcile(runtime, _now(now, settings))
-        _relay_alerts(runtime)
-        return result
+    return _ledger_operation(ops.run_reconcile, now)
 
 
 @flow(name="monitor-portfolio-risk", log_prints=True, **REPORT_FAILURE)
 def monitor_portfolio_risk_flow(now: datetime | None = None):
     """Book-level limits (exposure, daily loss, drawdown, open pairs) checked as the book stands."""
-    settings = Settings()
-    route_run_logs(settings)
-    with open_runtime(Resources.from_settings(settings)) as runtime:
-        result = ops.run_monitor_portfolio_risk(runtime, _now(now, settings))
-        _relay_alerts(runtime)
-        return result
+    return _ledger_operation(ops.run_monitor_portfolio_risk, now)
 
 
 @flow(name="generate-risk-alerts", log_prints=True, **REPORT_FAILURE)
