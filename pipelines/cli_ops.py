@@ -15,6 +15,17 @@ from pipelines.terminal import console
 
 
 
+def _existing_warehouse_and_cutoff(retention_days: float | None):
+    """The settings, once the warehouse is known to exist, and the moment before which versions are past retention
+    (`retention_days`, else QUARRY_RETENTION_DAYS)."""
+    from pipelines.settings import Settings
+
+    settings = Settings()
+    require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
+    days = settings.ops.retention_days if retention_days is None else retention_days
+    return settings, datetime.now(timezone.utc) - timedelta(days=days)
+
+
 def register(app: typer.Typer) -> None:
     """Add the operations commands to the `quarry` app."""
 
@@ -83,15 +94,11 @@ def register(app: typer.Typer) -> None:
         dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would expire; change nothing")] = False,
     ) -> None:
         """Archive superseded versions past retention to Parquet, then expire their snapshots."""
-        from pipelines.settings import Settings
         from warehouse.archive import archive_old_versions
 
-        settings = Settings()
-        ops = settings.ops
-        require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
-        cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
+        settings, cutoff = _existing_warehouse_and_cutoff(retention_days)
         with settings.warehouse.open() as warehouse:
-            result = archive_old_versions(warehouse, ops.archive_dir, cutoff, dry_run=dry_run)
+            result = archive_old_versions(warehouse, settings.ops.archive_dir, cutoff, dry_run=dry_run)
         if dry_run:
             console.print(f"would expire {len(result.snapshots_expired)} snapshots older than {cutoff:%Y-%m-%d %H:%M} UTC")
             return
@@ -103,13 +110,9 @@ def register(app: typer.Typer) -> None:
         retention_days: Annotated[Optional[float], typer.Option(help="default QUARRY_RETENTION_DAYS")] = None,
     ) -> None:
         """Merge small files, expire archived snapshots, delete old and orphaned files."""
-        from pipelines.settings import Settings
         from warehouse.optimize import optimize as optimize_lake
 
-        settings = Settings()
-        ops = settings.ops
-        require_warehouse(settings.warehouse.catalog)  # only `quarry materialize` creates a warehouse
-        cutoff = datetime.now(timezone.utc) - timedelta(days=ops.retention_days if retention_days is None else retention_days)
+        settings, cutoff = _existing_warehouse_and_cutoff(retention_days)
         with settings.warehouse.open() as warehouse:
             result = optimize_lake(warehouse, cutoff)
         console.print(f"live files {result.files_before} -> {result.files_after}, "
