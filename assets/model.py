@@ -50,10 +50,10 @@ def conformed(frame: pl.DataFrame, contract: str) -> pl.DataFrame:
     A maths module computes its columns under their published names and leaves their order
     and dtypes to the contract, so its asset conforms the result here; no rows is `empty_frame`.
     """
-    published = empty_frame(contract)
+    schema = _contract_schema(contract)
     if frame.is_empty():
-        return published
-    return frame.select(published.columns).cast(published.schema)
+        return pl.DataFrame(schema=schema)
+    return frame.select(schema.names()).cast(schema)
 
 
 @dataclass(frozen=True)
