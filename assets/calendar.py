@@ -94,6 +94,18 @@ def session_of(bar_ts: pl.Expr) -> pl.Expr:
     return bar_ts.dt.convert_time_zone(EXCHANGE_TIMEZONE).dt.date()
 
 
+def sessions_of(bar_ts: pl.Series) -> pl.Series:
+    """``session_of`` over a long column that repeats its timestamps, as a frame of many pairs or symbols does.
+
+    Converting time zones costs about ten times a lookup, so each distinct timestamp is converted once.
+    """
+    if bar_ts.is_empty():  # replace_strict keeps an empty column's dtype
+        return pl.Series("session_date", [], dtype=pl.Date)
+    stamps = bar_ts.unique()
+    session_dates = stamps.to_frame("bar_ts").select(session_of(pl.col("bar_ts")))["bar_ts"]
+    return bar_ts.replace_strict(stamps, session_dates, return_dtype=pl.Date).alias("session_date")
+
+
 def session_dates(start: date, end: date) -> list[date]:
     """The session dates in [start, end]; the partition keys of a daily asset."""
     return sessions(start, end)["session_date"].to_list()

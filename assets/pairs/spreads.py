@@ -8,7 +8,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from assets.calendar import session_of
+from assets.calendar import session_of, sessions_of
 
 __all__ = [
     "BREAK_SIGNALS",
@@ -319,10 +319,8 @@ def pair_signals(
     ``bars_held`` (0 on entry bars, then bars held including the closing bar) and ``is_stop_locked``.
     """
     carried = [c for c in _CARRIED_COLUMNS if c in spreads.columns]
-    frame = _with_breaks(
-        spreads.select("pair_id", "bar_ts", "zscore", *carried), state, through, candidates, partitions
-    )
-    frame, layout = sort_by_pair_and_time(frame)
+    rows, _ = sort_by_pair_and_time(spreads.select("pair_id", "bar_ts", "zscore", *carried))
+    frame, layout = sort_by_pair_and_time(_with_breaks(rows, state, through, candidates, partitions))
     initial_state, initial_held = _initial_state(layout.pair_ids, state)
 
     zones = _zones(frame["zscore"].to_numpy().astype(np.float64, copy=False), params)
@@ -342,12 +340,13 @@ def pair_signals(
         bars_held=pl.Series(layout.from_grid(held.T)),
         is_stop_locked=pl.Series(state_of_row == _FLAT_LOCKED),
     )
+    if not out["is_added"].any():
+        return out.drop("break_zone", "is_added")
     # A break that found the pair flat is kept only right after a position closed on the pair's
     # last bar before it: a fill one bar after that signal happens at the break's bar.
     closed_before_resuming = _closed_on_last_bar(out.select("pair_id"), state)
-    closed_just_before = (
-        pl.col("signal").shift(1).over("pair_id").is_in(_Z_EXIT_SIGNALS).fill_null(pl.col("closed_before_resuming"))
-    )
+    previous_signal = pl.when(pl.col("pair_id") == pl.col("pair_id").shift(1)).then(pl.col("signal").shift(1))
+    closed_just_before = previous_signal.is_in(_Z_EXIT_SIGNALS).fill_null(pl.col("closed_before_resuming"))
     is_kept = ~pl.col("is_added") | pl.col("signal").is_in(BREAK_SIGNALS) | closed_just_before
     return out.with_columns(closed_before_resuming).filter(is_kept).drop("break_zone", "is_added", "closed_before_resuming")
 
@@ -358,7 +357,7 @@ _Z_EXIT_SIGNALS = ("exit", "stop", "max_hold")
 def _closed_on_last_bar(pairs: pl.DataFrame, state: pl.DataFrame | None) -> pl.Series:
     """Per row, whether the resumed state ended on a bar that closed a position on its z-score or holding time."""
     if state is None or "is_closed_on_last_bar" not in state.columns:
-        return pl.Series("closed_before_resuming", [False] * pairs.height, dtype=pl.Boolean)
+        return pl.repeat(False, pairs.height, dtype=pl.Boolean, eager=True).alias("closed_before_resuming")
     flags = pairs.join(state.select("pair_id", "is_closed_on_last_bar"), on="pair_id", how="left", maintain_order="left")
     return flags["is_closed_on_last_bar"].fill_null(False).alias("closed_before_resuming")
 
@@ -371,7 +370,7 @@ def _with_breaks(
     candidates: pl.DataFrame | None,
     partitions: list[date] | None,
 ) -> pl.DataFrame:
-    """The rows plus, per pair, one row at the first bar of every session its stream skipped.
+    """The rows (ordered by pair_id and bar_ts) plus, per pair, one row at the first bar of every session its stream skipped.
 
     ``break_zone`` is 0 on rows that step the machine by their z-score and names the kind
     of break on the others; ``is_added`` marks the rows that are not spreads.
@@ -381,33 +380,25 @@ def _with_breaks(
     rows = rows.with_columns(
         pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), break_zone=pl.lit(0, pl.Int8), is_added=pl.lit(False)
     )
+    rows = rows.with_columns(sessions_of(rows["bar_ts"]))
     carried = [c for c in _CARRIED_COLUMNS if c in rows.columns]
-    seen = rows.select("pair_id", *carried, "bar_ts")
+    # one row per pair and session it had bars in: its last
+    days = _last_row_per_session(rows.select("pair_id", *carried, "bar_ts", "session_date"))
     if state is not None and state.height:
-        seen = pl.concat(
-            [
-                state.select(
-                    "pair_id",
-                    *(pl.col(c) if c in state.columns else pl.lit(None, rows.schema[c]).alias(c) for c in carried),
-                    pl.col("last_bar_ts").cast(pl.Datetime("us", "UTC")).alias("bar_ts"),
-                ),
-                seen,
-            ]
-        )
-    if seen.is_empty():
-        return rows
-    dates = seen.select(session_of(pl.col("bar_ts")))["bar_ts"]
-    first, last = dates.min(), max(dates.max(), through) if through is not None else dates.max()
+        resumed = state.select(
+            "pair_id",
+            *(pl.col(c) if c in state.columns else pl.lit(None, rows.schema[c]).alias(c) for c in carried),
+            pl.col("last_bar_ts").cast(pl.Datetime("us", "UTC")).alias("bar_ts"),
+        ).with_columns(session_date=session_of(pl.col("bar_ts")))
+        days = _last_row_per_session(pl.concat([resumed, days]).sort("pair_id", "bar_ts", maintain_order=True))
+    if days.is_empty():
+        return rows.drop("session_date")
+    first = days["session_date"].min()
+    last = max(days["session_date"].max(), through) if through is not None else days["session_date"].max()
     calendar = exchange_sessions(first, last).select("session_date", "open_ts").with_row_index("session_index")
     if calendar.is_empty():
-        return rows
-    # one row per pair and session it had bars in, numbered on the exchange calendar
-    days = (
-        seen.sort("pair_id", "bar_ts")
-        .with_columns(session_date=session_of(pl.col("bar_ts")))
-        .group_by("pair_id", "session_date", maintain_order=True)
-        .last()
-    )
+        return rows.drop("session_date")
+    # each day numbered on the exchange calendar (a day off the calendar counts as the session before it)
     index = np.searchsorted(calendar["session_date"].to_numpy(), days["session_date"].to_numpy(), side="right") - 1
     days = days.with_columns(session_index=pl.Series(index, dtype=pl.Int64)).with_columns(
         next_seen=pl.col("session_index").shift(-1).over("pair_id")
@@ -421,14 +412,13 @@ def _with_breaks(
     if partitions is not None:
         skipped = _moved_to_partitions(skipped, calendar["session_date"], partitions)
     if skipped.is_empty():
-        return rows
+        return rows.drop("session_date")
     if partitions is not None:
         # a break moved onto a session the pair has rows in ends the position on its first row there
         on_rows = skipped.filter(pl.col("session_index") == pl.col("next_seen")).select("pair_id", "session_index")
         skipped = skipped.filter(pl.col("session_index") != pl.col("next_seen").fill_null(-1))
         first_rows = (
-            rows.with_columns(session_date=session_of(pl.col("bar_ts")))
-            .join(calendar.select("session_date", pl.col("session_index").cast(pl.Int64)), on="session_date")
+            rows.join(calendar.select("session_date", pl.col("session_index").cast(pl.Int64)), on="session_date")
             .join(on_rows, on=["pair_id", "session_index"], how="semi")
             .group_by("pair_id", "session_index")
             .agg(pl.col("bar_ts").min())
@@ -442,7 +432,7 @@ def _with_breaks(
             .drop("is_moved_break")
         )
         if skipped.is_empty():
-            return rows
+            return rows.drop("session_date")
     breaks = (
         skipped.drop("session_date", "bar_ts", "next_seen")
         .join(calendar.with_columns(pl.col("session_index").cast(pl.Int64)), on="session_index")
@@ -460,7 +450,15 @@ def _with_breaks(
     )
     if "spread" in carried:
         breaks = breaks.with_columns(spread=pl.lit(None, pl.Float64))
-    return pl.concat([rows, breaks.select(rows.columns)], how="vertical_relaxed")
+    return pl.concat([rows, breaks.select(rows.columns)], how="vertical_relaxed").drop("session_date")
+
+
+def _last_row_per_session(days: pl.DataFrame) -> pl.DataFrame:
+    """The last row of each pair in each session, of rows ordered by pair_id and bar_ts."""
+    is_last = (pl.col("pair_id") != pl.col("pair_id").shift(-1)) | (
+        pl.col("session_date") != pl.col("session_date").shift(-1)
+    )
+    return days.filter(is_last.fill_null(True))
 
 
 def _moved_to_partitions(skipped: pl.DataFrame, calendar: pl.Series, partitions: list[date]) -> pl.DataFrame:

@@ -2,7 +2,11 @@
 
 from datetime import date, datetime, timezone
 
-from assets.calendar import hourly_bar_starts, last_completed_session, session_dates, sessions
+import polars as pl
+from hypothesis import given
+from hypothesis import strategies as st
+
+from assets.calendar import hourly_bar_starts, last_completed_session, session_dates, session_of, sessions, sessions_of
 
 
 def test_holidays_are_not_sessions():
@@ -30,3 +34,19 @@ def test_last_completed_session():
     """Daylight saving started on 2025-03-09, so that Monday closed at 20:00 UTC."""
     assert last_completed_session(datetime(2025, 3, 10, 19, 59, tzinfo=timezone.utc)) == date(2025, 3, 7)
     assert last_completed_session(datetime(2025, 3, 10, 20, tzinfo=timezone.utc)) == date(2025, 3, 10)
+
+
+@given(
+    st.lists(
+        st.datetimes(min_value=datetime(2015, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(timezone.utc)),
+        max_size=40,
+    ),
+    st.integers(min_value=1, max_value=5),
+)
+def test_sessions_of_a_column_match_converting_every_bar(stamps, repeats):
+    """Converting each distinct timestamp once gives every bar the date converting it alone would, DST edges included."""
+    bar_ts = pl.Series("bar_ts", stamps * repeats, dtype=pl.Datetime("us", "UTC"))
+    expected = bar_ts.to_frame().select(session_of(pl.col("bar_ts")))["bar_ts"]
+    got = sessions_of(bar_ts)
+    assert got.dtype == pl.Date
+    assert got.to_list() == expected.to_list()
