@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 __all__ = ["window_mean_std"]
 
-#: Windows computed per chunk of this many positions, bounding the (positions x window) temporaries.
+#: Windows computed per chunk of this many positions, so each pass over a chunk stays in cache.
 _WINDOW_CHUNK = 1 << 16
 
 
@@ -24,22 +26,29 @@ def window_mean_std(values: np.ndarray, window: int, ddof: int) -> tuple[np.ndar
     mean, std = np.full(values.size, np.nan), np.full(values.size, np.nan)
     if window < 1 or values.size < window:
         return mean, std
-    windows = np.lib.stride_tricks.sliding_window_view(values, window)
-    for start in range(0, windows.shape[0], _WINDOW_CHUNK):
-        chunk = windows[start : start + _WINDOW_CHUNK]
-        centre = _sum_across(chunk) / window
+    n_windows = values.size - window + 1
+    for start in range(0, n_windows, _WINDOW_CHUNK):
+        stop = min(start + _WINDOW_CHUNK, n_windows)
+        centre = _sum_in_order(_kth_values(values, start, stop, window)) / window
         if window > ddof:
-            spread = np.sqrt(_sum_across((chunk - centre[:, None]) ** 2) / (window - ddof))
+            squares = (np.square(kth - centre) for kth in _kth_values(values, start, stop, window))
+            spread = np.sqrt(_sum_in_order(squares) / (window - ddof))
         else:
-            spread = np.full(chunk.shape[0], np.nan)
-        at = slice(window - 1 + start, window - 1 + start + chunk.shape[0])
+            spread = np.full(stop - start, np.nan)
+        at = slice(window - 1 + start, window - 1 + stop)
         mean[at], std[at] = centre, spread
     return mean, std
 
 
-def _sum_across(chunk: np.ndarray) -> np.ndarray:
-    """Each row's sum, added left to right: the same operations for a row whatever else is in the chunk."""
-    total = chunk[:, 0].copy()
-    for k in range(1, chunk.shape[1]):
-        total += chunk[:, k]
+def _kth_values(values: np.ndarray, start: int, stop: int, window: int) -> Iterator[np.ndarray]:
+    """For k = 0 .. window-1, the k-th value of windows start .. stop-1: a slice each, so no
+    (positions x window) array is built."""
+    return (values[start + k : stop + k] for k in range(window))
+
+
+def _sum_in_order(terms: Iterator[np.ndarray]) -> np.ndarray:
+    """Elementwise sum of the terms, added first to last: the same operations for a window whatever else is summed beside it."""
+    total = next(terms).copy()
+    for term in terms:
+        total += term
     return total
