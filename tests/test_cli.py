@@ -19,11 +19,11 @@ QUARRY = str(Path(sys.executable).with_name("quarry"))
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> dict:
+def workdir(tmp_path: Path, prefect_home: Path) -> dict:
     env = {
         **os.environ,
         "QUARRY_START_DATE": "2025-03-03",
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(prefect_home),
         "COLUMNS": "160",
     }
     for name in list(env):

@@ -151,9 +151,9 @@ COMMANDS = [
 
 
 @pytest.mark.slow
-def test_no_cli_command_prints_a_secret_with_every_dependency_down(down_env, tmp_path, smtp_inbox):
+def test_no_cli_command_prints_a_secret_with_every_dependency_down(down_env, tmp_path, smtp_inbox, prefect_home):
     _, inbox = smtp_inbox
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home), "COLUMNS": "200"}
     outputs = {}
     for command in COMMANDS:
         done = subprocess.run(QUARRY + command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)

@@ -33,12 +33,12 @@ def prefect_cli(env: dict, *args: str, timeout: float = 60) -> str:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, prefect_home):
     """A Prefect server of its own for one test, on a free port; its environment points clients at it."""
     port = free_port()
     env = {
         **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",

@@ -55,10 +55,10 @@ def _published(catalog: str, data_path: str) -> tuple[list, list]:
     return versions, rows
 
 
-def test_materialize_on_a_full_disk_stops_with_one_line_and_records_the_failed_run(tmp_path, small_disk):
+def test_materialize_on_a_full_disk_stops_with_one_line_and_records_the_failed_run(tmp_path, small_disk, prefect_home):
     catalog, data_path = f"sqlite:{tmp_path}/catalog.sqlite", f"{small_disk}/lake/"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("QUARRY_")},
-           "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "200",
+           "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home), "COLUMNS": "200",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
            "QUARRY_CATALOG": catalog, "QUARRY_DATA_PATH": data_path, "QUARRY_START_DATE": "2025-03-03",
            "QUARRY_REPORTS_DIR": str(tmp_path / "reports")}

@@ -21,9 +21,9 @@ def _server_children(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.Process(pid).children(recursive=True) if "uvicorn" in " ".join(p.cmdline())]
 
 
-def test_sigkilled_materialize_leaves_no_temporary_prefect_server(tmp_path):
+def test_sigkilled_materialize_leaves_no_temporary_prefect_server(tmp_path, prefect_home):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("QUARRY_", "PREFECT_API"))},
-           "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(prefect_home),
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300", "QUARRY_START_DATE": "2025-03-03"}
     run = subprocess.Popen([sys.executable, "-c", "from pipelines.cli import main; main()", "materialize", "--to",
                             "2025-03-07"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -29,30 +29,30 @@ def _project(tmp_path: Path, marker: Path) -> Path:
     return project
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+def _env(prefect_home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    return {**env, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(ROOT),
+    return {**env, "PREFECT_HOME": str(prefect_home), "PYTHONPATH": str(ROOT),
             "PREFECT_LOGGING_LEVEL": "WARNING"}
 
 
-def test_bad_input_is_one_line_and_exit_code_2(tmp_path):
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path, prefect_home):
     project = _project(tmp_path, tmp_path / "ticks")
-    unknown = subprocess.run([QUARRY, "serve", "--only", "nope"], cwd=project, env=_env(tmp_path),
+    unknown = subprocess.run([QUARRY, "serve", "--only", "nope"], cwd=project, env=_env(prefect_home),
                              capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "Traceback" not in unknown.stdout + unknown.stderr
     assert "no deployment named nope" in unknown.stdout and "tick-every-minute" in unknown.stdout
-    elsewhere = subprocess.run([QUARRY, "serve"], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+    elsewhere = subprocess.run([QUARRY, "serve"], cwd=tmp_path, env=_env(prefect_home), capture_output=True, text=True,
                                timeout=120)
     assert elsewhere.returncode == 2 and "no prefect.yaml at" in elsewhere.stdout
 
 
 @pytest.mark.slow
-def test_serve_without_a_server_runs_a_scheduled_run_of_a_per_minute_deployment(tmp_path):
+def test_serve_without_a_server_runs_a_scheduled_run_of_a_per_minute_deployment(tmp_path, prefect_home):
     marker = tmp_path / "ticks"
     project = _project(tmp_path, marker)
     log = (tmp_path / "serve.log").open("w")
     started = time.monotonic()
-    serving = subprocess.Popen([QUARRY, "serve"], cwd=project, env=_env(tmp_path), stdout=log,
+    serving = subprocess.Popen([QUARRY, "serve"], cwd=project, env=_env(prefect_home), stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # the acceptance bound: a server start, a scheduler pass, the next minute and the run, within two minutes
@@ -75,13 +75,13 @@ def test_serve_without_a_server_runs_a_scheduled_run_of_a_per_minute_deployment(
 
 @pytest.mark.slow
 @pytest.mark.server
-def test_against_a_team_server_serve_leaves_the_workers_deployments_alone(server, tmp_path):
+def test_against_a_team_server_serve_leaves_the_workers_deployments_alone(server, tmp_path, prefect_home):
     import httpx
 
     from tests.pipelines.prefect_server import prefect_cli
 
     project = _project(tmp_path, tmp_path / "ticks")
-    env = {**_env(tmp_path), "PREFECT_API_URL": server["PREFECT_API_URL"]}
+    env = {**_env(prefect_home), "PREFECT_API_URL": server["PREFECT_API_URL"]}
     prefect_cli(env, "work-pool", "create", "quarry", "--type", "process")
     prefect_cli(env, "--no-prompt", "deploy", "--prefect-file", str(project / "prefect.yaml"), "--all", timeout=180)
     api = server["PREFECT_API_URL"]
