@@ -19,30 +19,27 @@ def time_series_svg(
     searched and read by a test, and the browser draws them in its own fonts.
     """
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-    with plt.rc_context({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.hashsalt": "quarry"}):
-        figure, axes = plt.subplots(figsize=(width_in, height_in), layout="constrained")
-        try:
-            axes.plot(list(when), list(values), color=color, linewidth=1.3)
-            if fill_below_zero:
-                axes.fill_between(list(when), list(values), 0, color=color, alpha=0.15, linewidth=0)
-            locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
-            axes.xaxis.set_major_locator(locator)
-            axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-            axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1) if percent else FuncFormatter(_thousands))
-            axes.set_title(title, loc="left", fontsize=11)
-            axes.set_ylabel(y_label)
-            axes.grid(True, axis="y", color="#e3e7ef", linewidth=0.8)
-            buffer = io.StringIO()
-            figure.savefig(buffer, format="svg", metadata={"Date": None})
-        finally:
-            plt.close(figure)
+    # a Figure of its own, not pyplot: no global figure manager or GUI backend to load (pyplot adds ~0.7 s)
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+                                "axes.spines.right": False, "svg.hashsalt": "quarry"}):
+        figure = Figure(figsize=(width_in, height_in), layout="constrained")
+        axes = figure.subplots()
+        axes.plot(list(when), list(values), color=color, linewidth=1.3)
+        if fill_below_zero:
+            axes.fill_between(list(when), list(values), 0, color=color, alpha=0.15, linewidth=0)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1) if percent else FuncFormatter(_thousands))
+        axes.set_title(title, loc="left", fontsize=11)
+        axes.set_ylabel(y_label)
+        axes.grid(True, axis="y", color="#e3e7ef", linewidth=0.8)
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]  # inline: no XML declaration or DOCTYPE inside an HTML page
     # inside HTML the parser supplies the SVG and XLink namespaces; the page keeps no URL at all

@@ -1,5 +1,5 @@
 """A run that only plans, and a command that only reads the catalog, load only what they need: no Prefect, pandas,
-exchange-calendars, Pandera, requests or Alembic."""
+exchange-calendars, Pandera, requests, Alembic, statsmodels or matplotlib."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from warehouse.ledger import upgrade
 pytestmark = pytest.mark.slow  # real quarry subprocesses
 
 #: Heavy libraries a no-op or planning run must not import (a build, a real source or a cold calendar cache may).
-NOT_FOR_PLANNING = ("prefect", "pandas", "exchange_calendars", "pandera", "requests", "alembic")
+NOT_FOR_PLANNING = ("prefect", "pandas", "exchange_calendars", "pandera", "requests", "alembic", "statsmodels", "matplotlib")
 
 PROBE = """
 import json, sys
