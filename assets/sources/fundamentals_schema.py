@@ -32,7 +32,7 @@ FUNDAMENTAL_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     },
     "company_officers": {
         "symbol": pl.String, "officer_name": pl.String, "title": pl.String, "age": pl.Int64,
-        "total_pay": pl.Float64, "fiscal_year": pl.Int64, "issue": pl.String,
+        "total_pay_usd": pl.Float64, "fiscal_year": pl.Int64, "issue": pl.String,
     },
 }
 #: The fields a provider is expected to send for each dataset; a row without one is flagged, not dropped.

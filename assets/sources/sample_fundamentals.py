@@ -79,7 +79,7 @@ def _institutional_holders(symbol: str, sector: str) -> list[dict]:
 def _company_officers(symbol: str, sector: str) -> list[dict]:
     return [{
         "symbol": symbol, "officer_name": f"{symbol} Officer {i + 1}", "title": title, "age": age,
-        "total_pay": 1e6 + 2e7 * _unit(symbol, title), "fiscal_year": 2024,
+        "total_pay_usd": 1e6 + 2e7 * _unit(symbol, title), "fiscal_year": 2024,
     } for i, (title, age) in enumerate(OFFICERS)]
 
 

@@ -211,7 +211,7 @@ def _company_officers(ticker, symbol: str) -> list[dict]:
     if not info:
         return []
     return [{"symbol": symbol, "officer_name": officer.get("name"), "title": officer.get("title"),
-             "age": officer.get("age"), "total_pay": officer.get("totalPay"), "fiscal_year": officer.get("fiscalYear")}
+             "age": officer.get("age"), "total_pay_usd": officer.get("totalPay"), "fiscal_year": officer.get("fiscalYear")}
             for officer in info.get("companyOfficers") or []] or [{"symbol": symbol}]
 
 

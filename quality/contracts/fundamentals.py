@@ -111,7 +111,7 @@ class CompanyOfficers(pa.DataFrameModel):
     officer_name: str = pa.Field(nullable=True)
     title: str = pa.Field(nullable=True)
     age: int = pa.Field(nullable=True, ge=0)
-    total_pay: float = pa.Field(nullable=True, ge=0)
+    total_pay_usd: float = pa.Field(nullable=True, ge=0)
     fiscal_year: int = pa.Field(nullable=True)
     issue: str = pa.Field(**ISSUE)
 

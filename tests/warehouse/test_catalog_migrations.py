@@ -427,3 +427,41 @@ def test_partitions_whose_columns_were_renamed_keep_verifying_as_intact(address)
         assert warehouse.schema_version() == latest_version()
         damaged = {(c.asset, c.partition_key) for c in verify(warehouse) if c.is_damaged}
     assert damaged == {("indicators_daily", "2026-01-02")}
+
+
+def test_officer_pay_is_renamed_with_its_unit_and_its_intact_partitions_keep_verifying(address):
+    """Step 9 renames company_officers.total_pay in the table and the recorded contract and re-records intact versions."""
+    from warehouse.verify import verify
+    from warehouse.versions import data_versions_by_partition
+
+    catalog, data_path = address
+    con = _at_schema_version(catalog, data_path, 8)
+    con.execute(
+        "CREATE TABLE lake.main.company_officers (symbol VARCHAR, officer_name VARCHAR, total_pay DOUBLE, "
+        "partition_key VARCHAR); INSERT INTO lake.main.company_officers VALUES "
+        "('KO', 'J. Quincey', 2.4e7, '2026-01-02'), ('KO', 'J. Quincey', 2.5e7, '2026-01-05')"
+    )
+    columns = json.dumps([{"name": n, "dtype": "String", "nullable": True} for n in ("symbol", "officer_name", "total_pay")])
+    con.execute(
+        "INSERT INTO lake.quarry.asset_metadata (asset, code_version, grain, partitions, contract, contract_columns, "
+        "recorded_at) VALUES ('company_officers', 'c1', ['symbol'], 'daily', 'CompanyOfficers', ?, ?)",
+        [columns, WRITTEN_AT],
+    )
+    rows = con.execute("SELECT * FROM lake.main.company_officers").pl()
+    for key, version in data_versions_by_partition(rows).items():  # as the old name hashed
+        if key == "2026-01-02":
+            version = "d-something-else"  # its rows really changed since they were published
+        con.execute(
+            "INSERT INTO lake.quarry.versions (version_id, asset, partition_key, status, code_version, data_version, "
+            "row_count, created_at, published_at) VALUES (?, 'company_officers', ?, 'published', 'c1', ?, 1, ?, ?)",
+            [f"v-{key}", key, version, WRITTEN_AT, WRITTEN_AT],
+        )
+    con.close()
+    with Warehouse.open(catalog, data_path) as warehouse:
+        assert warehouse.schema_version() == latest_version()
+        pay = warehouse.query("SELECT total_pay_usd FROM lake.main.company_officers ORDER BY partition_key")
+        recorded = warehouse.asset_metadata()["company_officers"]
+        damaged = {c.partition_key for c in verify(warehouse) if c.is_damaged}
+    assert pay["total_pay_usd"].to_list() == [2.4e7, 2.5e7]
+    assert [c.name for c in recorded.contract_columns] == ["symbol", "officer_name", "total_pay_usd"]
+    assert damaged == {"2026-01-02"}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import duckdb
+import polars as pl
 
 SCHEMA_VERSION_TABLE = "lake.quarry.schema_version"
 _STEP_NAME = re.compile(r"v(\d{4})_\w+")
@@ -132,4 +133,39 @@ def rename_asset_columns(cur: duckdb.DuckDBPyConnection, renames: dict[str, dict
                 "UPDATE lake.quarry.asset_metadata SET contract_columns = replace(contract_columns, ?, ?) "
                 "WHERE asset = ? AND contract_columns IS NOT NULL",
                 [f'"name": "{old}"', f'"name": "{new}"', asset],
+            )
+
+
+def rerecord_data_versions(
+    cur: duckdb.DuckDBPyConnection, asset: str, as_published: Callable[[pl.DataFrame], pl.DataFrame]
+) -> None:
+    """Give each published partition of `asset` the data version of its rows now, if its rows are those it was published with.
+
+    A data version hashes the column names, so renaming or adding a column changes it although no
+    row did: without this `quarry verify` would mark every such partition damaged. `as_published`
+    turns the table's rows back into the columns they were published with. A partition whose rows
+    match neither its recorded version nor the renamed one keeps its recorded version, so `quarry
+    verify` still finds it damaged.
+    """
+    from warehouse.versions import data_versions_by_partition
+
+    stored = cur.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'lake' AND schema_name = 'main' AND table_name = ?",
+        [asset],
+    ).fetchone()[0]
+    if not stored:
+        return
+    published = cur.execute(
+        "SELECT version_id, partition_key, data_version FROM lake.quarry.versions WHERE asset = ? AND status = 'published'",
+        [asset],
+    ).fetchall()
+    if not published:
+        return
+    rows = cur.execute(f'SELECT * FROM lake.main."{asset}"').pl()
+    now, then = data_versions_by_partition(rows), data_versions_by_partition(as_published(rows))
+    for version_id, key, recorded in published:
+        if key in now and recorded == then.get(key) and recorded != now[key]:
+            cur.execute(  # a verify run between the rename and this step found it damaged; it was not
+                "UPDATE lake.quarry.versions SET data_version = ?, damaged_at = NULL, damage = NULL WHERE version_id = ?",
+                [now[key], version_id],
             )

@@ -210,7 +210,7 @@ class SampleYahoo:
         profile = {"sector": info["sector"], "industry": info["industry"], "country": info["country"],
                    "website": info["website"], "fullTimeEmployees": info["employee_count"],
                    "companyOfficers": [{"maxAge": 1, "name": o["officer_name"], "title": o["title"], "age": o["age"],
-                                        "fiscalYear": o["fiscal_year"], "totalPay": {"raw": o["total_pay"], "fmt": "x"}}
+                                        "fiscalYear": o["fiscal_year"], "totalPay": {"raw": o["total_pay_usd"], "fmt": "x"}}
                                        for o in officers]}
         result = {
             "assetProfile": profile,
