@@ -42,8 +42,16 @@ def register(app: typer.Typer) -> None:
 
     @trade.callback()
     def _on_prefect(ctx: typer.Context) -> None:
-        """The ledger and the source may be Prefect blocks: every trade command runs under Quarry's Prefect settings."""
-        ctx.with_resource(quarry_prefect_settings())
+        """A ledger or source keys kept in Prefect blocks are loaded through Prefect, under Quarry's Prefect settings.
+
+        Otherwise no trade command imports Prefect (about a second of start-up): they run the
+        trading operations directly, not as flows.
+        """
+        from pipelines.settings import Settings
+
+        settings = Settings()
+        if settings.ledger.connector_block or settings.source.secret_blocks:
+            ctx.with_resource(quarry_prefect_settings())
 
     @trade.command("pairs")
     def pairs(

@@ -25,7 +25,7 @@ from pipelines.cli import app
 
 outputs = []
 for args in (["materialize", "bars_raw", "--from", DAY, "--to", DAY], ["materialize", "--plan", "--json", "--to", DAY],
-             ["assets", "--json"], ["sql", "SELECT count(*) AS n FROM bars_raw"]):
+             ["assets", "--json"], ["sql", "SELECT count(*) AS n FROM bars_raw"], ["trade", "kill-switch", "status"]):
     try:
         app(args, standalone_mode=False)
     except SystemExit as stop:
@@ -48,4 +48,4 @@ def test_a_noop_run_a_plan_and_catalog_reads_import_no_prefect_pandas_calendar_p
     assert probe.returncode == 0, probe.stderr[-3000:]
     *printed, loaded = probe.stdout.strip().splitlines()
     assert "Everything up to date" in "\n".join(printed)
-    assert json.loads(loaded) == [[], [], [], []]
+    assert json.loads(loaded) == [[], [], [], [], []]
