@@ -375,12 +375,23 @@ def _with_breaks(
     ``break_zone`` is 0 on rows that step the machine by their z-score and names the kind
     of break on the others; ``is_added`` marks the rows that are not spreads.
     """
-    from assets.calendar import sessions as exchange_sessions
-
     rows = rows.with_columns(
         pl.col("bar_ts").cast(pl.Datetime("us", "UTC")), break_zone=pl.lit(0, pl.Int8), is_added=pl.lit(False)
     )
-    rows = rows.with_columns(sessions_of(rows["bar_ts"]))
+    dated = rows.with_columns(sessions_of(rows["bar_ts"]))
+    return _with_break_rows(dated, state, through, candidates, partitions).drop("session_date")
+
+
+def _with_break_rows(
+    rows: pl.DataFrame,
+    state: pl.DataFrame | None,
+    through: date | None,
+    candidates: pl.DataFrame | None,
+    partitions: list[date] | None,
+) -> pl.DataFrame:
+    """`_with_breaks` on rows that carry their ``session_date``."""
+    from assets.calendar import sessions as exchange_sessions
+
     carried = [c for c in _CARRIED_COLUMNS if c in rows.columns]
     # one row per pair and session it had bars in: its last
     days = _last_row_per_session(rows.select("pair_id", *carried, "bar_ts", "session_date"))
@@ -392,12 +403,12 @@ def _with_breaks(
         ).with_columns(session_date=session_of(pl.col("bar_ts")))
         days = _last_row_per_session(pl.concat([resumed, days]).sort("pair_id", "bar_ts", maintain_order=True))
     if days.is_empty():
-        return rows.drop("session_date")
+        return rows
     first = days["session_date"].min()
     last = max(days["session_date"].max(), through) if through is not None else days["session_date"].max()
     calendar = exchange_sessions(first, last).select("session_date", "open_ts").with_row_index("session_index")
     if calendar.is_empty():
-        return rows.drop("session_date")
+        return rows
     # each day numbered on the exchange calendar (a day off the calendar counts as the session before it)
     index = np.searchsorted(calendar["session_date"].to_numpy(), days["session_date"].to_numpy(), side="right") - 1
     days = days.with_columns(session_index=pl.Series(index, dtype=pl.Int64)).with_columns(
@@ -412,7 +423,7 @@ def _with_breaks(
     if partitions is not None:
         skipped = _moved_to_partitions(skipped, calendar["session_date"], partitions)
     if skipped.is_empty():
-        return rows.drop("session_date")
+        return rows
     if partitions is not None:
         # a break moved onto a session the pair has rows in ends the position on its first row there
         on_rows = skipped.filter(pl.col("session_index") == pl.col("next_seen")).select("pair_id", "session_index")
@@ -432,7 +443,7 @@ def _with_breaks(
             .drop("is_moved_break")
         )
         if skipped.is_empty():
-            return rows.drop("session_date")
+            return rows
     breaks = (
         skipped.drop("session_date", "bar_ts", "next_seen")
         .join(calendar.with_columns(pl.col("session_index").cast(pl.Int64)), on="session_index")
@@ -450,7 +461,7 @@ def _with_breaks(
     )
     if "spread" in carried:
         breaks = breaks.with_columns(spread=pl.lit(None, pl.Float64))
-    return pl.concat([rows, breaks.select(rows.columns)], how="vertical_relaxed").drop("session_date")
+    return pl.concat([rows, breaks.select(rows.columns)], how="vertical_relaxed")
 
 
 def _last_row_per_session(days: pl.DataFrame) -> pl.DataFrame:
