@@ -388,11 +388,23 @@ def test_the_unit_step_labels_line_items_as_the_financial_statements_asset_does(
     assert step.DOLLARS == DOLLARS
 
 
+def _record_published_versions(con, asset: str, rows_as_published: pl.DataFrame, changed_key: str | None = None) -> None:
+    """A published version row per partition of `asset`, with the data version its rows had under the column names
+    they were published with; `changed_key`'s rows really changed since, so its recorded version is another."""
+    from warehouse.versions import data_versions_by_partition
+
+    for key, version in data_versions_by_partition(rows_as_published).items():
+        con.execute(
+            "INSERT INTO lake.quarry.versions (version_id, asset, partition_key, status, code_version, data_version, "
+            "row_count, created_at, published_at) VALUES (?, ?, ?, 'published', 'c1', ?, 1, ?, ?)",
+            [f"v-{asset}-{key}", asset, key, "d-something-else" if key == changed_key else version, WRITTEN_AT, WRITTEN_AT],
+        )
+
+
 def test_partitions_whose_columns_were_renamed_keep_verifying_as_intact(address):
     """A data version hashes column names: step 8 re-records it for intact rows, so verify finds no false damage."""
     from warehouse.catalog_migrations.v0008_renamed_data_versions import as_published
     from warehouse.verify import verify
-    from warehouse.versions import data_versions_by_partition
 
     catalog, data_path = address
     con = _at_schema_version(catalog, data_path, 7)
@@ -409,19 +421,10 @@ def test_partitions_whose_columns_were_renamed_keep_verifying_as_intact(address)
         "partition_key VARCHAR, unit VARCHAR); "
         "INSERT INTO lake.main.financial_statements VALUES ('KO', 'diluted_eps', 0.71, 'all', 'usd_per_share')"
     )
-    published = []
     for asset in ("key_statistics", "indicators_daily", "financial_statements"):
         rows = con.execute(f"SELECT * FROM lake.main.{asset}").pl()
-        for key, version in data_versions_by_partition(as_published(rows, asset)).items():  # as the old names hashed
-            published.append((f"v-{asset}-{key}", asset, key, version))
-    for version_id, asset, key, version in published:
-        if (asset, key) == ("indicators_daily", "2026-01-02"):
-            version = "d-something-else"  # its rows really changed since they were published
-        con.execute(
-            "INSERT INTO lake.quarry.versions (version_id, asset, partition_key, status, code_version, data_version, "
-            "row_count, created_at, published_at) VALUES (?, ?, ?, 'published', 'c1', ?, 1, ?, ?)",
-            [version_id, asset, key, version, WRITTEN_AT, WRITTEN_AT],
-        )
+        _record_published_versions(con, asset, as_published(rows, asset),
+                                   changed_key="2026-01-02" if asset == "indicators_daily" else None)
     con.close()
     with Warehouse.open(catalog, data_path) as warehouse:
         assert warehouse.schema_version() == latest_version()
@@ -432,7 +435,6 @@ def test_partitions_whose_columns_were_renamed_keep_verifying_as_intact(address)
 def test_officer_pay_is_renamed_with_its_unit_and_its_intact_partitions_keep_verifying(address):
     """Step 9 renames company_officers.total_pay in the table and the recorded contract and re-records intact versions."""
     from warehouse.verify import verify
-    from warehouse.versions import data_versions_by_partition
 
     catalog, data_path = address
     con = _at_schema_version(catalog, data_path, 8)
@@ -447,15 +449,8 @@ def test_officer_pay_is_renamed_with_its_unit_and_its_intact_partitions_keep_ver
         "recorded_at) VALUES ('company_officers', 'c1', ['symbol'], 'daily', 'CompanyOfficers', ?, ?)",
         [columns, WRITTEN_AT],
     )
-    rows = con.execute("SELECT * FROM lake.main.company_officers").pl()
-    for key, version in data_versions_by_partition(rows).items():  # as the old name hashed
-        if key == "2026-01-02":
-            version = "d-something-else"  # its rows really changed since they were published
-        con.execute(
-            "INSERT INTO lake.quarry.versions (version_id, asset, partition_key, status, code_version, data_version, "
-            "row_count, created_at, published_at) VALUES (?, 'company_officers', ?, 'published', 'c1', ?, 1, ?, ?)",
-            [f"v-{key}", key, version, WRITTEN_AT, WRITTEN_AT],
-        )
+    rows = con.execute("SELECT * FROM lake.main.company_officers").pl()  # still under the old name
+    _record_published_versions(con, "company_officers", rows, changed_key="2026-01-02")
     con.close()
     with Warehouse.open(catalog, data_path) as warehouse:
         assert warehouse.schema_version() == latest_version()

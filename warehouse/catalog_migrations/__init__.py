@@ -29,6 +29,8 @@ from functools import cache
 import duckdb
 import polars as pl
 
+from warehouse.versions import data_versions_by_partition
+
 SCHEMA_VERSION_TABLE = "lake.quarry.schema_version"
 _STEP_NAME = re.compile(r"v(\d{4})_\w+")
 
@@ -147,8 +149,6 @@ def rerecord_data_versions(
     match neither its recorded version nor the renamed one keeps its recorded version, so `quarry
     verify` still finds it damaged.
     """
-    from warehouse.versions import data_versions_by_partition
-
     stored = cur.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'lake' AND schema_name = 'main' AND table_name = ?",
         [asset],
